@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create/refresh .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. GPU users: see README.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	OMP_NUM_THREADS=2 $(VENV)/bin/searche1 demo --out runs/demo
+
+# Essential tests (fast + the marked-slow subset is skipped); exit code 5 (no tests ran) fails.
+test: setup
+	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: setup
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/retrieval.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,182 @@
+"""The `searche1` command: parse, load config, build, run. Each command's work lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+COMMANDS = {
+    "world": "generate a seeded toy world: corpus, train split and seven test sets",
+    "index": "build a BM25 or dense retrieval index from a corpus jsonl",
+    "serve": "serve an index over HTTP: POST /retrieve (Search-R1 compatible), GET /health",
+    "search": "query an index directory or a running server from the shell",
+    "convert": "convert QA files between FlashRAG jsonl and Search-R1 parquet",
+    "config": "print the resolved config of a preset plus overrides",
+    "demo": "run the main job on the embedded default (toy world, index, checks)",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "toy") -> None:
+    p.add_argument("--preset", default=default_preset, help="preset name in configs/ or a YAML path")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. retrieval.topk=5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="searche1", description="Search-E1: GRPO + offline self-distillation for search agents.")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch/BLAS (default: all cores)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    h = COMMANDS
+
+    p = sub.add_parser("world", help=h["world"], description=h["world"])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seed", type=int, help="evaluation-world seed (default: world.seed of the preset)")
+    g.add_argument("--pretrain", type=int, metavar="I", help="pretraining world I (a separate seed namespace)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--disjoint-names", action="store_true", help="names not drawn from the shared pool")
+    p.add_argument("--no-check", action="store_true", help="skip the answerability/retrieval checks")
+    _add_config_args(p)
+
+    p = sub.add_parser("index", help=h["index"], description=h["index"])
+    p.add_argument("--corpus", required=True, help="corpus jsonl ({id, contents} or {id, title, text})")
+    p.add_argument("--method", choices=["bm25", "dense"], default="bm25")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--model", default="minilm", help="dense encoder: minilm (bundled), HF id or path")
+    p.add_argument("--faiss-type", default="flat", choices=["flat", "fp16", "ivf", "hnsw"])
+    p.add_argument("--faiss-index", help="dense: reuse this faiss file (e.g. Search-R1's e5_Flat.index)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="dense encoder device (cpu, cuda)")
+
+    p = sub.add_parser("serve", help=h["serve"], description=h["serve"])
+    p.add_argument("--index", required=True, help="index directory from `searche1 index`")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--topk", type=int, default=3, help="documents per query when a request says topk: null")
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("search", help=h["search"], description=h["search"])
+    p.add_argument("--index", required=True, help="index directory or http://host:port of a server")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print the raw documents as JSON")
+    p.add_argument("queries", nargs="+")
+
+    p = sub.add_parser("convert", help=h["convert"], description=h["convert"])
+    p.add_argument("input", help=".jsonl (FlashRAG) or .parquet (Search-R1)")
+    p.add_argument("output", help=".jsonl or .parquet")
+
+    p = sub.add_parser("config", help=h["config"], description=h["config"])
+    _add_config_args(p)
+
+    p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
+    p.add_argument("--out", default="runs/demo", help="run directory")
+    _add_config_args(p)
+    return parser
+
+
+def cmd_world(args) -> int:
+    from searche1.config import load_config
+    from searche1.data.toyworld.checks import check_world, format_check_report
+    from searche1.data.toyworld.generator import generate_world, write_world
+
+    cfg = load_config(args.preset, args.overrides)
+    world_cfg = cfg.world
+    if args.seed is not None:
+        world_cfg.seed = args.seed
+    if args.pretrain is not None:
+        world_cfg.pretrain_index = args.pretrain
+    if args.disjoint_names:
+        world_cfg.name_pool = "disjoint"
+    t0 = time.perf_counter()
+    world = generate_world(world_cfg)
+    paths = write_world(world, args.out)
+    print(f"wrote world to {args.out} in {time.perf_counter() - t0:.1f}s: {len(world.docs)} passages, "
+          f"{len(world.train)} train questions, " + ", ".join(f"{k} {len(v)}" for k, v in world.tests.items()))
+    if not args.no_check:
+        print(format_check_report(check_world(world)))
+    return 0
+
+
+def cmd_index(args) -> int:
+    from searche1.retrieval.index import IndexOptions, build_index
+
+    opts = IndexOptions(args.method, args.model, args.faiss_type, args.batch_size, args.device, args.faiss_index)
+    meta = build_index(args.corpus, args.out, opts)
+    print(f"indexed {meta['n_docs']} documents ({meta['method']}) into {args.out} in {meta['build_seconds']:.1f}s")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from searche1.retrieval.base import read_meta
+    from searche1.retrieval.index import open_index
+    from searche1.retrieval.server import ServerLimits, serve
+
+    meta = read_meta(args.index)
+    retriever = open_index(args.index, device=args.device)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: the retriever is reachable from other machines", file=sys.stderr)
+    print(f"serving {meta['method']} index {args.index} ({meta['n_docs']} docs) on http://{args.host}:{args.port}"
+          f" (POST /retrieve, GET /health)", flush=True)
+    serve(retriever, args.host, args.port, ServerLimits(default_topk=args.topk),
+          info={"method": meta["method"], "n_docs": meta["n_docs"]})
+    return 0
+
+
+def cmd_search(args) -> int:
+    from searche1.protocol import information_block
+    from searche1.retrieval.client import make_client
+
+    client = make_client(args.index, topk=args.topk)
+    results = client.retrieve(args.queries, args.topk)
+    for q, docs in zip(args.queries, results):
+        if args.json:
+            print(json.dumps({"query": q, "documents": docs}, ensure_ascii=False))
+        else:
+            print(f"<search> {q} </search>" + information_block(docs))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from searche1.data.qa import load_qa, save_qa
+
+    examples = load_qa(args.input)
+    n = save_qa(args.output, examples)
+    print(f"converted {n} examples: {args.input} -> {args.output}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from searche1.config import dump_config, load_config
+
+    print(dump_config(load_config(args.preset, args.overrides)), end="")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from searche1.demo import run_demo
+
+    return run_demo(args.out, args.preset, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from searche1.config import ConfigError
+    from searche1.fileio import InputError
+    from searche1.retrieval.client import RetrieverRequestError, RetrieverUnavailable
+    from searche1.runtime import configure_threads
+
+    configure_threads(args.threads)
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return handler(args)
+    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError) as e:
+        print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

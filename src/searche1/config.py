@@ -1,0 +1,229 @@
+"""Typed configuration: one dataclass per component, YAML presets as diffs, dotted CLI overrides last.
+
+    cfg = load_config("toy", ["retrieval.topk=5", "rollout.max_turns=2"])
+
+Unknown keys and wrong types fail at load time with the key's full path in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from searche1 import protocol
+from searche1.data.toyworld.generator import WorldConfig
+from searche1.fileio import atomic_write
+from searche1.reward import EMMode
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class RetrievalConfig:
+    method: str = "bm25"
+    """Index type built by `searche1 index`: bm25 | dense."""
+    index: str = ""
+    """Index directory (in-process search) or http(s):// URL of a `searche1 serve` / Search-R1 server."""
+    topk: int = protocol.DEFAULT_TOPK
+    """Documents per query inserted into the <information> block."""
+    model: str = "minilm"
+    """Dense encoder: `minilm` (bundled offline all-MiniLM-L6-v2), an HF id or path (e5 models get prefixes)."""
+    faiss_type: str = "flat"
+    """Dense index: flat (exact) | fp16 (exact, half memory) | ivf | hnsw (approximate)."""
+    timeout: float = 30.0
+    """HTTP client: seconds per request."""
+    retries: int = 3
+    """HTTP client: retries (exponential backoff) before giving up."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    """Bind address; loopback unless told otherwise."""
+    port: int = 8000
+    max_queries: int = 512
+    """Queries per request."""
+    max_query_chars: int = 4096
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass
+class RolloutConfig:
+    max_turns: int = protocol.DEFAULT_MAX_TURNS
+    """Searches allowed per trajectory; then one last turn with search disabled."""
+    max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
+    """Observation tokens kept per <information> block."""
+    max_response_length: int = 500
+    """Generated tokens per turn."""
+    em_mode: EMMode = EMMode.STRICT
+    """strict (last <answer> of the response) | searchr1 (prompt + response, >= 2 matches)."""
+
+
+@dataclass
+class Config:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    seed: int = 0
+    """Seed of the run (one `seed_everything` call at start)."""
+
+    def __post_init__(self):
+        validate(self)
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks, each naming the fix."""
+    if cfg.retrieval.method not in ("bm25", "dense"):
+        raise ConfigError(f"retrieval.method must be bm25 or dense, got {cfg.retrieval.method!r}")
+    if not 1 <= cfg.retrieval.topk <= 100:
+        raise ConfigError(f"retrieval.topk must be in 1..100, got {cfg.retrieval.topk}")
+    if cfg.rollout.max_turns < 0:
+        raise ConfigError(f"rollout.max_turns must be >= 0, got {cfg.rollout.max_turns}")
+    if cfg.rollout.max_obs_length < 1 or cfg.rollout.max_response_length < 1:
+        raise ConfigError("rollout.max_obs_length and rollout.max_response_length must be >= 1")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Check `value` against the annotation `tp` (int accepted for float, strings for enums)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: must be one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(f"{key}: must be one of {[m.value for m in tp]}, got {value!r}") from None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _apply(obj: Any, updates: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a mapping of its fields, got {value!r}")
+            _apply(current, value, path + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path))
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """["a.b=1", "c=x"] -> {"a": {"b": 1}, "c": "x"}; values parsed as YAML scalars."""
+    tree: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. retrieval.topk=5)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def preset_path(preset: str | os.PathLike) -> Path:
+    p = Path(preset)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"preset file {p} does not exist")
+        return p
+    candidate = PRESET_DIR / f"{preset}.yaml"
+    if not candidate.is_file():
+        names = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown preset {str(preset)!r}; available: {', '.join(names)} (or a path to a .yaml)")
+    return candidate
+
+
+def load_config(preset: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    cfg = Config.__new__(Config)  # defaults without validation; validated once complete
+    for f in dataclasses.fields(Config):
+        setattr(cfg, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    if preset is not None:
+        path = preset_path(preset)
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a preset must be a mapping of config sections")
+        try:
+            _apply(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    _apply(cfg, parse_overrides(overrides or []))
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    def plain(v):
+        if isinstance(v, enum.Enum):
+            return v.value
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """The resolved config of a run, saved beside its outputs."""
+    with atomic_write(path) as f:
+        f.write(dump_config(cfg))

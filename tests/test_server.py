@@ -1,0 +1,195 @@
+"""The /retrieve server (Search-R1 request/response shapes, validation, batching) and the clients."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from searche1.data.corpus import write_corpus
+from searche1.retrieval.bm25 import BM25Retriever
+from searche1.retrieval.client import (HttpClient, InProcessClient, RetrieverRequestError, RetrieverUnavailable,
+                                       make_client)
+from searche1.retrieval.server import ServerLimits, make_app
+
+
+@pytest.fixture
+def retriever(tiny_corpus):
+    return BM25Retriever.build(tiny_corpus)
+
+
+@pytest.fixture
+def client(retriever):
+    with TestClient(make_app(retriever, ServerLimits(max_queries=8, max_query_chars=50, max_body_bytes=2000))) as c:
+        yield c
+
+
+def test_retrieve_with_scores(client, retriever):
+    r = client.post("/retrieve", json={"queries": ["Zorvak painter", "Melin"], "topk": 3, "return_scores": True})
+    assert r.status_code == 200
+    result = r.json()["result"]
+    assert len(result) == 2 and all(len(docs) == 3 for docs in result)
+    doc = result[0][0]
+    assert set(doc) == {"document", "score"} and set(doc["document"]) == {"id", "contents"}
+    expected = retriever.search(["Zorvak painter"], 3)[0]
+    assert [d["document"]["id"] for d in result[0]] == [h.doc.id for h in expected]
+    assert [d["score"] for d in result[0]] == pytest.approx([h.score for h in expected])
+
+
+def test_retrieve_without_scores_and_default_topk(client):
+    r = client.post("/retrieve", json={"queries": ["Kelmar"], "topk": None, "return_scores": False})
+    assert r.status_code == 200
+    docs = r.json()["result"][0]
+    assert len(docs) == 3 and set(docs[0]) == {"id", "contents"}
+    r = client.post("/retrieve", json={"queries": ["Kelmar"]})  # both fields optional
+    assert r.json()["result"][0] == docs
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"queries": ["x"], "topk": 0}, "topk"),
+    ({"queries": ["x"], "topk": 101}, "topk"),
+    ({"queries": "x"}, "queries"),
+    ({"queries": [3]}, "queries.0"),
+    ({"topk": 3}, "queries"),
+    ({"queries": []}, "at least one query"),
+    ({"queries": ["q"] * 9}, "9 queries; the limit is 8"),
+    ({"queries": ["q" * 51]}, "queries.0: 51 characters"),
+    ({"queries": ["x"], "return_scores": "maybe"}, "return_scores"),
+])
+def test_validation_is_422_with_message(client, body, fragment):
+    r = client.post("/retrieve", json=body)
+    assert r.status_code == 422
+    assert fragment in r.json()["detail"]
+
+
+def test_body_size_limit_and_bad_json(client):
+    r = client.post("/retrieve", content=b'{"queries": ["' + b"x" * 3000 + b'"]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "limit is 2000" in r.json()["detail"]
+    r = client.post("/retrieve", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_health(client):
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_concurrent_requests_are_batched_and_correct(retriever):
+    calls = []
+    original = retriever.search
+
+    def counting(queries, k):
+        calls.append(len(queries))
+        time.sleep(0.01)  # while this runs, other requests queue up
+        return original(queries, k)
+
+    retriever.search = counting
+    app = make_app(retriever)
+    queries = ["Zorvak", "Melin", "Kelmar", "Dosta", "Tarvos", "ship", "painter", "city"] * 4
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                rs = await asyncio.gather(*[c.post("/retrieve", json={"queries": [q], "topk": 1 + i % 3})
+                                            for i, q in enumerate(queries)])
+        return [r.json()["result"][0] for r in rs]
+
+    results = asyncio.run(run())
+    for i, (q, docs) in enumerate(zip(queries, results)):
+        assert [d["id"] for d in docs] == [h.doc.id for h in original([q], 1 + i % 3)[0]]
+    assert sum(calls) == len(queries) and len(calls) < len(queries)  # fewer search calls than requests
+
+
+def test_search_error_returns_500_and_server_lives(retriever):
+    original = retriever.search
+    state = {"fail": True}
+
+    def flaky(queries, k):
+        if state["fail"]:
+            raise RuntimeError("index broke")
+        return original(queries, k)
+
+    retriever.search = flaky
+    with TestClient(make_app(retriever), raise_server_exceptions=False) as c:
+        assert c.post("/retrieve", json={"queries": ["x"]}).status_code == 500
+        state["fail"] = False
+        assert c.post("/retrieve", json={"queries": ["Zorvak"]}).status_code == 200
+
+
+def test_inprocess_client(retriever):
+    docs = InProcessClient(retriever, topk=2).retrieve(["Zorvak", "Melin"])
+    assert [len(d) for d in docs] == [2, 2] and set(docs[0][0]) == {"id", "contents"}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_http_client_unreachable_is_clear():
+    port = _free_port()
+    c = HttpClient(f"http://127.0.0.1:{port}", timeout=1.0, retries=2, backoff=0.01)
+    t0 = time.perf_counter()
+    with pytest.raises(RetrieverUnavailable, match=r"unreachable after 3 attempts .*searche1 serve"):
+        c.retrieve(["x"])
+    assert time.perf_counter() - t0 < 10
+
+
+@pytest.fixture(scope="module")
+def served_index(tmp_path_factory):
+    """`searche1 index` + `searche1 serve` as real subprocesses (1 thread each) on a free loopback port."""
+    from searche1.data.corpus import Document, make_contents
+
+    tmp = tmp_path_factory.mktemp("serve")
+    docs = [Document(str(i), make_contents(f"Entity{i}", f"Entity{i} was born in city{i % 7} in {1800 + i}."))
+            for i in range(200)]
+    write_corpus(tmp / "corpus.jsonl", docs)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "searche1.cli"]
+    subprocess.run(cli + ["index", "--corpus", str(tmp / "corpus.jsonl"), "--out", str(tmp / "idx")],
+                   check=True, env=env, capture_output=True)
+    port = _free_port()
+    proc = subprocess.Popen(cli + ["serve", "--index", str(tmp / "idx"), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start: " + proc.stdout.read().decode())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_search_r1_style_client_against_cli_server(served_index):
+    """What Search-R1's retriever client sends, to `searche1 serve`."""
+    payload = {"queries": ["Entity5 born", "Entity17 city"], "topk": 3, "return_scores": True}
+    body = httpx.post(served_index + "/retrieve", json=payload, timeout=10).json()
+    assert list(body) == ["result"] and len(body["result"]) == 2
+    first = body["result"][0]
+    assert len(first) == 3 and first[0]["document"]["id"] == "5" and isinstance(first[0]["score"], float)
+    assert first[0]["document"]["contents"].startswith('"Entity5"\n')
+    payload["return_scores"] = False
+    body = httpx.post(served_index + "/retrieve", json=payload, timeout=10).json()
+    assert body["result"][1][0]["id"] == "17" and "score" not in body["result"][1][0]
+
+
+def test_http_client_against_cli_server(served_index):
+    c = make_client(served_index, topk=2)
+    docs = c.retrieve(["Entity9 born"])
+    assert docs[0][0]["id"] == "9" and len(docs[0]) == 2
+    with pytest.raises(RetrieverRequestError, match="422"):
+        c.retrieve(["x"], topk=500)
