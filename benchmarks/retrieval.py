@@ -28,14 +28,22 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
-BUILD_CHILD = """
-import json, resource, sys, time
+# Peak memory is VmHWM of the child: ru_maxrss would carry over the parent's peak across exec on Linux.
+PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+BUILD_CHILD = f"""
+import json, sys, time
 from searche1.retrieval.index import IndexOptions, build_index
-{pre}
 t0 = time.perf_counter()
-build_index(sys.argv[1], sys.argv[2], IndexOptions("bm25"), show_progress=False)
-seconds = time.perf_counter() - t0
-print(json.dumps({{"seconds": seconds, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+build_index(sys.argv[1], sys.argv[2], IndexOptions(sys.argv[3]), show_progress=False)
+print(json.dumps({{"seconds": time.perf_counter() - t0, "peak_rss_mb": {PEAK_RSS}}}))
+"""
+IMPORT_CHILD = f"""
+import json, sys
+import searche1.retrieval.index, searche1.retrieval.bm25
+if sys.argv[1] == "dense":
+    from searche1.retrieval.dense import load_encoder
+    load_encoder("minilm")
+print(json.dumps({PEAK_RSS}))
 """
 
 
@@ -62,23 +70,22 @@ def toy_corpus():
     return world.docs, questions
 
 
-def build_in_child(corpus: Path, out: Path) -> dict:
-    """Build in a fresh process so its peak RSS is the build's; a second child that only imports gives the base."""
-    res = subprocess.run([sys.executable, "-c", BUILD_CHILD.format(pre=""), str(corpus), str(out)],
+def build_in_child(corpus: Path, out: Path, method: str = "bm25") -> dict:
+    """Build in a fresh process so its peak RSS is the build's; a second child that only imports (and loads the
+    encoder, for dense) gives the base to subtract."""
+    res = subprocess.run([sys.executable, "-c", BUILD_CHILD, str(corpus), str(out), method],
                          env=CHILD_ENV, check=True, capture_output=True, text=True)
     build = json.loads(res.stdout.strip().splitlines()[-1])
-    base_code = ("import json, resource; import searche1.retrieval.index, searche1.retrieval.bm25; "
-                 "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))")
-    base = json.loads(subprocess.run([sys.executable, "-c", base_code], env=CHILD_ENV, check=True,
-                                     capture_output=True, text=True).stdout)
-    return {"build_seconds": build["seconds"], "build_peak_rss_mb": build["maxrss_mb"], "import_rss_mb": base}
+    base = json.loads(subprocess.run([sys.executable, "-c", IMPORT_CHILD, method], env=CHILD_ENV, check=True,
+                                     capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return {"build_seconds": build["seconds"], "build_peak_rss_mb": build["peak_rss_mb"], "import_rss_mb": base}
 
 
 def inprocess_qps(index_dir: Path, queries: list[str], topk: int = 3) -> dict:
     from searche1.retrieval.index import open_index
 
     r = open_index(index_dir)
-    r.warmup()
+    r.search(queries[:8], topk)  # warm up (numba JIT, first encoder call)
     single = queries[: min(len(queries), 500)]
     t0 = time.perf_counter()
     for q in single:
@@ -97,15 +104,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index_dir: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "searche1.cli", "--threads", "1", "serve", "--index",
-                             str(index_dir), "--port", str(port)], env=CHILD_ENV,
+                             str(index_dir), "--port", str(port), "--workers", str(workers)], env=CHILD_ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
+                if workers > 1:
+                    time.sleep(10)  # /health answers once one worker is up; give the others time to warm up
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.1)
@@ -113,66 +122,59 @@ def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start: " + proc.stderr.read().decode())
 
 
-def serial_client(url: str, queries: list[str], topk: int) -> tuple[float, int, list]:
-    errors, results = 0, []
-    with httpx.Client(timeout=30) as c:
-        t0 = time.perf_counter()
-        for q in queries:
-            try:
-                r = c.post(url + "/retrieve", json={"queries": [q], "topk": topk, "return_scores": False})
-                r.raise_for_status()
-                results.append([d["id"] for d in r.json()["result"][0]])
-            except Exception:
-                errors += 1
-                results.append(None)
-        return len(queries) / (time.perf_counter() - t0), errors, results
+async def _client_run(url: str, queries: list[str], topk: int, n_clients: int) -> tuple[float, int, list]:
+    """n_clients, each on its own keep-alive connection, sending its share of the queries one request at a time
+    (n_clients=1: one client sending them all serially). Same client code for both, so the ratio is the server's."""
+    import aiohttp
 
-
-def concurrent_clients(url: str, queries: list[str], topk: int, n_clients: int) -> tuple[float, int, list]:
-    """n_clients, each with its own connection, sending its share of the queries one request at a time."""
     results: list = [None] * len(queries)
     errors = 0
 
-    async def one_client(c: httpx.AsyncClient, idx: list[int]):
+    async def one_client(session, idx: list[int]):
         nonlocal errors
         for i in idx:
             try:
-                r = await c.post(url + "/retrieve", json={"queries": [queries[i]], "topk": topk,
-                                                          "return_scores": False})
-                r.raise_for_status()
-                results[i] = [d["id"] for d in r.json()["result"][0]]
+                async with session.post(url + "/retrieve", json={"queries": [queries[i]], "topk": topk,
+                                                                 "return_scores": False}) as r:
+                    r.raise_for_status()
+                    results[i] = [d["id"] for d in (await r.json())["result"][0]]
             except Exception:
                 errors += 1
 
-    async def main():
-        limits = httpx.Limits(max_connections=n_clients, max_keepalive_connections=n_clients)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as c:
-            await c.get(url + "/health")
-            t0 = time.perf_counter()
-            await asyncio.gather(*[one_client(c, list(range(k, len(queries), n_clients)))
-                                   for k in range(n_clients)])
-            return time.perf_counter() - t0
-
-    seconds = asyncio.run(main())
+    connector = aiohttp.TCPConnector(limit=n_clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*[one_client(session, [0]) for _ in range(n_clients)])  # open the connections
+        errors, t0 = 0, time.perf_counter()
+        await asyncio.gather(*[one_client(session, list(range(k, len(queries), n_clients)))
+                               for k in range(n_clients)])
+        seconds = time.perf_counter() - t0
     return len(queries) / seconds, errors, results
 
 
-def bench_corpus(name: str, docs, queries: list[str], args, tmp: Path) -> dict:
+def run_clients(url: str, queries: list[str], topk: int, n_clients: int) -> tuple[float, int, list]:
+    return asyncio.run(_client_run(url, queries, topk, n_clients))
+
+
+def bench_corpus(name: str, docs, queries: list[str], args, tmp: Path, method: str = "bm25", workers: int = 1) -> dict:
     from searche1.data.corpus import write_corpus
 
     corpus = tmp / f"{name}.jsonl"
-    write_corpus(corpus, docs)
-    row = {"corpus": name, "n_docs": len(docs), "n_queries": len(queries)}
-    print(f"[{name}] building index over {len(docs)} passages ...", flush=True)
-    row.update(build_in_child(corpus, tmp / f"{name}-idx"))
-    print(f"[{name}] in-process queries/s ...", flush=True)
-    row.update(inprocess_qps(tmp / f"{name}-idx", queries, args.topk))
-    print(f"[{name}] server: serial client, then {args.clients} concurrent clients ...", flush=True)
-    proc, url = start_server(tmp / f"{name}-idx")
+    if not corpus.exists():
+        write_corpus(corpus, docs)
+    index = tmp / f"{name}-{method}-idx"
+    row = {"corpus": name, "method": method, "workers": workers, "n_docs": len(docs), "n_queries": len(queries)}
+    print(f"[{name} {method}] building index over {len(docs)} passages ...", flush=True)
+    if not index.exists():
+        row.update(build_in_child(corpus, index, method))
+        print(f"[{name} {method}] in-process queries/s ...", flush=True)
+        row.update(inprocess_qps(index, queries, args.topk))
+    print(f"[{name} {method}] server ({workers} worker(s)): serial client, then {args.clients} concurrent clients",
+          flush=True)
+    proc, url = start_server(index, workers)
     try:
-        serial_client(url, queries[:50], args.topk)  # warm the connection and caches
-        s_qps, s_err, s_res = serial_client(url, queries, args.topk)
-        c_qps, c_err, c_res = concurrent_clients(url, queries, args.topk, args.clients)
+        run_clients(url, queries[:50], args.topk, 1)  # warm up
+        s_qps, s_err, s_res = run_clients(url, queries, args.topk, 1)
+        c_qps, c_err, c_res = run_clients(url, queries, args.topk, args.clients)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -188,6 +190,7 @@ def main():
     ap.add_argument("--queries", type=int, default=2000, help="queries per measurement")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--topk", type=int, default=3)
+    ap.add_argument("--no-dense", action="store_true", help="skip the dense (MiniLM) rows")
     ap.add_argument("--out", default=str(HERE / "results" / "retrieval.json"))
     args = ap.parse_args()
 
@@ -196,20 +199,26 @@ def main():
         tmp = Path(d)
         docs, questions = toy_corpus()
         reps = -(-args.queries // len(questions))
-        rows.append(bench_corpus("toy", docs, (questions * reps)[:args.queries], args, tmp))
+        toy_queries = (questions * reps)[:args.queries]
+        rows.append(bench_corpus("toy", docs, toy_queries, args, tmp))
+        if not args.no_dense:  # dense (MiniLM, CPU): the encoder dominates, so batching matters most here
+            rows.append(bench_corpus("toy", docs, toy_queries, args, tmp, method="dense"))
         docs = synthetic_corpus(args.n_docs)
         rng = np.random.default_rng(1)
         picks = rng.integers(0, len(docs), size=args.queries)
         queries = [" ".join(docs[i].contents.split("\n", 1)[1].split()[5:11]) for i in picks]
-        rows.append(bench_corpus(f"synthetic-{args.n_docs // 1000}k", docs, queries, args, tmp))
+        name = f"synthetic-{args.n_docs // 1000}k"
+        rows.append(bench_corpus(name, docs, queries, args, tmp))
+        rows.append(bench_corpus(name, docs, queries, args, tmp, workers=2))
 
-    cols = [("corpus", "{}"), ("n_docs", "{}"), ("build_seconds", "{:.1f}"), ("build_peak_rss_mb", "{:.0f}"),
+    cols = [("corpus", "{}"), ("method", "{}"), ("workers", "{}"), ("n_docs", "{}"), ("build_seconds", "{:.1f}"),
+            ("build_peak_rss_mb", "{:.0f}"),
             ("import_rss_mb", "{:.0f}"), ("inprocess_single_qps", "{:.0f}"), ("inprocess_batch256_qps", "{:.0f}"),
             ("server_serial_qps", "{:.0f}"), ("server_concurrent_qps", "{:.0f}"), ("concurrent_vs_serial", "{:.2f}x"),
             ("errors", "{}"), ("concurrent_results_differ", "{}")]
     print("\n| " + " | ".join(c for c, _ in cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join(f.format(r[c]) for c, f in cols) + " |")
+        print("| " + " | ".join(f.format(r[c]) if c in r else "-" for c, f in cols) + " |")
     meta = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
             "clients": args.clients, "topk": args.topk, "command": " ".join(sys.argv)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

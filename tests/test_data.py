@@ -6,13 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import SHARED_BENCHMARKS
 from searche1.data.corpus import iter_corpus, read_corpus
-from searche1.data.qa import (QAExample, load_qa, read_qa_jsonl, read_searchr1_parquet, save_qa,
-                              write_searchr1_parquet)
+from searche1.data.qa import QAExample, load_qa, read_qa_jsonl, read_searchr1_parquet, save_qa, write_searchr1_parquet
 from searche1.fileio import InputError, atomic_write
 from searche1.protocol import make_prompt_text
-
-from conftest import SHARED_BENCHMARKS
 
 
 def _write(path, text: str | bytes):
@@ -178,3 +176,20 @@ def test_real_benchmarks_roundtrip_through_parquet(tmp_path, path):
     save_qa(jl, back)
     original = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert [json.loads(line) for line in jl.read_text(encoding="utf-8").splitlines()] == original
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from searche1.fileio import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "f.txt") as f:
+            f.write("x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "inner.txt").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

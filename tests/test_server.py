@@ -1,7 +1,6 @@
 """The /retrieve server (Search-R1 request/response shapes, validation, batching) and the clients."""
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -14,8 +13,13 @@ from fastapi.testclient import TestClient
 
 from searche1.data.corpus import write_corpus
 from searche1.retrieval.bm25 import BM25Retriever
-from searche1.retrieval.client import (HttpClient, InProcessClient, RetrieverRequestError, RetrieverUnavailable,
-                                       make_client)
+from searche1.retrieval.client import (
+    HttpClient,
+    InProcessClient,
+    RetrieverRequestError,
+    RetrieverUnavailable,
+    make_client,
+)
 from searche1.retrieval.server import ServerLimits, make_app
 
 
@@ -71,7 +75,16 @@ def test_validation_is_422_with_message(client, body, fragment):
 def test_body_size_limit_and_bad_json(client):
     r = client.post("/retrieve", content=b'{"queries": ["' + b"x" * 3000 + b'"]}',
                     headers={"content-type": "application/json"})
-    assert r.status_code == 422 and "limit is 2000" in r.json()["detail"]
+    assert r.status_code == 422 and "limit of 2000 bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit applies while the body streams in
+        yield b'{"queries": ["'
+        for _ in range(30):
+            yield b"x" * 100
+        yield b'"]}'
+
+    r = client.post("/retrieve", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "limit of 2000 bytes" in r.json()["detail"]
     r = client.post("/retrieve", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 422
 
@@ -80,7 +93,9 @@ def test_health(client):
     assert client.get("/health").json()["status"] == "ok"
 
 
-def test_concurrent_requests_are_batched_and_correct(retriever):
+@pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "worker-thread"])
+def test_concurrent_requests_are_batched_and_correct(retriever, in_thread):
+    retriever.search_releases_gil = in_thread
     calls = []
     original = retriever.search
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 COMMANDS = {
     "world": "generate a seeded toy world: corpus, train split and seven test sets",
@@ -55,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--topk", type=int, default=3, help="documents per query when a request says topk: null")
+    p.add_argument("--workers", type=int, default=1, help="server processes (each opens the mmap'd index)")
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("search", help=h["search"], description=h["search"])
@@ -91,7 +91,7 @@ def cmd_world(args) -> int:
         world_cfg.name_pool = "disjoint"
     t0 = time.perf_counter()
     world = generate_world(world_cfg)
-    paths = write_world(world, args.out)
+    write_world(world, args.out)
     print(f"wrote world to {args.out} in {time.perf_counter() - t0:.1f}s: {len(world.docs)} passages, "
           f"{len(world.train)} train questions, " + ", ".join(f"{k} {len(v)}" for k, v in world.tests.items()))
     if not args.no_check:
@@ -111,14 +111,19 @@ def cmd_index(args) -> int:
 def cmd_serve(args) -> int:
     from searche1.retrieval.base import read_meta
     from searche1.retrieval.index import open_index
-    from searche1.retrieval.server import ServerLimits, serve
+    from searche1.retrieval.server import ServerLimits, serve, serve_workers
 
     meta = read_meta(args.index)
-    retriever = open_index(args.index, device=args.device)
+    if not 1 <= args.topk <= 100 or args.workers < 1:
+        raise ValueError("--topk must be in 1..100 and --workers >= 1")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the retriever is reachable from other machines", file=sys.stderr)
     print(f"serving {meta['method']} index {args.index} ({meta['n_docs']} docs) on http://{args.host}:{args.port}"
-          f" (POST /retrieve, GET /health)", flush=True)
+          f" (POST /retrieve, GET /health), {args.workers} worker(s)", flush=True)
+    if args.workers > 1:
+        serve_workers(args.index, args.workers, args.host, args.port, args.topk, args.device)
+        return 0
+    retriever = open_index(args.index, device=args.device)
     serve(retriever, args.host, args.port, ServerLimits(default_topk=args.topk),
           info={"method": meta["method"], "n_docs": meta["n_docs"]})
     return 0

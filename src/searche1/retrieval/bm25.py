@@ -34,9 +34,13 @@ def _tokenizer() -> bm25s.tokenization.Tokenizer:
 class BM25Retriever:
     """Build in memory with `build`, persist with `save`, reopen with `load` (mmap)."""
 
+    search_releases_gil = False  # mostly Python (tokenizing, building hits): the server runs it inline
+
     def __init__(self, model: bm25s.BM25, tokenizer, docs: DocStore, n_threads: int = 1):
         self.model, self.tokenizer, self.docs = model, tokenizer, docs
         self.n_threads = n_threads
+        # bm25s's return_as="string" rebuilds this reverse map on every call (O(vocabulary)); build it once.
+        self._id_to_token = {i: t for t, i in tokenizer.get_vocab_dict().items()}
 
     @classmethod
     def build(cls, docs: Sequence[Document], show_progress: bool = False, n_threads: int = 1) -> "BM25Retriever":
@@ -75,7 +79,8 @@ class BM25Retriever:
             return []
         # Words never seen in the corpus are dropped (update_vocab=False); an all-unknown query still gets k
         # (zero-score) documents, so every query has exactly k hits like the dense index.
-        tokens = self.tokenizer.tokenize(list(queries), update_vocab=False, return_as="string", show_progress=False)
+        ids = self.tokenizer.tokenize(list(queries), update_vocab=False, return_as="ids", show_progress=False)
+        tokens = [[self._id_to_token[i] for i in q] for q in ids]
         idx, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=self.n_threads)
         idx, scores = np.asarray(idx), np.asarray(scores)
         return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, scores)]

@@ -83,6 +83,7 @@ def make_faiss_index(embeddings: np.ndarray, faiss_type: str = "flat", nlist: in
 
 class DenseRetriever:
     FAISS_FILE = "faiss.index"
+    search_releases_gil = True  # torch and faiss release the GIL: the server runs search on a worker thread
 
     def __init__(self, encoder, index, docs: DocStore, model: str, nprobe: int = 16):
         if index.ntotal != len(docs):
