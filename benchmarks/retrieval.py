@@ -122,9 +122,11 @@ def start_server(index_dir: Path, workers: int = 1) -> tuple[subprocess.Popen, s
     raise RuntimeError("server did not start: " + proc.stderr.read().decode())
 
 
-async def _client_run(url: str, queries: list[str], topk: int, n_clients: int) -> tuple[float, int, list]:
-    """n_clients, each on its own keep-alive connection, sending its share of the queries one request at a time
-    (n_clients=1: one client sending them all serially). Same client code for both, so the ratio is the server's."""
+async def _client_run(url: str, queries: list[str], topk: int, n_clients: int,
+                      per_request: int = 1) -> tuple[float, int, list]:
+    """n_clients, each on its own keep-alive connection, sending its share of the queries `per_request` at a time,
+    one request after the other (n_clients=1: one client sending them all serially). The same client code serves
+    every measurement, so the ratios are the server's."""
     import aiohttp
 
     results: list = [None] * len(queries)
@@ -132,14 +134,16 @@ async def _client_run(url: str, queries: list[str], topk: int, n_clients: int) -
 
     async def one_client(session, idx: list[int]):
         nonlocal errors
-        for i in idx:
+        for start in range(0, len(idx), per_request):
+            chunk = idx[start:start + per_request]
             try:
-                async with session.post(url + "/retrieve", json={"queries": [queries[i]], "topk": topk,
-                                                                 "return_scores": False}) as r:
+                async with session.post(url + "/retrieve", json={"queries": [queries[i] for i in chunk],
+                                                                 "topk": topk, "return_scores": False}) as r:
                     r.raise_for_status()
-                    results[i] = [d["id"] for d in (await r.json())["result"][0]]
+                    for i, docs in zip(chunk, (await r.json())["result"]):
+                        results[i] = [d["id"] for d in docs]
             except Exception:
-                errors += 1
+                errors += len(chunk)
 
     connector = aiohttp.TCPConnector(limit=n_clients)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -151,8 +155,9 @@ async def _client_run(url: str, queries: list[str], topk: int, n_clients: int) -
     return len(queries) / seconds, errors, results
 
 
-def run_clients(url: str, queries: list[str], topk: int, n_clients: int) -> tuple[float, int, list]:
-    return asyncio.run(_client_run(url, queries, topk, n_clients))
+def run_clients(url: str, queries: list[str], topk: int, n_clients: int,
+                per_request: int = 1) -> tuple[float, int, list]:
+    return asyncio.run(_client_run(url, queries, topk, n_clients, per_request))
 
 
 def bench_corpus(name: str, docs, queries: list[str], args, tmp: Path, method: str = "bm25", workers: int = 1) -> dict:
@@ -163,8 +168,8 @@ def bench_corpus(name: str, docs, queries: list[str], args, tmp: Path, method: s
         write_corpus(corpus, docs)
     index = tmp / f"{name}-{method}-idx"
     row = {"corpus": name, "method": method, "workers": workers, "n_docs": len(docs), "n_queries": len(queries)}
-    print(f"[{name} {method}] building index over {len(docs)} passages ...", flush=True)
     if not index.exists():
+        print(f"[{name} {method}] building index over {len(docs)} passages ...", flush=True)
         row.update(build_in_child(corpus, index, method))
         print(f"[{name} {method}] in-process queries/s ...", flush=True)
         row.update(inprocess_qps(index, queries, args.topk))
@@ -175,12 +180,15 @@ def bench_corpus(name: str, docs, queries: list[str], args, tmp: Path, method: s
         run_clients(url, queries[:50], args.topk, 1)  # warm up
         s_qps, s_err, s_res = run_clients(url, queries, args.topk, 1)
         c_qps, c_err, c_res = run_clients(url, queries, args.topk, args.clients)
+        # What the rollout engine does: one request carries a whole turn's queries (here 32).
+        b_qps, b_err, b_res = run_clients(url, queries, args.topk, 1, per_request=32)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    mismatches = sum(a != b for a, b in zip(s_res, c_res))
+    mismatches = sum(a != b or a != c for a, b, c in zip(s_res, c_res, b_res))
     row.update(server_serial_qps=s_qps, server_concurrent_qps=c_qps, concurrent_vs_serial=c_qps / s_qps,
-               errors=s_err + c_err, concurrent_results_differ=mismatches)
+               server_batch32_qps=b_qps, batch32_vs_serial=b_qps / s_qps,
+               errors=s_err + c_err + b_err, concurrent_results_differ=mismatches)
     return row
 
 
@@ -215,6 +223,7 @@ def main():
             ("build_peak_rss_mb", "{:.0f}"),
             ("import_rss_mb", "{:.0f}"), ("inprocess_single_qps", "{:.0f}"), ("inprocess_batch256_qps", "{:.0f}"),
             ("server_serial_qps", "{:.0f}"), ("server_concurrent_qps", "{:.0f}"), ("concurrent_vs_serial", "{:.2f}x"),
+            ("server_batch32_qps", "{:.0f}"), ("batch32_vs_serial", "{:.2f}x"),
             ("errors", "{}"), ("concurrent_results_differ", "{}")]
     print("\n| " + " | ".join(c for c, _ in cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

@@ -78,3 +78,17 @@ def test_world_command(tmp_path, capsys):
     assert main(["world", "--pretrain", "0", "--out", str(tmp_path / "p"), "--no-check"]) == 0
     with pytest.raises(SystemExit):
         main(["world", "--seed", "1", "--pretrain", "2", "--out", str(tmp_path / "x")])
+
+
+def test_demo_runs_end_to_end_on_a_small_world(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["demo", "--out", str(run), "world.n_test=10", "world.n_test_bamboogle=5",
+                 "world.n_train_single=20", "world.n_train_bridge=20"]) == 0
+    out = capsys.readouterr().out
+    assert "<information>Doc 1(Title:" in out and "returned the same documents" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["world"]["n_test"] == 10
+    assert 0 < summary["world_checks"]["single_hop_retrieval"]["overall"]["recall@3"] <= 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("world/single_hop_retrieval.overall.recall@3" in r for r in records)
+    assert (run / "config.yaml").is_file() and (run / "index" / "meta.json").is_file()

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from searche1.data.corpus import write_corpus
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import (
     HttpClient,
@@ -159,23 +158,20 @@ def test_http_client_unreachable_is_clear():
 
 
 @pytest.fixture(scope="module")
-def served_index(tmp_path_factory):
-    """`searche1 index` + `searche1 serve` as real subprocesses (1 thread each) on a free loopback port."""
-    from searche1.data.corpus import Document, make_contents
-
+def served_world(tmp_path_factory):
+    """`searche1 world` + `searche1 index` + `searche1 serve` as real subprocesses (1 thread each), loopback port."""
     tmp = tmp_path_factory.mktemp("serve")
-    docs = [Document(str(i), make_contents(f"Entity{i}", f"Entity{i} was born in city{i % 7} in {1800 + i}."))
-            for i in range(200)]
-    write_corpus(tmp / "corpus.jsonl", docs)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cli = [sys.executable, "-m", "searche1.cli"]
-    subprocess.run(cli + ["index", "--corpus", str(tmp / "corpus.jsonl"), "--out", str(tmp / "idx")],
+    cli = [sys.executable, "-m", "searche1.cli", "--threads", "1"]
+    subprocess.run(cli + ["world", "--seed", "5", "--out", str(tmp / "world"), "--no-check"],
+                   check=True, env=env, capture_output=True)
+    subprocess.run(cli + ["index", "--corpus", str(tmp / "world" / "corpus.jsonl"), "--out", str(tmp / "idx")],
                    check=True, env=env, capture_output=True)
     port = _free_port()
     proc = subprocess.Popen(cli + ["serve", "--index", str(tmp / "idx"), "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(300):
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 break
@@ -184,27 +180,38 @@ def served_index(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("server did not start: " + proc.stdout.read().decode())
-    yield url
+    yield url, tmp
     proc.terminate()
     proc.wait(timeout=10)
 
 
-def test_search_r1_style_client_against_cli_server(served_index):
-    """What Search-R1's retriever client sends, to `searche1 serve`."""
-    payload = {"queries": ["Entity5 born", "Entity17 city"], "topk": 3, "return_scores": True}
-    body = httpx.post(served_index + "/retrieve", json=payload, timeout=10).json()
-    assert list(body) == ["result"] and len(body["result"]) == 2
-    first = body["result"][0]
-    assert len(first) == 3 and first[0]["document"]["id"] == "5" and isinstance(first[0]["score"], float)
-    assert first[0]["document"]["contents"].startswith('"Entity5"\n')
+def test_search_r1_style_client_against_cli_server(served_world):
+    """What Search-R1's retriever client sends, to `searche1 serve` over a toy-world BM25 index."""
+    from searche1.data.qa import read_qa_jsonl
+    from searche1.retrieval.index import open_index
+
+    url, tmp = served_world
+    questions = [ex.question for ex in read_qa_jsonl(tmp / "world" / "test" / "toy-nq.jsonl")[:4]]
+    expected = open_index(tmp / "idx").search(questions, 3)
+    payload = {"queries": questions, "topk": 3, "return_scores": True}
+    body = httpx.post(url + "/retrieve", json=payload, timeout=10).json()
+    assert list(body) == ["result"] and len(body["result"]) == 4
+    for docs, hits in zip(body["result"], expected):
+        assert len(docs) == 3
+        assert [set(d) for d in docs] == [{"document", "score"}] * 3
+        assert [d["document"] for d in docs] == [h.doc.to_json() for h in hits]
+        assert [d["score"] for d in docs] == pytest.approx([h.score for h in hits])
+        assert docs[0]["document"]["contents"].startswith('"')  # wiki-18 layout: quoted title line
     payload["return_scores"] = False
-    body = httpx.post(served_index + "/retrieve", json=payload, timeout=10).json()
-    assert body["result"][1][0]["id"] == "17" and "score" not in body["result"][1][0]
+    body = httpx.post(url + "/retrieve", json=payload, timeout=10).json()
+    assert body["result"] == [[h.doc.to_json() for h in hits] for hits in expected]
 
 
-def test_http_client_against_cli_server(served_index):
-    c = make_client(served_index, topk=2)
-    docs = c.retrieve(["Entity9 born"])
-    assert docs[0][0]["id"] == "9" and len(docs[0]) == 2
+def test_http_client_against_cli_server(served_world):
+    url, tmp = served_world
+    inprocess = make_client(str(tmp / "idx"), topk=2).retrieve(["where was Zorvak born", "Kelmar founded"])
+    c = make_client(url, topk=2)
+    assert c.retrieve(["where was Zorvak born", "Kelmar founded"]) == inprocess
+    assert [len(d) for d in inprocess] == [2, 2]
     with pytest.raises(RetrieverRequestError, match="422"):
         c.retrieve(["x"], topk=500)

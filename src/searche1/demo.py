@@ -44,7 +44,7 @@ def _serve_in_thread(retriever, port: int = 0):
 
 
 def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None = None) -> int:
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines (prompt, passages) stay whole, as a model sees them
     cfg = load_config(preset, overrides)
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
@@ -62,10 +62,11 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
                       f"{sum(len(v) for v in world.tests.values())} test questions ({timings['world']:.1f}s)")
 
         t0 = time.perf_counter()
-        meta = build_index(run / "world" / "corpus.jsonl", run / "index", IndexOptions(cfg.retrieval.method))
+        meta = build_index(run / "world" / "corpus.jsonl", run / "index", IndexOptions(cfg.retrieval.method),
+                           show_progress=False)
         retriever = open_index(run / "index")
         timings["index"] = time.perf_counter() - t0
-        console.print(f"[2/4] {meta['method']} index over {meta['n_docs']} passages ({timings['index']:.1f}s)")
+        console.print(f"[2/4] {meta['method']} index over {meta['n_docs']} passages ({timings['index']:.2f}s)")
 
         t0 = time.perf_counter()
         report = check_world(world, topk=cfg.retrieval.topk)
