@@ -142,6 +142,17 @@ def test_inprocess_client(retriever):
     assert [len(d) for d in docs] == [2, 2] and set(docs[0][0]) == {"id", "contents"}
 
 
+def _wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("server did not start: " + (proc.stdout.read().decode() if proc.stdout else ""))
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,15 +182,7 @@ def served_world(tmp_path_factory):
     proc = subprocess.Popen(cli + ["serve", "--index", str(tmp / "idx"), "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stdout.read().decode())
+    _wait_healthy(url, proc)
     yield url, tmp
     proc.terminate()
     proc.wait(timeout=10)
@@ -215,3 +218,29 @@ def test_http_client_against_cli_server(served_world):
     assert [len(d) for d in inprocess] == [2, 2]
     with pytest.raises(RetrieverRequestError, match="422"):
         c.retrieve(["x"], topk=500)
+
+
+def test_serve_workers_and_config_limits(tmp_path, tiny_corpus):
+    """`--workers 2` and `server.*` limits from the config reach every worker."""
+    from searche1.data.corpus import write_corpus
+
+    write_corpus(tmp_path / "c.jsonl", tiny_corpus)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "searche1.cli", "--threads", "1"]
+    subprocess.run(cli + ["index", "--corpus", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "idx")],
+                   check=True, env=env, capture_output=True)
+    port = _free_port()
+    proc = subprocess.Popen(cli + ["serve", "--index", str(tmp_path / "idx"), "--port", str(port), "--workers", "2",
+                                   "--topk", "2", "server.max_queries=3"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        for _ in range(6):  # connections land on either worker
+            with httpx.Client() as c:
+                assert len(c.post(url + "/retrieve", json={"queries": ["Zorvak"]}).json()["result"][0]) == 2
+                r = c.post(url + "/retrieve", json={"queries": ["a", "b", "c", "d"]})
+                assert r.status_code == 422 and "the limit is 3" in r.json()["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -51,11 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help=h["serve"], description=h["serve"])
     p.add_argument("--index", required=True, help="index directory from `searche1 index`")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--topk", type=int, default=3, help="documents per query when a request says topk: null")
+    p.add_argument("--host", default=None, help="bind address (default server.host: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="default server.port: 8000")
+    p.add_argument("--topk", type=int, default=None, help="documents per query when a request says topk: null "
+                                                          "(default retrieval.topk: 3)")
     p.add_argument("--workers", type=int, default=1, help="server processes (each opens the mmap'd index)")
     p.add_argument("--device", default=None)
+    _add_config_args(p)
 
     p = sub.add_parser("search", help=h["search"], description=h["search"])
     p.add_argument("--index", required=True, help="index directory or http://host:port of a server")
@@ -109,22 +111,26 @@ def cmd_index(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from searche1.config import load_config
     from searche1.retrieval.base import read_meta
     from searche1.retrieval.index import open_index
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
 
-    meta = read_meta(args.index)
-    if not 1 <= args.topk <= 100 or args.workers < 1:
+    cfg = load_config(args.preset, args.overrides)
+    host, port = args.host or cfg.server.host, args.port or cfg.server.port
+    limits = ServerLimits(default_topk=args.topk or cfg.retrieval.topk, max_queries=cfg.server.max_queries,
+                          max_query_chars=cfg.server.max_query_chars, max_body_bytes=cfg.server.max_body_bytes)
+    if not 1 <= limits.default_topk <= 100 or args.workers < 1:
         raise ValueError("--topk must be in 1..100 and --workers >= 1")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: the retriever is reachable from other machines", file=sys.stderr)
-    print(f"serving {meta['method']} index {args.index} ({meta['n_docs']} docs) on http://{args.host}:{args.port}"
+    meta = read_meta(args.index)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
+    print(f"serving {meta['method']} index {args.index} ({meta['n_docs']} docs) on http://{host}:{port}"
           f" (POST /retrieve, GET /health), {args.workers} worker(s)", flush=True)
     if args.workers > 1:
-        serve_workers(args.index, args.workers, args.host, args.port, args.topk, args.device)
+        serve_workers(args.index, args.workers, host, port, limits, args.device)
         return 0
-    retriever = open_index(args.index, device=args.device)
-    serve(retriever, args.host, args.port, ServerLimits(default_topk=args.topk),
+    serve(open_index(args.index, device=args.device), host, port, limits,
           info={"method": meta["method"], "n_docs": meta["n_docs"]})
     return 0
 

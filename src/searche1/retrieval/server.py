@@ -172,7 +172,7 @@ class _BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
-_ENV_INDEX, _ENV_TOPK, _ENV_DEVICE = "SEARCHE1_SERVE_INDEX", "SEARCHE1_SERVE_TOPK", "SEARCHE1_SERVE_DEVICE"
+_ENV_INDEX, _ENV_LIMITS, _ENV_DEVICE = "SEARCHE1_SERVE_INDEX", "SEARCHE1_SERVE_LIMITS", "SEARCHE1_SERVE_DEVICE"
 
 
 def app_from_env():
@@ -185,16 +185,19 @@ def app_from_env():
     meta = read_meta(index)
     retriever = open_index(index, device=os.environ.get(_ENV_DEVICE) or None)
     _warmup(retriever)
-    return make_app(retriever, ServerLimits(default_topk=int(os.environ[_ENV_TOPK])),
+    return make_app(retriever, ServerLimits(**json.loads(os.environ[_ENV_LIMITS])),
                     info={"method": meta["method"], "n_docs": meta["n_docs"]})
 
 
-def serve_workers(index: str, workers: int, host: str = "127.0.0.1", port: int = 8000, default_topk: int = 3,
-                  device: str | None = None, log_level: str = "warning") -> None:
+def serve_workers(index: str, workers: int, host: str = "127.0.0.1", port: int = 8000,
+                  limits: ServerLimits | None = None, device: str | None = None, log_level: str = "warning") -> None:
     """Serve with several worker processes (one search at a time each), for machines with cores to spare."""
+    import dataclasses
+
     import uvicorn
 
-    os.environ.update({_ENV_INDEX: str(index), _ENV_TOPK: str(default_topk), _ENV_DEVICE: device or ""})
+    limits = dataclasses.asdict(limits or ServerLimits())
+    os.environ.update({_ENV_INDEX: str(index), _ENV_LIMITS: json.dumps(limits), _ENV_DEVICE: device or ""})
     uvicorn.run("searche1.retrieval.server:app_from_env", factory=True, workers=workers, host=host, port=port,
                 log_level=log_level)
 
