@@ -198,6 +198,8 @@ def main():
     ap.add_argument("--queries", type=int, default=2000, help="queries per measurement")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--topk", type=int, default=3)
+    ap.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                    help="server worker counts measured on the synthetic corpus, e.g. 1,2,4")
     ap.add_argument("--no-dense", action="store_true", help="skip the dense (MiniLM) rows")
     ap.add_argument("--out", default=str(HERE / "results" / "retrieval.json"))
     args = ap.parse_args()
@@ -216,8 +218,8 @@ def main():
         picks = rng.integers(0, len(docs), size=args.queries)
         queries = [" ".join(docs[i].contents.split("\n", 1)[1].split()[5:11]) for i in picks]
         name = f"synthetic-{args.n_docs // 1000}k"
-        rows.append(bench_corpus(name, docs, queries, args, tmp))
-        rows.append(bench_corpus(name, docs, queries, args, tmp, workers=2))
+        for workers in args.workers:
+            rows.append(bench_corpus(name, docs, queries, args, tmp, workers=workers))
 
     cols = [("corpus", "{}"), ("method", "{}"), ("workers", "{}"), ("n_docs", "{}"), ("build_seconds", "{:.1f}"),
             ("build_peak_rss_mb", "{:.0f}"),
