@@ -67,3 +67,10 @@ def test_resolved_config_roundtrips(tmp_path):
 def test_parse_overrides_tree():
     assert parse_overrides(["a.b=1", "a.c=x y", "d=[1, 2]", "e="]) == {"a": {"b": 1, "c": "x y"}, "d": [1, 2],
                                                                        "e": ""}
+
+
+def test_world_section_is_validated_after_overrides():
+    with pytest.raises(ConfigError, match="world: n_people \\+ n_cities"):
+        load_config("toy", ["world.n_people=290"])
+    with pytest.raises(ConfigError, match="world: name_pool must be"):
+        load_config("toy", ["world.name_pool=mine"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -84,13 +85,9 @@ def cmd_world(args) -> int:
     from searche1.data.toyworld.generator import generate_world, write_world
 
     cfg = load_config(args.preset, args.overrides)
-    world_cfg = cfg.world
-    if args.seed is not None:
-        world_cfg.seed = args.seed
-    if args.pretrain is not None:
-        world_cfg.pretrain_index = args.pretrain
-    if args.disjoint_names:
-        world_cfg.name_pool = "disjoint"
+    changes = {"seed": args.seed, "pretrain_index": args.pretrain,
+               "name_pool": "disjoint" if args.disjoint_names else None}
+    world_cfg = dataclasses.replace(cfg.world, **{k: v for k, v in changes.items() if v is not None})
     t0 = time.perf_counter()
     world = generate_world(world_cfg)
     write_world(world, args.out)

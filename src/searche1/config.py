@@ -85,7 +85,12 @@ class Config:
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks, each naming the fix."""
+    """Cross-field checks, each naming the fix. Section dataclasses with their own checks run them again, since
+    overrides are applied field by field after construction."""
+    try:
+        cfg.world.__post_init__()
+    except ValueError as e:
+        raise ConfigError(f"world: {e}") from None
     if cfg.retrieval.method not in ("bm25", "dense"):
         raise ConfigError(f"retrieval.method must be bm25 or dense, got {cfg.retrieval.method!r}")
     if not 1 <= cfg.retrieval.topk <= 100:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from searche1.config import load_config, save_config, to_dict
+from searche1.config import dump_config, load_config, save_config, to_dict
 from searche1.data.toyworld.checks import check_world, format_check_report
 from searche1.data.toyworld.generator import generate_world, write_world
 from searche1.fileio import atomic_write
@@ -51,6 +51,7 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
     save_config(cfg, run / "config.yaml")
     seed_everything(cfg.seed)
     console.print(f"[bold]searche1 demo[/bold] -> {run}  (preset {preset}, world seed {cfg.world.seed})")
+    console.print(f"resolved config ({run / 'config.yaml'}):\n" + dump_config(cfg), markup=False, highlight=False)
     timings: dict[str, float] = {}
 
     with MetricsWriter(run / "metrics.jsonl") as metrics:
