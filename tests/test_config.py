@@ -74,3 +74,38 @@ def test_world_section_is_validated_after_overrides():
         load_config("toy", ["world.n_people=290"])
     with pytest.raises(ConfigError, match="world: name_pool must be"):
         load_config("toy", ["world.name_pool=mine"])
+
+
+def test_float_forms_and_conflicts():
+    assert load_config("toy", ["retrieval.timeout=1e1"]).retrieval.timeout == 10.0
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config("toy", ["retrieval.timeout=soon"])
+    with pytest.raises(ConfigError, match="conflicts with an earlier override"):
+        load_config("toy", ["retrieval=5", "retrieval.topk=3"])
+    with pytest.raises(ConfigError, match="conflicts with an earlier override"):
+        load_config("toy", ["retrieval.topk=3", "retrieval=5"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("retrieval.faiss_type=lsh", "faiss_type must be"),
+    ("retrieval.retries=-1", "retries >= 0"),
+    ("retrieval.timeout=0", "timeout must be > 0"),
+    ("server.max_queries=0", "must be >= 1"),
+    ("server.port=99999", "server.port must be in"),
+])
+def test_load_time_validation(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("toy", [override])
+
+
+def test_threads_respect_user_setting(monkeypatch):
+    import os
+
+    from searche1.runtime import configure_threads
+
+    for var in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):  # restored after the test
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert configure_threads() == 1
+    assert configure_threads(2) == 2
+    configure_threads(1)  # back to the suite's one thread

@@ -193,3 +193,32 @@ def test_atomic_outputs_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_parquet_duplicate_ids_and_bad_metadata(tmp_path):
+    path = tmp_path / "x: y.parquet"  # a path with ": " in it must not garble the message
+    row = {"id": "1", "question": "q", "golden_answers": ["a"], "extra_info": {"split": "", "index": 0,
+                                                                              "metadata": None}}
+    pq.write_table(pa.Table.from_pylist([row, dict(row)]), path)
+    with pytest.raises(InputError) as e:
+        read_searchr1_parquet(path)
+    assert str(e.value) == f"{path}: row 1: duplicate id '1' (first on row 0)"
+    bad = dict(row, extra_info={"split": "", "index": 0, "metadata": "{not json"})
+    pq.write_table(pa.Table.from_pylist([bad]), path)
+    with pytest.raises(InputError, match=r"row 0: extra_info.metadata is not JSON text"):
+        read_searchr1_parquet(path)
+
+
+def test_empty_metadata_roundtrips(tmp_path):
+    ex = [QAExample("1", "q", ["a"], "nq", metadata={})]
+    write_searchr1_parquet(tmp_path / "m.parquet", ex)
+    assert read_searchr1_parquet(tmp_path / "m.parquet")[0].metadata == {}
+
+
+def test_lone_surrogate_names_line(tmp_path):
+    path = _write(tmp_path / "s.jsonl", GOOD + '{"id": "2", "question": "bad \\ud800", "golden_answers": ["x"]}\n'
+                                              '{"id": "3", "question": "ok \\ud83d\\ude00", "golden_answers": ["x"]}\n')
+    with pytest.raises(InputError, match=r"s.jsonl:2: holds a lone UTF-16 surrogate"):
+        read_qa_jsonl(path)
+    path = _write(tmp_path / "ok.jsonl", '{"id": "3", "question": "ok \\ud83d\\ude00", "golden_answers": ["x"]}\n')
+    assert read_qa_jsonl(path)[0].question == "ok 😀"  # a proper surrogate pair is fine

@@ -114,7 +114,7 @@ def test_next_step_turn_rules():
         assert P.next_step(invalid, done, 4) is S.INVALID
         assert P.next_step(answer, done, 4) is S.ANSWER
         assert not P.is_final_turn(done, 4)
-    # after max_turns searches: one last turn with search disabled
+    # after max_turns search-or-invalid turns: one last turn with search disabled
     assert P.is_final_turn(4, 4)
     assert P.next_step(answer, 4, 4) is S.ANSWER
     assert P.next_step(search, 4, 4) is S.END_NO_ANSWER
@@ -122,6 +122,19 @@ def test_next_step_turn_rules():
     assert P.next_step(search, 0, 0) is S.END_NO_ANSWER
     with pytest.raises(ValueError):
         P.next_step(search, 0, -1)
+
+
+def test_invalid_turns_cannot_loop_forever():
+    """Simulate the engine's loop: a model that never writes a tag ends after max_turns + 1 turns."""
+    invalid = P.Action(P.ActionKind.INVALID)
+    turns_done, steps = 0, []
+    while True:
+        step = P.next_step(invalid, turns_done, max_turns=4)
+        steps.append(step)
+        if step in (P.Step.ANSWER, P.Step.END_NO_ANSWER):
+            break
+        turns_done += 1
+    assert steps == [P.Step.INVALID] * 4 + [P.Step.END_NO_ANSWER]
 
 
 def test_truncate_observation_ids():

@@ -140,3 +140,75 @@ def test_ivf_option_trains():
     assert idx[:, 0].tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="faiss_type"):
         make_faiss_index(x, "lsh")
+
+
+def test_out_dir_that_is_not_an_index_is_never_replaced(tmp_path, tiny_corpus):
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, tiny_corpus)
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep me")
+    with pytest.raises(InputError, match="is not a searche1 index .no meta.json."):
+        build_index(corpus, mine, IndexOptions("bm25"), show_progress=False)
+    assert (mine / "precious.txt").read_text() == "keep me"
+    with pytest.raises(InputError, match="not a searche1 index"):
+        build_index(corpus, tmp_path, IndexOptions("bm25"), show_progress=False)  # the corpus's own folder
+    build_index(corpus, tmp_path / "idx", IndexOptions("bm25"), show_progress=False)
+    build_index(corpus, tmp_path / "idx", IndexOptions("bm25"), show_progress=False)  # an index: replaced
+    assert read_meta(tmp_path / "idx")["n_docs"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "idx", "mydata"]
+
+
+def test_stopword_or_unknown_query_matches_nothing(tmp_path):
+    from searche1.data.corpus import Document
+
+    docs = [Document("0", "the of and"), Document("1", '"A"\napples grow'), Document("2", '"B"\npears grow')]
+    r = BM25Retriever.build(docs)
+    for q in ("the", "qwertyuiop", ""):
+        assert [h.score for h in r.search([q], 3)[0]] == [0.0, 0.0, 0.0]
+    assert _ids(r.search(["apples"], 1)[0]) == ["1"]
+    mixed = r.search(["apples", "the", "pears"], 1)
+    assert [_ids(h) for h in mixed] == [["1"], ["0"], ["2"]] and mixed[1][0].score == 0.0
+
+
+def test_bare_string_query_is_rejected(tiny_corpus):
+    r = BM25Retriever.build(tiny_corpus)
+    with pytest.raises(TypeError, match="wrap it"):
+        r.search("Zorvak", 3)
+
+
+def test_is_e5_names():
+    from searche1.retrieval.dense import is_e5
+
+    assert is_e5("intfloat/e5-base-v2") and is_e5("intfloat/multilingual-e5-large") and is_e5("/m/e5_small")
+    assert not is_e5("/hf/snapshots/f52bf8ec6c3d4e5bcd") and not is_e5("minilm") and not is_e5("bge-e5x")
+
+
+def test_dense_prefixes_stored_at_build(tmp_path, tiny_corpus, minilm):
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, tiny_corpus)
+    build_index(corpus, tmp_path / "d", IndexOptions("dense", query_prefix="query: ", passage_prefix="passage: "),
+                show_progress=False)
+    meta = read_meta(tmp_path / "d")
+    assert (meta["query_prefix"], meta["passage_prefix"]) == ("query: ", "passage: ")
+    assert open_index(tmp_path / "d").query_prefix == "query: "
+
+
+def test_imported_faiss_must_match_encoder(tmp_path, tiny_corpus, minilm):
+    import faiss
+
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, tiny_corpus)
+    wrong = faiss.IndexFlatIP(768)
+    wrong.add(np.zeros((6, 768), np.float32))
+    faiss.write_index(wrong, str(tmp_path / "wrong.index"))
+    with pytest.raises(InputError, match="768-d vectors but --model minilm makes 384-d"):
+        build_index(corpus, tmp_path / "x", IndexOptions("dense", faiss_index=str(tmp_path / "wrong.index")),
+                    show_progress=False)
+    l2 = faiss.IndexFlatL2(384)
+    l2.add(np.zeros((6, 384), np.float32))
+    faiss.write_index(l2, str(tmp_path / "l2.index"))
+    with pytest.raises(InputError, match="not an inner-product index"):
+        build_index(corpus, tmp_path / "x", IndexOptions("dense", faiss_index=str(tmp_path / "l2.index")),
+                    show_progress=False)
+    assert not (tmp_path / "x").exists()

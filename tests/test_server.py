@@ -237,10 +237,78 @@ def test_serve_workers_and_config_limits(tmp_path, tiny_corpus):
     try:
         _wait_healthy(url, proc)
         for _ in range(6):  # connections land on either worker
-            with httpx.Client() as c:
+            with httpx.Client(timeout=60) as c:  # a worker may still be compiling its numba kernels
                 assert len(c.post(url + "/retrieve", json={"queries": ["Zorvak"]}).json()["result"][0]) == 2
                 r = c.post(url + "/retrieve", json={"queries": ["a", "b", "c", "d"]})
                 assert r.status_code == 422 and "the limit is 3" in r.json()["detail"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_strict_request_types(client):
+    assert client.post("/retrieve", json={"queries": ["x"], "topk": True}).status_code == 422
+    assert client.post("/retrieve", json={"queries": ["x"], "return_scores": "yes"}).status_code == 422
+
+
+def test_retrieve_url():
+    from searche1.retrieval.client import retrieve_url
+
+    assert retrieve_url("http://h:8000") == "http://h:8000/retrieve"
+    assert retrieve_url("http://h:8000/retrieve/") == "http://h:8000/retrieve"
+    assert retrieve_url("http://h/api") == "http://h/api/retrieve"
+    assert retrieve_url("http://h/retrieve?token=x") == "http://h/retrieve?token=x"
+
+
+def _search_r1_like_app(retriever):
+    """Mimics Search-R1's retrieval server: it unpacks (results, scores) and so fails on return_scores=false."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/retrieve")
+    def retrieve(body: dict):
+        if not body.get("return_scores"):
+            raise RuntimeError("too many values to unpack")
+        hits = retriever.search(body["queries"], body.get("topk") or 3)
+        return {"result": [[{"document": h.doc.to_json(), "score": h.score} for h in row] for row in hits]}
+
+    return app
+
+
+def test_http_client_works_with_search_r1_server(retriever):
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(_search_r1_like_app(retriever), host="127.0.0.1", port=0,
+                                           log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        docs = HttpClient(f"http://127.0.0.1:{port}", topk=2).retrieve(["Zorvak", "Melin", "Kelmar"])
+        assert [[d["id"] for d in row] for row in docs] == [[h.doc.id for h in row]
+                                                            for row in retriever.search(["Zorvak", "Melin",
+                                                                                         "Kelmar"], 2)]
+        assert set(docs[0][0]) == {"id", "contents"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_http_client_rejects_a_non_retrieve_answer():
+    import httpx as _httpx
+
+    c = HttpClient("http://x", retries=1, backoff=0)
+    c._http = _httpx.Client(transport=_httpx.MockTransport(lambda req: _httpx.Response(200, text="<html>")))
+    with pytest.raises(RetrieverRequestError, match="not a /retrieve response"):
+        c.retrieve(["q"])
+    c._http = _httpx.Client(transport=_httpx.MockTransport(lambda req: _httpx.Response(200, json={"result": [[]]})))
+    with pytest.raises(RetrieverRequestError, match="one list of documents for each of 2 queries"):
+        c.retrieve(["q", "r"])
+    c._http = _httpx.Client(transport=_httpx.MockTransport(lambda req: _httpx.Response(503, text="busy")))
+    with pytest.raises(RetrieverUnavailable, match="kept failing after 2 attempts .HTTP 503: busy"):
+        c.retrieve(["q"])

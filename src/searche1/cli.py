@@ -42,13 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help=h["index"], description=h["index"])
     p.add_argument("--corpus", required=True, help="corpus jsonl ({id, contents} or {id, title, text})")
-    p.add_argument("--method", choices=["bm25", "dense"], default="bm25")
-    p.add_argument("--out", required=True, help="index directory to write")
-    p.add_argument("--model", default="minilm", help="dense encoder: minilm (bundled), HF id or path")
-    p.add_argument("--faiss-type", default="flat", choices=["flat", "fp16", "ivf", "hnsw"])
+    p.add_argument("--method", choices=["bm25", "dense"], default=None, help="default retrieval.method: bm25")
+    p.add_argument("--out", required=True, help="index directory to write (an existing one is replaced)")
+    p.add_argument("--model", default=None, help="dense encoder: minilm (bundled), HF id or path "
+                                                  "(default retrieval.model)")
+    p.add_argument("--faiss-type", default=None, choices=["flat", "fp16", "ivf", "hnsw"],
+                   help="default retrieval.faiss_type: flat")
     p.add_argument("--faiss-index", help="dense: reuse this faiss file (e.g. Search-R1's e5_Flat.index)")
+    p.add_argument("--query-prefix", default=None, help="dense: override the query prefix (e5: 'query: ')")
+    p.add_argument("--passage-prefix", default=None, help="dense: override the passage prefix (e5: 'passage: ')")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None, help="dense encoder device (cpu, cuda)")
+    _add_config_args(p)
 
     p = sub.add_parser("serve", help=h["serve"], description=h["serve"])
     p.add_argument("--index", required=True, help="index directory from `searche1 index`")
@@ -61,9 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
 
     p = sub.add_parser("search", help=h["search"], description=h["search"])
-    p.add_argument("--index", required=True, help="index directory or http://host:port of a server")
-    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--index", default=None, help="index directory or http://host:port of a server "
+                                                  "(default retrieval.index)")
+    p.add_argument("--topk", type=int, default=None, help="default retrieval.topk: 3")
     p.add_argument("--json", action="store_true", help="print the raw documents as JSON")
+    p.add_argument("--preset", default="toy", help="preset name in configs/ or a YAML path")
+    p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="key=value",
+                   help="config override (repeatable), e.g. -o retrieval.timeout=5")
     p.add_argument("queries", nargs="+")
 
     p = sub.add_parser("convert", help=h["convert"], description=h["convert"])
@@ -98,10 +107,18 @@ def cmd_world(args) -> int:
     return 0
 
 
+def _pick(flag, default):
+    """A flag the user gave wins over the config (0 and "" count as given)."""
+    return default if flag is None else flag
+
+
 def cmd_index(args) -> int:
+    from searche1.config import load_config
     from searche1.retrieval.index import IndexOptions, build_index
 
-    opts = IndexOptions(args.method, args.model, args.faiss_type, args.batch_size, args.device, args.faiss_index)
+    r = load_config(args.preset, args.overrides).retrieval
+    opts = IndexOptions(_pick(args.method, r.method), _pick(args.model, r.model), _pick(args.faiss_type, r.faiss_type),
+                        args.batch_size, args.device, args.faiss_index, args.query_prefix, args.passage_prefix)
     meta = build_index(args.corpus, args.out, opts)
     print(f"indexed {meta['n_docs']} documents ({meta['method']}) into {args.out} in {meta['build_seconds']:.1f}s")
     return 0
@@ -114,11 +131,11 @@ def cmd_serve(args) -> int:
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
 
     cfg = load_config(args.preset, args.overrides)
-    host, port = args.host or cfg.server.host, args.port or cfg.server.port
-    limits = ServerLimits(default_topk=args.topk or cfg.retrieval.topk, max_queries=cfg.server.max_queries,
+    host, port = _pick(args.host, cfg.server.host), _pick(args.port, cfg.server.port)
+    limits = ServerLimits(default_topk=_pick(args.topk, cfg.retrieval.topk), max_queries=cfg.server.max_queries,
                           max_query_chars=cfg.server.max_query_chars, max_body_bytes=cfg.server.max_body_bytes)
-    if not 1 <= limits.default_topk <= 100 or args.workers < 1:
-        raise ValueError("--topk must be in 1..100 and --workers >= 1")
+    if not 1 <= limits.default_topk <= 100 or args.workers < 1 or not 0 <= port <= 65535:
+        raise ValueError("--topk must be in 1..100, --workers >= 1 and --port in 0..65535")
     meta = read_meta(args.index)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
@@ -133,11 +150,16 @@ def cmd_serve(args) -> int:
 
 
 def cmd_search(args) -> int:
+    from searche1.config import load_config
     from searche1.protocol import information_block
     from searche1.retrieval.client import make_client
 
-    client = make_client(args.index, topk=args.topk)
-    results = client.retrieve(args.queries, args.topk)
+    r = load_config(args.preset, args.overrides).retrieval
+    target = _pick(args.index, r.index)
+    if not target:
+        raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
+    client = make_client(target, topk=_pick(args.topk, r.topk), timeout=r.timeout, retries=r.retries)
+    results = client.retrieve(args.queries)
     for q, docs in zip(args.queries, results):
         if args.json:
             print(json.dumps({"query": q, "documents": docs}, ensure_ascii=False))
@@ -170,16 +192,17 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from searche1.runtime import configure_threads
+
+    configure_threads(args.threads)  # before anything imports numpy or torch, so BLAS sees it too
     from searche1.config import ConfigError
     from searche1.fileio import InputError
     from searche1.retrieval.client import RetrieverRequestError, RetrieverUnavailable
-    from searche1.runtime import configure_threads
 
-    configure_threads(args.threads)
     handler = globals()[f"cmd_{args.command}"]
     try:
         return handler(args)
-    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError) as e:
+    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError, TypeError) as e:
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,9 +33,10 @@ class ConfigError(ValueError):
 @dataclass
 class RetrievalConfig:
     method: str = "bm25"
-    """Index type built by `searche1 index`: bm25 | dense."""
+    """Index type: bm25 | dense (`searche1 index` and the demo build it)."""
     index: str = ""
-    """Index directory (in-process search) or http(s):// URL of a `searche1 serve` / Search-R1 server."""
+    """Index directory (in-process search) or http(s):// URL of a `searche1 serve` / Search-R1 server
+    (`searche1 search` uses it when --index is not given; the rollout engine will too)."""
     topk: int = protocol.DEFAULT_TOPK
     """Documents per query inserted into the <information> block."""
     model: str = "minilm"
@@ -95,6 +96,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"retrieval.method must be bm25 or dense, got {cfg.retrieval.method!r}")
     if not 1 <= cfg.retrieval.topk <= 100:
         raise ConfigError(f"retrieval.topk must be in 1..100, got {cfg.retrieval.topk}")
+    if cfg.retrieval.faiss_type not in ("flat", "fp16", "ivf", "hnsw"):
+        raise ConfigError(f"retrieval.faiss_type must be flat, fp16, ivf or hnsw, got {cfg.retrieval.faiss_type!r}")
+    if cfg.retrieval.timeout <= 0 or cfg.retrieval.retries < 0:
+        raise ConfigError("retrieval.timeout must be > 0 and retrieval.retries >= 0")
+    if not 0 <= cfg.server.port <= 65535:
+        raise ConfigError(f"server.port must be in 0..65535, got {cfg.server.port}")
+    if min(cfg.server.max_queries, cfg.server.max_query_chars, cfg.server.max_body_bytes) < 1:
+        raise ConfigError("server.max_queries, server.max_query_chars and server.max_body_bytes must be >= 1")
     if cfg.rollout.max_turns < 0:
         raise ConfigError(f"rollout.max_turns must be >= 0, got {cfg.rollout.max_turns}")
     if cfg.rollout.max_obs_length < 1 or cfg.rollout.max_response_length < 1:
@@ -136,6 +145,11 @@ def _coerce(value: Any, tp, key: str) -> Any:
             raise ConfigError(f"{key}: must be one of {[m.value for m in tp]}, got {value!r}") from None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if tp is int and isinstance(value, bool):
@@ -174,8 +188,13 @@ def parse_overrides(overrides: list[str]) -> dict:
             value = raw
         node = tree
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of "
+                                  f"{'.'.join(parts[:i + 1])!r}")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override {item!r} conflicts with an earlier override inside {key.strip()!r}")
         node[parts[-1]] = value
     return tree
 

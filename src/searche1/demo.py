@@ -54,7 +54,7 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
     console.print(f"resolved config ({run / 'config.yaml'}):\n" + dump_config(cfg), markup=False, highlight=False)
     timings: dict[str, float] = {}
 
-    with MetricsWriter(run / "metrics.jsonl") as metrics:
+    with MetricsWriter(run / "metrics.jsonl", append=False) as metrics:
         t0 = time.perf_counter()
         world = generate_world(cfg.world)
         write_world(world, run / "world")
@@ -63,8 +63,9 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
                       f"{sum(len(v) for v in world.tests.values())} test questions ({timings['world']:.1f}s)")
 
         t0 = time.perf_counter()
-        meta = build_index(run / "world" / "corpus.jsonl", run / "index", IndexOptions(cfg.retrieval.method),
-                           show_progress=False)
+        r = cfg.retrieval
+        meta = build_index(run / "world" / "corpus.jsonl", run / "index",
+                           IndexOptions(r.method, r.model, r.faiss_type), show_progress=False)
         retriever = open_index(run / "index")
         timings["index"] = time.perf_counter() - t0
         console.print(f"[2/4] {meta['method']} index over {meta['n_docs']} passages ({timings['index']:.2f}s)")

@@ -25,8 +25,14 @@ def _umask() -> int:
 class InputError(ValueError):
     """Bad user input; the message names the file (and line, when there is one) and what is wrong."""
 
-    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):
-        where = f"{path}:{line}" if line is not None else f"{path}"
+    def __init__(self, path: str | os.PathLike, message: str, line: int | str | None = None):
+        """`line`: a line number (file:line), or a place such as "row 3" (file: row 3)."""
+        if line is None:
+            where = f"{path}"
+        elif isinstance(line, int):
+            where = f"{path}:{line}"
+        else:
+            where = f"{path}: {line}"
         super().__init__(f"{where}: {message}")
         self.path = str(path)
         self.line = line
@@ -53,9 +59,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; it replaces `path` only if the block succeeds."""
+def atomic_dir(path: str | os.PathLike, marker: str | None = None, what: str = "output") -> Iterator[Path]:
+    """Yield a temporary sibling directory; it replaces `path` only if the block succeeds.
+
+    An existing `path` is replaced only when it is empty or holds `marker` (the file that shows it is an earlier
+    output of the same kind, e.g. meta.json of an index), so a mistyped --out never deletes a user's directory.
+    """
     path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(path, f"exists and is not a directory; choose another path for the {what}")
+        if any(path.iterdir()) and (marker is None or not (path / marker).exists()):
+            raise InputError(path, f"exists and is not a searche1 {what} (no {marker}); choose another path "
+                                   "or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -65,7 +81,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the previous output back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
@@ -103,4 +123,9 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
             if not isinstance(obj, dict):
                 raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
+            if "\\ud" in text.lower():  # a \\udXXX escape may decode to a lone surrogate, which no file can hold
+                try:
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError(path, "holds a lone UTF-16 surrogate escape (e.g. \\ud800)", lineno) from None
             yield lineno, obj

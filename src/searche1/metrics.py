@@ -14,10 +14,12 @@ from pathlib import Path
 
 
 class MetricsWriter:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, append: bool = False):
+        """append=False starts the file afresh (a new run); True continues it (a resumed run). The file is a log:
+        written line by line and flushed, not atomically, so a crash keeps every completed record."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._f = open(self.path, "a" if append else "w", encoding="utf-8")
         self._t0 = time.time()
 
     def log(self, metrics: dict, step: int, prefix: str) -> dict:
@@ -28,7 +30,7 @@ class MetricsWriter:
                 value = None
             record[f"{prefix}/{name}"] = value
         self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._f.flush()  # a crash keeps every completed line
+        self._f.flush()
         return record
 
     def close(self):

@@ -118,25 +118,26 @@ class Step(str, enum.Enum):
     END_NO_ANSWER = "end_no_answer"  # final (search-disabled) turn without an answer: episode ends, reward 0
 
 
-def next_step(action: Action, searches_done: int, max_turns: int = DEFAULT_MAX_TURNS) -> Step:
-    """The turn rule. `searches_done` counts searches before this turn.
+def next_step(action: Action, turns_done: int, max_turns: int = DEFAULT_MAX_TURNS) -> Step:
+    """The turn rule. `turns_done` counts the turns before this one that searched or were invalid.
 
-    While searches_done < max_turns any action is allowed. Once max_turns searches are spent, the sample gets one
-    last generation turn with search disabled: only an answer ends it well; a search or an invalid action there
-    ends the episode with no answer.
+    As in Search-R1's loop (`for step in range(max_turns)`), a search and an invalid action each use up a turn, so
+    there are at most `max_turns` searches and a model that never writes a tag cannot loop forever. After
+    `max_turns` such turns the sample gets one last generation turn with search disabled: only an answer ends it
+    well; a search or an invalid action there ends the episode with no answer.
     """
     if max_turns < 0:
         raise ValueError(f"max_turns must be >= 0, got {max_turns}")
     if action.kind is ActionKind.ANSWER:
         return Step.ANSWER
-    if searches_done >= max_turns:
+    if turns_done >= max_turns:
         return Step.END_NO_ANSWER
     return Step.SEARCH if action.kind is ActionKind.SEARCH else Step.INVALID
 
 
-def is_final_turn(searches_done: int, max_turns: int = DEFAULT_MAX_TURNS) -> bool:
+def is_final_turn(turns_done: int, max_turns: int = DEFAULT_MAX_TURNS) -> bool:
     """True when the coming turn is the last one (search disabled)."""
-    return searches_done >= max_turns
+    return turns_done >= max_turns
 
 
 def truncate_observation_ids(ids: Sequence[int], max_obs_length: int = DEFAULT_MAX_OBS_LENGTH) -> list[int]:

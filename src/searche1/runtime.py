@@ -8,9 +8,12 @@ import sys
 
 
 def configure_threads(n: int | None = None) -> int:
-    """Use `n` threads (default: all cores) in torch, OpenMP and BLAS. Oversubscription (several libraries each
-    starting a thread per core) made small CPU runs ~20x slower in a probe, so this is set deliberately."""
-    n = n or os.cpu_count() or 1
+    """Use `n` threads in torch, OpenMP and BLAS (default: $OMP_NUM_THREADS when the user set it, else all cores).
+    Oversubscription (several libraries each starting a thread per core) made small CPU runs ~20x slower in a
+    probe, so this is set deliberately, before numpy or torch is first imported."""
+    if n is None:
+        user = os.environ.get("OMP_NUM_THREADS", "")
+        n = int(user) if user.isdigit() and int(user) > 0 else (os.cpu_count() or 1)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -54,7 +54,7 @@ def split_name_from_path(path: str | os.PathLike) -> str:
     return stem if stem in ("train", "dev", "test", "validation") else ""
 
 
-def _validate(path, lineno, obj: dict) -> tuple[str, str, list[str], Any]:
+def _validate(path, lineno: int | str | None, obj: dict) -> tuple[str, str, list[str], Any]:
     for key in ("id", "question", "golden_answers"):
         if key not in obj:
             raise InputError(path, f"missing field {key!r}", lineno)
@@ -79,12 +79,13 @@ def _validate(path, lineno, obj: dict) -> tuple[str, str, list[str], Any]:
     return str(qid), question, answers, metadata
 
 
-def _check_unique(path, examples: list[QAExample], linenos: list[int]) -> None:
-    seen: dict[str, int] = {}
-    for ex, lineno in zip(examples, linenos):
+def _check_unique(path, examples: list[QAExample], places: list[int | str]) -> None:
+    seen: dict[str, int | str] = {}
+    for ex, place in zip(examples, places):
         if ex.id in seen:
-            raise InputError(path, f"duplicate id {ex.id!r} (first on line {seen[ex.id]})", lineno)
-        seen[ex.id] = lineno
+            first = f"line {seen[ex.id]}" if isinstance(seen[ex.id], int) else seen[ex.id]
+            raise InputError(path, f"duplicate id {ex.id!r} (first on {first})", place)
+        seen[ex.id] = place
 
 
 def read_qa_jsonl(path: str | os.PathLike, dataset: str | None = None) -> list[QAExample]:
@@ -165,7 +166,7 @@ def read_searchr1_parquet(path: str | os.PathLike) -> list[QAExample]:
         rows = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise InputError(path, f"not a readable parquet file ({e})") from None
-    examples = []
+    examples, places = [], []
     for i, row in enumerate(rows):
         where = f"row {i}"
         answers = row.get("golden_answers")
@@ -175,21 +176,19 @@ def read_searchr1_parquet(path: str | os.PathLike) -> list[QAExample]:
         if isinstance(answers, str):
             answers = [answers]
         extra = row.get("extra_info") or {}
-        obj = {"id": row.get("id", str(extra.get("index", i))), "question": row.get("question"),
-               "golden_answers": answers if answers is not None else None}
-        if obj["question"] is None:
-            obj.pop("question")
-        if obj["golden_answers"] is None:
-            obj.pop("golden_answers")
-        try:
-            qid, question, answers, _ = _validate(path, None, obj)
-        except InputError as e:
-            raise InputError(path, f"{where}: {str(e).split(': ', 1)[1]}") from None
+        obj = {k: v for k, v in (("id", row.get("id", str(extra.get("index", i)))), ("question", row.get("question")),
+                                 ("golden_answers", answers)) if v is not None}
+        qid, question, answers, _ = _validate(path, where, obj)
         metadata = extra.get("metadata")
-        examples.append(QAExample(
-            qid, question, answers, row.get("data_source") or path.stem, extra.get("split") or "",
-            json.loads(metadata) if metadata else None, index=i,
-        ))
+        if metadata is not None:
+            try:
+                metadata = json.loads(metadata)
+            except (TypeError, json.JSONDecodeError) as e:
+                raise InputError(path, f"extra_info.metadata is not JSON text ({e})", where) from None
+        examples.append(QAExample(qid, question, answers, row.get("data_source") or path.stem,
+                                  extra.get("split") or "", metadata, index=i))
+        places.append(where)
+    _check_unique(path, examples, places)
     return examples
 
 

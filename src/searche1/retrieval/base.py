@@ -33,6 +33,17 @@ class Retriever(Protocol):
         ...
 
 
+def check_queries(queries: Sequence[str]) -> list[str]:
+    """A list of query strings; a bare string would otherwise be searched character by character."""
+    if isinstance(queries, str):
+        raise TypeError("queries must be a list of strings, got one string; wrap it: [query]")
+    queries = list(queries)
+    for q in queries:
+        if not isinstance(q, str):
+            raise TypeError(f"queries must be strings, got {type(q).__name__}")
+    return queries
+
+
 def check_topk(topk: int, n_docs: int) -> int:
     if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= MAX_TOPK:
         raise ValueError(f"topk must be an integer in 1..{MAX_TOPK}, got {topk!r}")

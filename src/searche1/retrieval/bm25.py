@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import Stemmer  # noqa: E402
 
 from searche1.data.corpus import Document
-from searche1.retrieval.base import DocStore, Hit, check_topk
+from searche1.retrieval.base import DocStore, Hit, check_queries, check_topk
 
 
 def _backend() -> str:
@@ -44,7 +44,11 @@ class BM25Retriever:
         self.model, self.tokenizer, self.docs = model, tokenizer, docs
         self.n_threads = n_threads
         # bm25s's return_as="string" rebuilds this reverse map on every call (O(vocabulary)); build it once.
-        self._id_to_token = {i: t for t, i in tokenizer.get_vocab_dict().items()}
+        vocab = tokenizer.get_vocab_dict()
+        self._id_to_token = {i: t for t, i in vocab.items()}
+        # bm25s gives a text with no indexable word the token "": a query of unknown words or stopwords only would
+        # then match exactly the documents without words. Such a query must match nothing.
+        self._empty_id = vocab.get("")
 
     @classmethod
     def build(cls, docs: Sequence[Document], show_progress: bool = False, n_threads: int = 1) -> "BM25Retriever":
@@ -78,13 +82,19 @@ class BM25Retriever:
         self.search(["warmup"], 1)
 
     def search(self, queries: Sequence[str], topk: int) -> list[list[Hit]]:
+        queries = check_queries(queries)
         k = check_topk(topk, len(self.docs))
         if not queries:
             return []
-        # Words never seen in the corpus are dropped (update_vocab=False); an all-unknown query still gets k
-        # (zero-score) documents, so every query has exactly k hits like the dense index.
-        ids = self.tokenizer.tokenize(list(queries), update_vocab=False, return_as="ids", show_progress=False)
-        tokens = [[self._id_to_token[i] for i in q] for q in ids]
-        idx, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=self.n_threads)
-        idx, scores = np.asarray(idx), np.asarray(scores)
-        return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, scores)]
+        # Words never seen in the corpus are dropped (update_vocab=False). A query left with no word matches nothing:
+        # it gets the first k documents with score 0, so every query has exactly k hits like the dense index.
+        ids = self.tokenizer.tokenize(queries, update_vocab=False, return_as="ids", show_progress=False)
+        tokens = [[self._id_to_token[i] for i in q if i != self._empty_id] for q in ids]
+        rows = [i for i, t in enumerate(tokens) if t]
+        out = [[Hit(self.docs[j], 0.0) for j in range(k)] for _ in tokens]
+        if rows:  # bm25s rejects empty token lists
+            idx, scores = self.model.retrieve([tokens[i] for i in rows], k=k, show_progress=False,
+                                              n_threads=self.n_threads)
+            for row, row_i, row_s in zip(rows, np.asarray(idx), np.asarray(scores)):
+                out[row] = [Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s)]
+        return out

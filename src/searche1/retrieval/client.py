@@ -6,9 +6,10 @@ Both return, per query, the top-k documents as dicts `{"id", "contents"}`, the s
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Protocol, Sequence
 
-from searche1.retrieval.base import Retriever
+from searche1.retrieval.base import Retriever, check_queries
 
 
 class RetrieverUnavailable(RuntimeError):
@@ -28,28 +29,39 @@ class InProcessClient:
         self.retriever, self.topk = retriever, topk
 
     def retrieve(self, queries: Sequence[str], topk: int | None = None) -> list[list[dict]]:
-        hits = self.retriever.search(list(queries), topk or self.topk)
+        hits = self.retriever.search(check_queries(queries), self.topk if topk is None else topk)
         return [[h.doc.to_json() for h in row] for row in hits]
+
+
+def retrieve_url(url: str) -> str:
+    """`http://host:8000` or `.../retrieve` (query string kept) -> the /retrieve endpoint."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/retrieve"):
+        path += "/retrieve"
+    return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
 class HttpClient:
     """POST /retrieve with a timeout, bounded retries and exponential backoff on connection errors, timeouts
-    and 5xx answers."""
+    and 5xx answers.
+
+    It asks for `return_scores: true`, because Search-R1's own server fails on `false`; so it works against both
+    servers, and unwraps each `{"document": ..., "score": ...}`."""
 
     def __init__(self, url: str, topk: int = 3, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5):
         import httpx
 
-        self.url = url.rstrip("/")
-        if not self.url.endswith("/retrieve"):
-            self.url += "/retrieve"
+        self.url = retrieve_url(url)
         self.topk, self.retries, self.backoff = topk, retries, backoff
         self._http = httpx.Client(timeout=timeout)
 
     def retrieve(self, queries: Sequence[str], topk: int | None = None) -> list[list[dict]]:
         import httpx
 
-        payload = {"queries": list(queries), "topk": topk or self.topk, "return_scores": False}
-        last = ""
+        queries = check_queries(queries)
+        payload = {"queries": queries, "topk": self.topk if topk is None else topk, "return_scores": True}
+        last, reachable = "", False
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -58,20 +70,36 @@ class HttpClient:
             except httpx.TransportError as e:  # connect errors, timeouts, dropped connections
                 last = f"{type(e).__name__}: {e}"
                 continue
+            reachable = True
             if r.status_code >= 500:
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
                 continue
             if r.status_code >= 400:
                 raise RetrieverRequestError(f"retriever at {self.url} rejected the request: HTTP {r.status_code} "
                                             f"{r.text[:500]}")
-            result = r.json()["result"]
-            if len(result) != len(payload["queries"]):
-                raise RetrieverRequestError(f"retriever at {self.url} answered {len(result)} results for "
-                                            f"{len(payload['queries'])} queries")
-            return result
+            return self._parse(r, len(queries))
+        if reachable:
+            raise RetrieverUnavailable(f"retriever at {self.url} kept failing after {self.retries + 1} attempts "
+                                       f"({last})")
         raise RetrieverUnavailable(
             f"retriever at {self.url} unreachable after {self.retries + 1} attempts ({last}); "
             "is `searche1 serve` running there?")
+
+    def _parse(self, response, n_queries: int) -> list[list[dict]]:
+        def bad(why: str) -> RetrieverRequestError:
+            return RetrieverRequestError(f"retriever at {self.url} answered something that is not a /retrieve "
+                                         f"response ({why}): {response.text[:200]}")
+
+        try:
+            result = response.json()["result"]
+        except (ValueError, KeyError, TypeError):
+            raise bad("no JSON object with a 'result' field") from None
+        if not isinstance(result, list) or len(result) != n_queries or not all(isinstance(x, list) for x in result):
+            raise bad(f"expected one list of documents for each of {n_queries} queries")
+        try:
+            return [[d["document"] if "document" in d else d for d in docs] for docs in result]
+        except TypeError:
+            raise bad("documents must be objects") from None
 
     def close(self):
         self._http.close()
@@ -79,7 +107,7 @@ class HttpClient:
 
 def make_client(target: str, topk: int = 3, timeout: float = 30.0, retries: int = 3) -> RetrievalClient:
     """An http(s):// URL -> HttpClient; an index directory -> InProcessClient over the opened index."""
-    if target.startswith(("http://", "https://")):
+    if target.lower().startswith(("http://", "https://")):
         return HttpClient(target, topk=topk, timeout=timeout, retries=retries)
     from searche1.retrieval.index import open_index
 

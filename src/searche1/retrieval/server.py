@@ -19,7 +19,7 @@ from typing import Optional
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from searche1.retrieval.base import MAX_TOPK, Retriever
 
@@ -35,9 +35,9 @@ class ServerLimits:
 
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    queries: list[str]
-    topk: Optional[int] = Field(default=None, ge=1, le=MAX_TOPK)
-    return_scores: bool = False
+    queries: list[StrictStr]
+    topk: Optional[StrictInt] = Field(default=None, ge=1, le=MAX_TOPK)  # strict: true is not 1
+    return_scores: StrictBool = False
 
 
 class _Batcher:

@@ -290,7 +290,7 @@ def write_world(world: World, out_dir: str | os.PathLike) -> dict[str, Path]:
     out_dir = Path(out_dir)
     relative = {"corpus": Path("corpus.jsonl"), "train": Path("train.jsonl"), "world": Path("world.json")}
     relative.update({name: Path("test") / f"toy-{name}.jsonl" for name in world.tests})
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker="world.json", what="world") as tmp:
         write_corpus(tmp / relative["corpus"], world.docs)
         write_qa_jsonl(tmp / relative["train"], world.train)
         for name, examples in world.tests.items():
