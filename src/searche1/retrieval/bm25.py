@@ -91,7 +91,9 @@ class BM25Retriever:
         ids = self.tokenizer.tokenize(queries, update_vocab=False, return_as="ids", show_progress=False)
         tokens = [[self._id_to_token[i] for i in q if i != self._empty_id] for q in ids]
         rows = [i for i, t in enumerate(tokens) if t]
-        out = [[Hit(self.docs[j], 0.0) for j in range(k)] for _ in tokens]
+        out: list = [None] * len(tokens)
+        for i in (i for i, t in enumerate(tokens) if not t):
+            out[i] = [Hit(self.docs[j], 0.0) for j in range(k)]
         if rows:  # bm25s rejects empty token lists
             idx, scores = self.model.retrieve([tokens[i] for i in rows], k=k, show_progress=False,
                                               n_threads=self.n_threads)
