@@ -27,7 +27,8 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "t
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searche1", description="Search-E1: GRPO + offline self-distillation for search agents.")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch/BLAS (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch/OpenMP/BLAS (default: $OMP_NUM_THREADS if set, else all cores)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     h = COMMANDS
 
