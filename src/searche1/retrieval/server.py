@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from typing import Optional
 
 from fastapi import FastAPI, HTTPException
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from searche1.retrieval.base import MAX_TOPK, Retriever
 
 
-@dataclass
+@dataclasses.dataclass
 class ServerLimits:
     default_topk: int = 3
     max_queries: int = 512  # queries in one request
@@ -41,7 +42,8 @@ class RetrieveRequest(BaseModel):
 
 
 class _Batcher:
-    """Answers queued (queries, topk) jobs in batches on one worker thread."""
+    """Answers queued (queries, topk) jobs in batches: inline on the event loop, or on one worker thread when the
+    retriever's search releases the GIL."""
 
     def __init__(self, retriever: Retriever, max_batch_queries: int):
         self.retriever, self.max_batch_queries = retriever, max_batch_queries
@@ -104,6 +106,7 @@ def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dic
     limits = limits or ServerLimits()
     batcher = _Batcher(retriever, limits.max_batch_queries)
 
+    @contextlib.asynccontextmanager
     async def lifespan(app):
         batcher.start()
         yield
@@ -192,8 +195,6 @@ def app_from_env():
 def serve_workers(index: str, workers: int, host: str = "127.0.0.1", port: int = 8000,
                   limits: ServerLimits | None = None, device: str | None = None, log_level: str = "warning") -> None:
     """Serve with several worker processes (one search at a time each), for machines with cores to spare."""
-    import dataclasses
-
     import uvicorn
 
     limits = dataclasses.asdict(limits or ServerLimits())
