@@ -1,0 +1,74 @@
+"""The interface a generation backend offers the rollout engine.
+
+The engine owns the protocol; a backend owns sequences of token ids and their model state. Rows are the engine's
+sample numbers. Sampled ids are returned as sampled (never decoded and re-encoded), with the log-prob of each under
+the sampling distribution (temperature applied, no top-p/top-k truncation), as verl records old log-probs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    greedy: bool = False
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {self.temperature}")
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"top_p must be in (0, 1] and top_k >= 0, got {self.top_p}, {self.top_k}")
+
+
+@dataclass
+class TurnOutput:
+    ids: list[int]
+    logprobs: list[float]
+    finish: str  # "stop" (a stop string), "eos", or "length" (the turn's token budget)
+
+
+class Backend(Protocol):
+    def start(self, prompts: list[list[int]]) -> None:
+        """Begin a batch: one sequence per prompt; rows are numbered 0..len(prompts)-1."""
+
+    def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
+                 generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
+        """One turn for each row: sample until a stop string, EOS or max_new_tokens; the tokens stay appended."""
+
+    def extend(self, ids_by_row: dict[int, list[int]]) -> None:
+        """Append inserted tokens (observations) to rows, without sampling."""
+
+    def release(self, rows: list[int]) -> None:
+        """Rows whose episodes ended: drop them from the batch."""
+
+
+def sample_next(logits: torch.Tensor, sampling: SamplingParams,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [N, V] -> (token ids [N], their log-probs [N] under softmax(logits / temperature))."""
+    logits = logits.float()
+    if sampling.greedy:
+        token = logits.argmax(dim=-1)
+        logp = torch.log_softmax(logits, dim=-1)
+        return token, logp.gather(-1, token[:, None])[:, 0]
+    scaled = logits / sampling.temperature
+    logp = torch.log_softmax(scaled, dim=-1)
+    filtered = scaled.clone()
+    if sampling.top_k:
+        kth = torch.topk(filtered, min(sampling.top_k, filtered.shape[-1]), dim=-1).values[:, -1:]
+        filtered[filtered < kth] = float("-inf")
+    if sampling.top_p < 1.0:
+        sorted_logits, order = torch.sort(filtered, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the mass before it already reaches top_p (the top token always stays)
+        drop = probs.cumsum(dim=-1) - probs >= sampling.top_p
+        sorted_logits[drop] = float("-inf")
+        filtered = torch.full_like(filtered, float("-inf")).scatter(-1, order, sorted_logits)
+    token = torch.multinomial(torch.softmax(filtered, dim=-1), 1, generator=generator)[:, 0]
+    return token, logp.gather(-1, token[:, None])[:, 0]
