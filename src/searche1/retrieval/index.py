@@ -31,8 +31,12 @@ class IndexOptions:
 
 
 def progress(console=None) -> Progress:
+    """A progress bar with ETA, on stderr (stdout stays for results)."""
+    from rich.console import Console
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
+                    TextColumn("eta"), TimeRemainingColumn(), console=console or Console(stderr=True),
+                    transient=False)
 
 
 def _read_docs(corpus, bar: Progress, task):

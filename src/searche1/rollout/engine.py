@@ -127,5 +127,6 @@ def _finish(s: _Sample, tokenizer, em_mode: EMMode) -> Trajectory:
     return Trajectory(
         group_id=s.example.group_id, sample_index=s.index, prompt_ids=s.prompt_ids, response_ids=s.response,
         response_mask=s.mask, logprobs=s.logprobs, turns=s.turns, finish_reason=s.finish,
-        answer=result.answer, reward=result.em, em=result.em, golden_answers=list(s.example.golden_answers),
+        answer=result.answer, reward=result.em, em=result.em, sub_em=result.sub_em, f1=result.f1,
+        golden_answers=list(s.example.golden_answers),
         prompt_text=s.prompt_text, response_text=response_text)

@@ -48,6 +48,8 @@ class Trajectory:
     answer: str | None = None
     reward: float = 0.0
     em: float = 0.0
+    sub_em: float = 0.0
+    f1: float = 0.0
     golden_answers: list[str] = field(default_factory=list)
     prompt_text: str = ""
     response_text: str = ""

@@ -1,0 +1,120 @@
+"""Evaluation: greedy rollouts over QA files, EM per benchmark and their average (plus sub-EM, F1, searches,
+generated tokens, answer rate), as a markdown table and a JSON file.
+
+    searche1 eval --model MODEL --data DIR_OR_FILES... --index INDEX --out results.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from searche1.data.qa import BENCHMARKS, QAExample, load_qa
+from searche1.fileio import InputError, atomic_write
+from searche1.retrieval.client import RetrievalClient
+from searche1.rollout.backends.base import Backend, SamplingParams
+from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.trajectory import FinishReason, Trajectory, save_trajectories
+
+
+def find_qa_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given; a directory contributes every .jsonl / .parquet below it (sorted)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(x for x in p.rglob("*") if x.suffix in (".jsonl", ".parquet") and x.is_file())
+            if not found:
+                raise InputError(p, "holds no .jsonl or .parquet QA file")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(p, "no such file or directory")
+    return files
+
+
+def _paper_order(name: str) -> tuple[int, str]:
+    """The paper's column order (nq, triviaqa, popqa, hotpotqa, 2wiki, musique, bamboogle), `toy-` names alike."""
+    base = name.removeprefix("toy-")
+    return (BENCHMARKS.index(base) if base in BENCHMARKS else len(BENCHMARKS), name)
+
+
+def load_benchmarks(paths: Sequence[str | os.PathLike], limit: int | None = None) -> dict[str, list[QAExample]]:
+    """name -> examples (the name is the dataset: `nq`, `toy-nq`, ...) in the paper's column order; `limit` keeps
+    the first N of each."""
+    out: dict[str, list[QAExample]] = {}
+    for f in find_qa_files(paths):
+        examples = load_qa(f)
+        name = examples[0].dataset if examples else f.stem
+        if name in out:
+            raise InputError(f, f"a second file for benchmark {name!r}; pass one file per benchmark")
+        out[name] = examples[:limit] if limit else examples
+    return {name: out[name] for name in sorted(out, key=_paper_order)}
+
+
+def summarize(trajectories: Sequence[Trajectory]) -> dict:
+    """The figures of one benchmark; with G > 1 samples each question's samples all count."""
+    n = len(trajectories)
+    if n == 0:
+        return {"em": 0.0, "n": 0}
+
+    def mean(xs):
+        return float(sum(xs) / n)
+
+    return {"em": mean(t.em for t in trajectories), "n": n, "sub_em": mean(t.sub_em for t in trajectories),
+            "f1": mean(t.f1 for t in trajectories), "mean_searches": mean(t.n_searches for t in trajectories),
+            "mean_generated_tokens": mean(t.n_generated for t in trajectories),
+            "answer_rate": mean(t.finish_reason is FinishReason.ANSWER for t in trajectories)}
+
+
+def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer, client: RetrievalClient,
+             limits: EngineLimits, sampling: SamplingParams | None = None, n_samples: int = 1,
+             batch_size: int = 32, seed: int = 0, show_progress: bool = True) -> tuple[dict, list[Trajectory]]:
+    """Greedy by default. Returns ({"benchmarks": {name: figures}, "average_em": mean over benchmarks}, all
+    trajectories)."""
+    from searche1.retrieval.index import progress
+
+    sampling = sampling or SamplingParams(greedy=True)
+    generator = torch.Generator().manual_seed(seed)
+    results, everything = {}, []
+    with progress() as bar:
+        for name, examples in benchmarks.items():
+            task = bar.add_task(f"eval {name}", total=len(examples), visible=show_progress)
+            trajs = []
+            for start in range(0, len(examples), batch_size):
+                batch = examples[start:start + batch_size]
+                trajs += rollout(batch, backend, tokenizer, client, limits, sampling, n_samples, generator)
+                bar.advance(task, len(batch))
+            results[name] = summarize(trajs)
+            everything += trajs
+    average = sum(r["em"] for r in results.values()) / len(results) if results else 0.0
+    return {"benchmarks": results, "average_em": average}, everything
+
+
+def markdown_table(report: dict) -> str:
+    """One row of EM per benchmark plus the average; a second block with the other figures."""
+    names = list(report["benchmarks"])
+    head = "| " + " | ".join(names + ["average"]) + " |\n|" + "---|" * (len(names) + 1) + "\n"
+    ems = "| " + " | ".join(f"{report['benchmarks'][n]['em']:.3f}" for n in names)
+    table = head + ems + f" | {report['average_em']:.3f} |\n"
+    detail = "\n| benchmark | n | EM | sub-EM | F1 | searches | generated tokens | answer rate |\n" \
+             "|---|---|---|---|---|---|---|---|\n"
+    for n in names:
+        r = report["benchmarks"][n]
+        detail += (f"| {n} | {r['n']} | {r['em']:.3f} | {r['sub_em']:.3f} | {r['f1']:.3f} | "
+                   f"{r['mean_searches']:.2f} | {r['mean_generated_tokens']:.1f} | {r['answer_rate']:.3f} |\n")
+    return table + detail
+
+
+def write_report(path: str | os.PathLike, report: dict, trajectories: Sequence[Trajectory]) -> Path:
+    """The JSON report at `path` and the trajectories beside it (`<stem>.trajectories.jsonl`)."""
+    path = Path(path)
+    with atomic_write(path) as f:
+        json.dump(report, f, indent=2)
+    traj_path = path.with_name(path.stem + ".trajectories.jsonl")
+    save_trajectories(traj_path, trajectories)
+    return traj_path
