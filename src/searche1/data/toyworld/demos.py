@@ -1,0 +1,114 @@
+"""A deliberately imperfect scripted searcher: protocol demonstrations the toy base policy learns from.
+
+For a question of a (pretraining) world it plans the hops from the question's metadata, searches each with a real
+retriever call, reads the value only when a returned passage states it, and answers. It is imperfect on purpose,
+so that sampled siblings of the learned policy differ in quality and length, the raw material OFSD needs: it
+sometimes answers without searching, repeats a search, writes a poor first query, or misreads a passage.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from searche1 import protocol
+from searche1.data.qa import QAExample
+from searche1.retrieval.client import RetrievalClient
+
+QUERY_WORDS = {
+    "born_in": "born city", "birth_year": "born year", "occupation": "occupation", "employer": "worked for company",
+    "country": "city country", "founded_year": "founded year", "language": "language",
+    "independence_year": "independence year", "founder": "founded by", "headquarters": "headquartered city",
+}
+RELATION_NOUNS = {
+    "born_in": "the birthplace", "birth_year": "the birth year", "occupation": "the occupation",
+    "employer": "the employer", "country": "the country", "founded_year": "the founding year",
+    "language": "the language", "independence_year": "the year of independence", "founder": "the founder",
+    "headquarters": "the headquarters",
+}
+RELATION_PHRASES = {
+    "born_in": "was born in", "birth_year": "was born in", "occupation": "worked as", "employer": "worked for",
+    "country": "lies in", "founded_year": "was founded in", "language": "speaks", "independence_year":
+    "became independent in", "founder": "was founded by", "headquarters": "is based in",
+}
+
+
+@dataclass(frozen=True)
+class Imperfections:
+    """Probabilities, per question, of each way the scripted searcher goes wrong or wastes a turn."""
+
+    no_search: float = 0.1  # answer at once with a guess
+    poor_query: float = 0.15  # the first query lacks the entity's name
+    repeat: float = 0.1  # run the same search twice
+    misread: float = 0.1  # answer with another value seen in the passages
+
+
+def _hops(ex: QAExample, facts: dict) -> list[tuple[str, str]]:
+    """(entity, relation) looked up in order."""
+    meta = ex.metadata or {}
+    if "subjects" in meta:  # comparison
+        return [(s, meta["relation"]) for s in meta["subjects"]]
+    chain = meta["chain"] if "chain" in meta else [meta["relation"]]
+    node, hops = meta["subject"], []
+    for relation in chain:
+        hops.append((node, relation))
+        node = facts.get((node, relation), "")
+    return hops
+
+
+def _values_in(text: str, like: str) -> list[str]:
+    """Candidate answers of the same shape seen in `text`: years for a year, capitalised words otherwise."""
+    pattern = r"\b\d{3,4}\b" if like.isdigit() else r"\b[A-Z][a-z]+\b"
+    return sorted(set(re.findall(pattern, text)) - {like})
+
+
+def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
+                imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS
+                ) -> list[tuple[str, bool]]:
+    """The episode as segments (text, written_by_model): turns are written, observations are not."""
+    segments: list[tuple[str, bool]] = []
+    hops = _hops(ex, facts)
+    answer = ex.golden_answers[0]
+    if rng.random() < imperfect.no_search:
+        guess = rng.choice(_values_in(" ".join(v for v in facts.values()), answer) or [answer])
+        return [(f"<think> I think I know this. </think>\n<answer> {guess} </answer>", True)]
+    found: list[str] = []
+    seen_text = ""
+    searches = 0
+    for i, (entity, relation) in enumerate(hops):
+        value = facts.get((entity, relation), "")
+        queries = [f"{entity} {QUERY_WORDS[relation]}"]
+        if i == 0 and rng.random() < imperfect.poor_query:
+            queries.insert(0, QUERY_WORDS[relation])
+        if rng.random() < imperfect.repeat:
+            queries.insert(1, queries[0])
+        for query in queries:
+            if searches >= max_turns:
+                break
+            think = f"I need {RELATION_NOUNS[relation]} of {entity}."
+            segments.append((f"<think> {think} </think>\n<search> {query} </search>", True))
+            docs = client.retrieve([query])[0]
+            block = protocol.information_block(docs)
+            segments.append((block, False))
+            searches += 1
+            seen_text += block
+            if value and re.search(rf"\b{re.escape(value)}\b", block) and entity in block:
+                found.append(value)
+                break
+        else:
+            continue
+        if len(found) <= i:  # out of turns, or the value never showed: stop searching
+            break
+    if len(found) == len(hops) and rng.random() >= imperfect.misread:
+        final = answer
+        if "subjects" in (ex.metadata or {}):
+            a, b = (ex.metadata or {})["subjects"]
+            reason = f"{a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
+        else:
+            reason = f"{hops[-1][0]} {RELATION_PHRASES[hops[-1][1]]} {final}."
+    else:  # misread, or never found it: answer with something seen, wrongly
+        final = rng.choice(_values_in(seen_text, answer) or [answer])
+        reason = f"The passages suggest {final}."
+    segments.append((f"<think> {reason} </think>\n<answer> {final} </answer>", True))
+    return segments

@@ -1,0 +1,59 @@
+"""The toy tokenizer: byte-level BPE over toy-world text, with every pool name, year, attribute word and protocol
+tag as a single token.
+
+Why single tokens: the base policy must learn to copy a name or a year out of an <information> block, and a tiny
+model learns that copy only when the thing copied is one token (DESIGN.md). Byte-level BPE keeps decoding exact
+(decode(encode(text)) == text), which the protocol needs: the engine parses decoded turns and the tests compare
+decoded observation spans with the inserted text byte for byte. Deterministic: the same vocabulary every build.
+"""
+
+from __future__ import annotations
+
+import os
+
+from searche1 import protocol
+from searche1.data.toyworld import names as words
+
+EOS = "<|endoftext|>"
+VOCAB_SIZE = 2048  # BPE merges over the toy text; the added tokens come on top
+PROTOCOL_TAGS = (protocol.THINK_OPEN, protocol.THINK_CLOSE, protocol.SEARCH_OPEN, protocol.SEARCH_CLOSE,
+                 protocol.ANSWER_OPEN, protocol.ANSWER_CLOSE, protocol.INFO_OPEN, protocol.INFO_CLOSE)
+
+
+def single_token_words() -> list[str]:
+    """Names, years, occupations, languages and protocol tags: each becomes one token."""
+    years = range(words.CITY_FOUNDED_YEARS[0], words.LATEST_YEAR + 1)
+    return (list(PROTOCOL_TAGS) + list(words.NAME_POOL) + [str(y) for y in years] + list(words.OCCUPATIONS)
+            + list(words.LANGUAGES))
+
+
+def training_text(n_worlds: int = 4) -> list[str]:
+    """Text the BPE merges are learned from: pretraining worlds' passages and questions, and the protocol strings."""
+    from searche1.data.toyworld.generator import WorldConfig, generate_world
+
+    # The protocol strings stand in every training sequence: weight them so their words become few tokens.
+    texts = [protocol.make_prompt_text("where was Zorvak born"), protocol.INVALID_ACTION_TEXT,
+             "Doc 1(Title: \"X\") text\nDoc 2(Title: \"Y\") text\nDoc 3(Title: \"Z\") text\n"] * 200
+    for i in range(n_worlds):
+        world = generate_world(WorldConfig(seed=10_000, pretrain_index=i))
+        texts += [d.contents for d in world.docs] + [ex.question for ex in world.train]
+    return texts
+
+
+def build_toy_tokenizer(out_dir: str | os.PathLike | None = None):
+    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as PROTOCOL.md allows)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(training_text(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
+    # Added tokens match before BPE, so "Zorvak" or "1873" is one token wherever it stands.
+    fast.add_tokens(single_token_words())
+    if out_dir is not None:
+        fast.save_pretrained(out_dir)
+    return fast

@@ -1,0 +1,1 @@
+"""Training: the toy warm start now; GRPO, OFSD and the self-evolution loop with their issues."""
