@@ -100,13 +100,20 @@ def test_encode_demo_masks(toy_tokenizer):
     assert mask.count(0) == 2 + 3  # prompt + truncated observation
 
 
+def test_packed_rows():
+    from searche1.train.warmstart import packed_rows
+
+    episodes = [([1, 2, 3], [0, 1, 1]), ([4, 5], [1, 1]), ([6, 7, 8, 9], [0, 0, 1, 1])]
+    assert list(packed_rows(iter(episodes), 4)) == [([1, 2, 3, 4], [0, 1, 1, 1]), ([5, 6, 7, 8], [1, 0, 0, 1])]
+
+
 def test_warmstart_runs_and_saves(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     cfg = WarmstartConfig(minutes=5, max_steps=2, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                          intermediate_size=64, batch_size=2, questions_per_world=2)
+                          intermediate_size=64, batch_size=2, seq_len=256, questions_per_world=2)
     report = warmstart(tmp_path / "m", cfg, log=lambda *_: None)
     assert report["steps"] == 2 and report["trained_tokens"] > 0
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")

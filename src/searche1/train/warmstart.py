@@ -38,7 +38,9 @@ class WarmstartConfig:
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 768
-    batch_size: int = 16
+    batch_size: int = 4
+    """Rows per step; each row packs whole episodes into seq_len tokens (no padding)."""
+    seq_len: int = 1024
     lr: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
@@ -75,6 +77,19 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             segments = demonstrate(ex, facts, client, rng, Imperfections())
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length)
         index += 1
+
+
+def packed_rows(episodes, seq_len: int):
+    """Concatenate episodes (each ends in EOS) and cut the stream into rows of seq_len tokens: no padding, so every
+    position trains and attention needs no mask (an episode may attend to the one before it, as in LM
+    pretraining; EOS marks the boundary)."""
+    ids, mask = [], []
+    for episode_ids, episode_mask in episodes:
+        ids += episode_ids
+        mask += episode_mask
+        while len(ids) >= seq_len:
+            yield ids[:seq_len], mask[:seq_len]
+            ids, mask = ids[seq_len:], mask[seq_len:]
 
 
 def make_model(tokenizer, cfg: WarmstartConfig):
@@ -115,7 +130,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    stream = demo_stream(tokenizer, cfg, rng)
+    rows = packed_rows(demo_stream(tokenizer, cfg, rng), cfg.seq_len)
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     from rich.console import Console
@@ -127,25 +142,21 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             elapsed = time.perf_counter() - t0
             if elapsed >= budget or (cfg.max_steps is not None and step >= cfg.max_steps):
                 break
-            batch = [next(stream) for _ in range(cfg.batch_size)]
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            attn = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (seq, m) in enumerate(batch):
-                ids[i, :len(seq)], mask[i, :len(seq)], attn[i, :len(seq)] = torch.tensor(seq), torch.tensor(m), 1
+            batch = [next(rows) for _ in range(cfg.batch_size)]
+            ids = torch.tensor([r for r, _ in batch], dtype=torch.long)
+            mask = torch.tensor([m for _, m in batch], dtype=torch.long)
             # linear warmup, then cosine to 10% over the time budget (the fraction of time spent)
             frac = min(elapsed / budget, 1.0)
             scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss = masked_lm_loss(model(input_ids=ids, attention_mask=attn).logits, ids, mask)
+            loss = masked_lm_loss(model(input_ids=ids).logits, ids, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            tokens += int(attn.sum())
+            tokens += ids.numel()
             trained_tokens += int(mask.sum())
             history.append(loss.item())
             bar.update(task, completed=min(time.perf_counter() - t0, budget),
