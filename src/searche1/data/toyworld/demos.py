@@ -63,6 +63,16 @@ def _values_in(text: str, like: str) -> list[str]:
     return sorted(set(re.findall(pattern, text)) - {like})
 
 
+def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
+    """The first sentence that states `value`, from the entity's own passage when one was returned."""
+    own = [d for d in docs if protocol.split_contents(d["contents"])[0] == f'"{entity}"']
+    for d in own + [d for d in docs if d not in own]:
+        for sentence in re.split(r"(?<=\.)\s+", protocol.split_contents(d["contents"])[1]):
+            if re.search(rf"\b{re.escape(value)}\b", sentence):
+                return sentence.strip()
+    return None
+
+
 def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
                 imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS
                 ) -> list[tuple[str, bool]]:
@@ -74,6 +84,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
         guess = rng.choice(_values_in(" ".join(v for v in facts.values()), answer) or [answer])
         return [(f"<think> I think I know this. </think>\n<answer> {guess} </answer>", True)]
     found: list[str] = []
+    quotes: list[str] = []  # the sentence that stated each found value, quoted in the next <think>
     seen_text = ""
     searches = 0
     for i, (entity, relation) in enumerate(hops):
@@ -86,15 +97,20 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
         for query in queries:
             if searches >= max_turns:
                 break
-            think = f"I need {RELATION_NOUNS[relation]} of {entity}."
+            # Quoting the sentence that answered the last hop gives the model a dense copy signal: locate the
+            # sentence by the entity's name, copy it, and the value to use next is in the copy.
+            think = (quotes[-1] + " " if quotes and len(quotes) == i else "") + \
+                f"I need {RELATION_NOUNS[relation]} of {entity}."
             segments.append((f"<think> {think} </think>\n<search> {query} </search>", True))
             docs = client.retrieve([query])[0]
             block = protocol.information_block(docs)
             segments.append((block, False))
             searches += 1
             seen_text += block
-            if value and re.search(rf"\b{re.escape(value)}\b", block) and entity in block:
+            quote = _stating_sentence(docs, entity, value) if value and entity in block else None
+            if quote:
                 found.append(value)
+                quotes.append(quote)
                 break
         else:
             continue
@@ -104,9 +120,9 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
         final = answer
         if "subjects" in (ex.metadata or {}):
             a, b = (ex.metadata or {})["subjects"]
-            reason = f"{a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
+            reason = f"{quotes[0]} {quotes[1]} {a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
         else:
-            reason = f"{hops[-1][0]} {RELATION_PHRASES[hops[-1][1]]} {final}."
+            reason = f"{quotes[-1]} So the answer is {final}."
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
