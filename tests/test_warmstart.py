@@ -98,6 +98,8 @@ def test_encode_demo_masks(toy_tokenizer):
     ids, mask = encode_demo([1, 2], segs, toy_tokenizer, max_obs_length=3)
     assert mask[:2] == [0, 0] and ids[-1] == toy_tokenizer.eos_token_id and mask[-1] == 1
     assert mask.count(0) == 2 + 3  # prompt + truncated observation
+    _, mask = encode_demo([1, 2], segs, toy_tokenizer, max_obs_length=3, loss_on_observations=True)
+    assert mask.count(0) == 2  # only the prompt stays untrained
 
 
 def test_packed_rows():

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write (HF format, with the toy tokenizer)")
     p.add_argument("--minutes", type=float, default=8.0, help="training time budget")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss-on-observations", action="store_true", help="also train on the <information> text")
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
     p.add_argument("--model", required=True, help="HF model folder (or hub id where a network exists)")
@@ -226,7 +227,8 @@ def cmd_warmstart(args) -> int:
 
     if args.minutes <= 0:
         raise ValueError("--minutes must be > 0")
-    warmstart(args.out, WarmstartConfig(minutes=args.minutes, seed=args.seed))
+    warmstart(args.out, WarmstartConfig(minutes=args.minutes, seed=args.seed,
+                                        loss_on_observations=args.loss_on_observations))
     return 0
 
 
