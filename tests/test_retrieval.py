@@ -199,16 +199,12 @@ def test_imported_faiss_must_match_encoder(tmp_path, tiny_corpus, minilm):
 
     corpus = tmp_path / "corpus.jsonl"
     write_corpus(corpus, tiny_corpus)
-    wrong = faiss.IndexFlatIP(768)
-    wrong.add(np.zeros((6, 768), np.float32))
-    faiss.write_index(wrong, str(tmp_path / "wrong.index"))
-    with pytest.raises(InputError, match="768-d vectors but --model minilm makes 384-d"):
-        build_index(corpus, tmp_path / "x", IndexOptions("dense", faiss_index=str(tmp_path / "wrong.index")),
-                    show_progress=False)
-    l2 = faiss.IndexFlatL2(384)
-    l2.add(np.zeros((6, 384), np.float32))
-    faiss.write_index(l2, str(tmp_path / "l2.index"))
-    with pytest.raises(InputError, match="not an inner-product index"):
-        build_index(corpus, tmp_path / "x", IndexOptions("dense", faiss_index=str(tmp_path / "l2.index")),
-                    show_progress=False)
+    cases = [(faiss.IndexFlatIP(768), "768-d vectors but --model minilm makes 384-d"),
+             (faiss.IndexFlatL2(384), "not an inner-product index")]
+    for index, message in cases:
+        index.add(np.zeros((6, index.d), np.float32))
+        faiss.write_index(index, str(tmp_path / "imported.index"))
+        with pytest.raises(InputError, match=message):
+            build_index(corpus, tmp_path / "x", IndexOptions("dense", faiss_index=str(tmp_path / "imported.index")),
+                        show_progress=False)
     assert not (tmp_path / "x").exists()

@@ -15,6 +15,7 @@ import torch
 
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
 from searche1.fileio import InputError, atomic_write
+from searche1.progress import progress
 from searche1.retrieval.client import RetrievalClient
 from searche1.rollout.backends.base import Backend, SamplingParams
 from searche1.rollout.engine import EngineLimits, rollout
@@ -76,8 +77,6 @@ def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer
              batch_size: int = 32, seed: int = 0, show_progress: bool = True) -> tuple[dict, list[Trajectory]]:
     """Greedy by default. Returns ({"benchmarks": {name: figures}, "average_em": mean over benchmarks}, all
     trajectories)."""
-    from searche1.retrieval.index import progress
-
     sampling = sampling or SamplingParams(greedy=True)
     generator = torch.Generator().manual_seed(seed)
     results, everything = {}, []

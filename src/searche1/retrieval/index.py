@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from searche1.data.corpus import iter_corpus
 from searche1.fileio import InputError, atomic_dir, check_replaceable
+from searche1.progress import progress
 from searche1.retrieval.base import DocStore, Retriever, read_meta, write_meta
 
 METHODS = ("bm25", "dense")
@@ -28,15 +29,6 @@ class IndexOptions:
     faiss_index: str | None = None  # dense only: reuse an existing faiss file (e.g. Search-R1's e5_Flat.index)
     query_prefix: str | None = None  # dense only: None = "query: " for e5-style models, else ""
     passage_prefix: str | None = None  # dense only: None = "passage: " for e5-style models, else ""
-
-
-def progress(console=None) -> Progress:
-    """A progress bar with ETA, on stderr (stdout stays for results)."""
-    from rich.console import Console
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=console or Console(stderr=True),
-                    transient=False)
 
 
 def _read_docs(corpus, bar: Progress, task):

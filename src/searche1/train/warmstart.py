@@ -8,6 +8,7 @@ from demonstrations of the imperfect scripted searcher, with the loss on model-w
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -117,6 +118,7 @@ def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
 def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     """Train, save an HF folder (model + toy tokenizer + warmstart.json) at `out`, return the run's figures."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
@@ -135,8 +137,6 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     rows = packed_rows(demo_stream(tokenizer, cfg, rng), cfg.seq_len)
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
-    from rich.console import Console
-
     with Progress(TextColumn("warm start"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=Console(stderr=True)) as bar:
         task = bar.add_task("train", total=budget, info="")
@@ -170,8 +170,6 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
               "loss_first_last_10": [sum(history[:10]) / max(len(history[:10]), 1),
                                      sum(history[-10:]) / max(len(history[-10:]), 1)]}
     model.eval()
-    import json
-
     with atomic_dir(out, marker="warmstart.json", what="warm-start model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
