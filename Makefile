@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-rollout clean
 
 setup: $(STAMP)
 
@@ -24,15 +24,19 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	OMP_NUM_THREADS=2 $(VENV)/bin/searche1 demo --out runs/demo
 
-# Essential tests (fast + the marked-slow subset is skipped); exit code 5 (no tests ran) fails.
+# Essential tests (slow ones deselected; GPU ones skip with their reason where no GPU); exit code 5 (no tests ran) fails.
 test: setup
-	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow and not gpu" -q
+	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow" -q -rs
 
 test-all: setup
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/retrieval.py
+
+# make bench-rollout MODEL=DIR (a warm-started toy model: searche1 warmstart --out DIR)
+bench-rollout: setup
+	$(PY) benchmarks/rollout.py --model $(MODEL)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
