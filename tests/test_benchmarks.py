@@ -20,3 +20,20 @@ def test_retrieval_benchmark_smoke(tmp_path):
     assert [r["corpus"] for r in rows] == ["toy", "synthetic-2k", "synthetic-2k"]
     assert all(r["errors"] == 0 and r["concurrent_results_differ"] == 0 for r in rows)
     assert "concurrent_vs_serial" in res.stdout
+
+
+def test_rollout_benchmark_smoke(tmp_path):
+    from searche1.train.warmstart import WarmstartConfig, warmstart
+
+    model = tmp_path / "tiny"  # an untrained-size toy model: the smoke test checks the plumbing, not quality
+    warmstart(model, WarmstartConfig(max_steps=1, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                     intermediate_size=64, batch_tokens=512, bucket_episodes=2,
+                                     questions_per_world=1, drills_per_world=1, probe_every=0), log=lambda *_: None)
+    out = tmp_path / "r.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rollout.py"), "--model", str(model),
+                          "--questions", "4", "--turn-tokens", "32", "--threads", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["generated_tokens"] > 0 and set(figures["tokens_per_second"]) == {"engine", "single_pass", "naive"}
+    assert "naive re-tokenize loop" in res.stdout

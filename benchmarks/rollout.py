@@ -1,0 +1,135 @@
+"""Rollout benchmark: generated tokens/s of the engine against two baselines measured in the same run.
+
+    python benchmarks/rollout.py --model MODEL            # a warm-started toy model (searche1 warmstart)
+
+1. engine: `rollout()` with the HF backend (KV cache kept across turns, finished rows dropped), up to 4 search
+   turns, sampled at temperature 1 on toy-world questions, in-process BM25.
+2. single pass: one HF `generate` call over the same prompts producing the same number of tokens per row (no
+   turns, no retrieval): the ceiling a multi-turn loop can approach (goal: engine >= 0.9x).
+3. naive loop, as Search-R1 does it: every turn decodes each row's whole sequence to text, re-tokenizes it and
+   generates the turn from scratch (no cache across turns), replaying the engine's own turns and observations so
+   the work is the same (goal: engine >= 1.5x). As batched HF generate does, every row of a turn runs for that
+   turn's longest row; retrieval is not timed in it (the engine's time includes its BM25 calls).
+
+Tokens/s always counts the engine's generated tokens, so the three figures share a numerator. Each method runs
+once untimed first (warm-up), then timed. Prints a table and
+writes JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="HF model folder (a toy warm start)")
+    ap.add_argument("--questions", type=int, default=32, help="questions in the batch")
+    ap.add_argument("--max-turns", type=int, default=4)
+    ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(HERE / "results" / "rollout.json"))
+    args = ap.parse_args()
+
+    from searche1.runtime import configure_threads
+
+    configure_threads(args.threads)
+    from searche1.data.toyworld.generator import WorldConfig, generate_world
+    from searche1.models import load_model
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits, rollout
+
+    model, tokenizer = load_model(args.model)
+    world = generate_world(WorldConfig(seed=0))
+    examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
+    client = InProcessClient(BM25Retriever.build(world.docs))
+    limits = EngineLimits(max_turns=args.max_turns, max_response_length=args.turn_tokens)
+    sampling = SamplingParams(temperature=1.0)
+
+    def engine():
+        return rollout(examples, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
+                       generator=torch.Generator().manual_seed(args.seed))
+
+    engine()  # warm-up (allocator, kernels)
+    trajs, engine_s = _timed(engine)
+    generated = sum(t.n_generated for t in trajs)
+    per_row = max(1, round(generated / len(trajs)))
+
+    prompts = [t.prompt_ids for t in trajs]
+    tokenizer.padding_side = "left"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    @torch.no_grad()
+    def hf_generate(seqs, new_tokens):
+        """Plain HF generate over left-padded rows, exactly `new_tokens` sampled tokens each."""
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=True, temperature=1.0, top_k=0, pad_token_id=pad)
+
+    def single_pass():
+        hf_generate(prompts, per_row)
+
+    single_pass()
+    _, single_s = _timed(single_pass)
+
+    def naive_loop():
+        # Replays the engine's turns: turn k of every row still going is generated from its re-tokenized text.
+        n_turns = max(len(t.turns) for t in trajs)
+        for k in range(n_turns):
+            live = [t for t in trajs if len(t.turns) > k]
+            texts = [tokenizer.decode(t.prompt_ids + t.response_ids[:t.turns[k].start]) for t in live]
+            seqs = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+            hf_generate(seqs, max(t.turns[k].end - t.turns[k].start for t in live))
+
+    naive_loop()
+    _, naive_s = _timed(naive_loop)
+
+    rates = {"engine": generated / engine_s, "single_pass": generated / single_s, "naive": generated / naive_s}
+    figures = {
+        "machine": f"{platform.machine()} {torch.get_num_threads()} torch threads",
+        "model": args.model, "questions": len(examples), "generated_tokens": generated,
+        "mean_searches": sum(t.n_searches for t in trajs) / len(trajs),
+        "mean_turns": sum(len(t.turns) for t in trajs) / len(trajs),
+        "seconds": {"engine": engine_s, "single_pass": single_s, "naive": naive_s},
+        "tokens_per_second": rates,
+        "engine_vs_single_pass": rates["engine"] / rates["single_pass"],
+        "engine_vs_naive": rates["engine"] / rates["naive"],
+    }
+    print(f"\n{len(examples)} questions, {generated} generated tokens, {figures['mean_searches']:.2f} searches and "
+          f"{figures['mean_turns']:.2f} turns per trajectory\n")
+    print("| method | seconds | generated tokens/s | engine vs it |\n|---|---|---|---|")
+    for key, label in (("engine", "engine (KV cache across turns)"), ("single_pass", "one HF generate call"),
+                       ("naive", "naive re-tokenize loop")):
+        print(f"| {label} | {figures['seconds'][key]:.2f} | {rates[key]:.0f} | "
+              f"{rates['engine'] / rates[key]:.2f}x |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
+        json.dump(figures, f, indent=2)
+    Path(f.name).replace(out)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
