@@ -54,6 +54,20 @@ def test_evaluate_aggregates(smollm2_tokenizer, tiny_corpus):
     table = markdown_table(report)
     assert table.splitlines()[0] == "| a | b | average |" and "| 0.500 | 0.000 | 0.250 |" in table
     assert summarize([]) == {"em": 0.0, "n": 0}
+    assert a["mixed_fraction"] == 0.0  # one sample per question: never mixed
+
+
+def test_mixed_fraction_counts_questions_with_right_and_wrong_siblings():
+    from searche1.rollout.trajectory import FinishReason, Trajectory
+
+    def traj(group, em):
+        return Trajectory(group_id=group, sample_index=0, prompt_ids=[1], response_ids=[2], response_mask=[1],
+                          logprobs=[0.0], turns=[], finish_reason=FinishReason.ANSWER, answer="x", reward=em, em=em)
+
+    # q1: 1,0,0 (mixed); q2: 1,1 (all right); q3: 0,0 (all wrong)
+    trajs = [traj("q1", 1.0), traj("q1", 0.0), traj("q1", 0.0), traj("q2", 1.0), traj("q2", 1.0),
+             traj("q3", 0.0), traj("q3", 0.0)]
+    assert summarize(trajs)["mixed_fraction"] == pytest.approx(1 / 3)
 
 
 def test_benchmark_discovery(tmp_path):

@@ -66,10 +66,15 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict:
     def mean(xs):
         return float(sum(xs) / n)
 
+    groups: dict[str, set[float]] = {}
+    for t in trajectories:
+        groups.setdefault(t.group_id, set()).add(t.em)
     return {"em": mean(t.em for t in trajectories), "n": n, "sub_em": mean(t.sub_em for t in trajectories),
             "f1": mean(t.f1 for t in trajectories), "mean_searches": mean(t.n_searches for t in trajectories),
             "mean_generated_tokens": mean(t.n_generated for t in trajectories),
-            "answer_rate": mean(t.finish_reason is FinishReason.ANSWER for t in trajectories)}
+            "answer_rate": mean(t.finish_reason is FinishReason.ANSWER for t in trajectories),
+            # questions whose samples got both EM 1 and EM 0: the ones that carry a GRPO signal (needs G > 1)
+            "mixed_fraction": sum(len(ems) > 1 for ems in groups.values()) / len(groups)}
 
 
 def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer, client: RetrievalClient,
@@ -100,12 +105,13 @@ def markdown_table(report: dict) -> str:
     head = "| " + " | ".join(names + ["average"]) + " |\n|" + "---|" * (len(names) + 1) + "\n"
     ems = "| " + " | ".join(f"{report['benchmarks'][n]['em']:.3f}" for n in names)
     table = head + ems + f" | {report['average_em']:.3f} |\n"
-    detail = "\n| benchmark | n | EM | sub-EM | F1 | searches | generated tokens | answer rate |\n" \
-             "|---|---|---|---|---|---|---|---|\n"
+    detail = "\n| benchmark | n | EM | sub-EM | F1 | searches | generated tokens | answer rate | mixed groups |\n" \
+             "|---|---|---|---|---|---|---|---|---|\n"
     for n in names:
         r = report["benchmarks"][n]
         detail += (f"| {n} | {r['n']} | {r['em']:.3f} | {r['sub_em']:.3f} | {r['f1']:.3f} | "
-                   f"{r['mean_searches']:.2f} | {r['mean_generated_tokens']:.1f} | {r['answer_rate']:.3f} |\n")
+                   f"{r['mean_searches']:.2f} | {r['mean_generated_tokens']:.1f} | {r['answer_rate']:.3f} | "
+                   f"{r['mixed_fraction']:.2f} |\n")
     return table + detail
 
 
