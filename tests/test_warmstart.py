@@ -73,19 +73,41 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     assert protocol.parse_action(demonstrate(ex, facts, client, rng, perfect)[-1][0]).content == ex.golden_answers[0]
 
 
+def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
+    from searche1.data.toyworld.demos import reading_drill
+
+    world, client = pretrain_world
+    facts, rng, asked = world.fact_map(), random.Random(0), 0
+    for _ in range(20):
+        (block, written), *rest = reading_drill(world, client, rng)
+        assert not written and block.startswith("<information>") and block.endswith("</information>\n")
+        for (question, asked_written), (text, written) in zip(rest[::2], rest[1::2]):
+            assert not asked_written and question.startswith("Question: ")  # context, not trained
+            assert written and text.startswith("<think> I need ")
+            answer = protocol.parse_action(text).content
+            quote = text.split("</think>")[0].split(". ", 1)[1].rsplit(" So the answer is", 1)[0]
+            assert quote in block and answer in quote  # the stating sentence is copied from the block
+            subject = next(n for n in world.entities if f" of {n}." in text)
+            assert any(facts.get((subject, r)) == answer for r in ("born_in", "birth_year", "occupation",
+                       "employer", "country", "founded_year", "language", "independence_year", "founder",
+                       "headquarters"))
+            asked += 1
+    assert asked >= 40  # several questions per drill
+
+
 def test_masked_lm_loss_matches_brute_force():
     from searche1.train.warmstart import masked_lm_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
     ids = torch.randint(0, 7, (2, 5))
-    mask = torch.tensor([[0, 1, 1, 0, 1], [0, 0, 0, 0, 0]])
-    total, n = 0.0, 0
+    mask = torch.tensor([[0, 1, 4, 0, 1], [0, 0, 0, 0, 0]])  # weights: 0 untrained, 1 written, 4 a value token
+    total, n = 0.0, 0.0
     for b in range(2):
         for t in range(1, 5):
             if mask[b, t]:
-                total += -torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]].item()
-                n += 1
+                total += mask[b, t].item() * -torch.log_softmax(logits[b, t - 1], -1)[ids[b, t]].item()
+                n += mask[b, t].item()
     assert masked_lm_loss(logits, ids, mask).item() == pytest.approx(total / n, rel=1e-5)
     assert masked_lm_loss(logits, ids, torch.zeros_like(mask)).item() == 0.0  # all masked: no signal, no NaN
 
@@ -99,14 +121,25 @@ def test_encode_demo_masks(toy_tokenizer):
     assert mask[:2] == [0, 0] and ids[-1] == toy_tokenizer.eos_token_id and mask[-1] == 1
     assert mask.count(0) == 2 + 3  # prompt + truncated observation
     _, mask = encode_demo([1, 2], segs, toy_tokenizer, max_obs_length=3, loss_on_observations=True)
-    assert mask.count(0) == 2  # only the prompt stays untrained
+    assert mask.count(0) == 2 and mask.count(2) == 3  # only the prompt stays untrained; observations marked 2
 
 
-def test_packed_rows():
-    from searche1.train.warmstart import packed_rows
+def test_length_batches_keep_episodes_whole_and_pad_at_the_end():
+    from searche1.train.warmstart import length_batches
 
-    episodes = [([1, 2, 3], [0, 1, 1]), ([4, 5], [1, 1]), ([6, 7, 8, 9], [0, 0, 1, 1])]
-    assert list(packed_rows(iter(episodes), 4)) == [([1, 2, 3, 4], [0, 1, 1, 1]), ([5, 6, 7, 8], [1, 0, 0, 1])]
+    lengths = [3, 9, 4, 8, 5, 2, 7, 6]
+    stream = iter([(list(range(1, n + 1)), [1] * n) for n in lengths] * 2)
+    batches = length_batches(stream, batch_tokens=16, pad_id=0, bucket=8, rng=random.Random(0))
+    seen = []
+    for _ in range(4):
+        ids, mask, real = next(batches)
+        assert ids.shape[0] * ids.shape[1] <= 16 or ids.shape[0] == 1  # a batch never exceeds its token budget
+        assert real == int(mask.sum())
+        for row, row_mask in zip(ids.tolist(), mask.tolist()):
+            n = sum(row_mask)
+            assert row[:n] == list(range(1, n + 1)) and set(row[n:]) <= {0}  # whole episode from position 0
+            seen.append(n)
+    assert sorted(seen) == sorted(lengths)  # every episode of the bucket once
 
 
 def test_warmstart_runs_and_saves(tmp_path):
@@ -115,10 +148,42 @@ def test_warmstart_runs_and_saves(tmp_path):
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     cfg = WarmstartConfig(minutes=5, max_steps=2, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                          intermediate_size=64, batch_size=2, seq_len=256, questions_per_world=2)
+                          intermediate_size=64, batch_tokens=1024, bucket_episodes=4, questions_per_world=2,
+                          drills_per_world=2, probe_every=1)
     report = warmstart(tmp_path / "m", cfg, log=lambda *_: None)
     assert report["steps"] == 2 and report["trained_tokens"] > 0
+    assert [p["step"] for p in report["probes"]] == [1, 2] and 0.0 <= report["probes"][-1]["fresh_answer"] <= 1.0
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert model.config.vocab_size == len(tok) and tok.eos_token == "<|endoftext|>"
     assert json.loads((tmp_path / "m" / "warmstart.json").read_text())["steps"] == 2
+
+
+def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):
+    """The probe scores the question's entity in the first turn and the answer in the final turn; a stand-in model
+    whose argmax is always the true next token scores 1.0, one that never is scores 0.0."""
+    from searche1.data.toyworld.generator import WorldConfig
+    from searche1.train.warmstart import WarmstartConfig, held_out_demos, probe
+
+    demos = held_out_demos(toy_tokenizer, WarmstartConfig(), WorldConfig(seed=5), n=6)
+    name_ids = set(toy_tokenizer.convert_tokens_to_ids(list(NAME_POOL)))
+    for d in demos:
+        assert d["entity"] and all(d["ids"][p] in name_ids for p in d["entity"])
+        assert d["answer"] and min(d["answer"]) > max(d["entity"])  # read in the final turn, after the first
+        assert d["ids"][-1] == toy_tokenizer.eos_token_id
+        # the scored value re-appears in <answer> ... </answer> at the end
+        answer_ids = [d["ids"][p] for p in d["answer"]]
+        assert d["ids"][-2 - len(answer_ids) - 1:-3] == answer_ids
+
+    class Oracle(torch.nn.Module):
+        def __init__(self, shift):
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, input_ids):
+            nxt = torch.roll(input_ids, -1, dims=1) + self.shift
+            logits = torch.nn.functional.one_hot(nxt % len(toy_tokenizer), len(toy_tokenizer)).float()
+            return type("Out", (), {"logits": logits})()
+
+    assert probe(Oracle(0), demos) == {"entity": 1.0, "answer": 1.0}
+    assert probe(Oracle(1), demos) == {"entity": 0.0, "answer": 0.0}

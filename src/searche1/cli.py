@@ -96,11 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warmstart", help=h["warmstart"], description=h["warmstart"])
     p.add_argument("--out", required=True, help="model folder to write (HF format, with the toy tokenizer)")
     p.add_argument("--minutes", type=float, default=8.0, help="training time budget")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many optimizer steps (the schedule follows steps, so a run is the same "
+                        "on a slower machine; --minutes still caps it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-on-observations", action="store_true", help="also train on the <information> text")
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
-    p.add_argument("--model", required=True, help="HF model folder (or hub id where a network exists)")
+    p.add_argument("--model", required=True,
+                   help="HF model folder, toy-base (the shipped toy base policy), or a hub id where a network exists")
     p.add_argument("--data", nargs="+", required=True, help="QA files (.jsonl/.parquet) or directories of them")
     p.add_argument("--index", default=None, help="index directory or server URL (default retrieval.index)")
     p.add_argument("--out", required=True, help="report JSON; trajectories go beside it")
@@ -227,7 +231,9 @@ def cmd_warmstart(args) -> int:
 
     if args.minutes <= 0:
         raise ValueError("--minutes must be > 0")
-    warmstart(args.out, WarmstartConfig(minutes=args.minutes, seed=args.seed,
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError("--max-steps must be >= 1")
+    warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations))
     return 0
 

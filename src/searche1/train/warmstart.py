@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 
 from searche1 import protocol
-from searche1.data.toyworld.demos import Imperfections, demonstrate
+from searche1.data.toyworld.demos import Imperfections, demonstrate, reading_drill
 from searche1.data.toyworld.generator import WorldConfig, generate_world
+from searche1.data.toyworld.names import NAME_POOL
+from searche1.data.toyworld.tokenizer import value_words
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
 
@@ -32,36 +34,45 @@ class WarmstartConfig:
     """Stop after this many optimizer steps (tests); None = the time budget decides."""
     world_seed: int = 0
     """Pretraining namespace seed: worlds pretrain:{world_seed}:0, :1, ... are used in order."""
-    questions_per_world: int = 32
-    """Demonstrations drawn from each pretraining world (many worlds, few questions each)."""
+    questions_per_world: int = 8
+    """Scripted-searcher episodes drawn from each pretraining world (many worlds, few questions each)."""
+    drills_per_world: int = 8
+    """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     hidden_size: int = 256
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 768
-    batch_size: int = 4
-    """Rows per step; each row packs whole episodes into seq_len tokens (no padding)."""
-    seq_len: int = 1024
+    batch_tokens: int = 4096
+    """Tokens per step (padding included): episodes of similar length are batched together, one per row."""
+    bucket_episodes: int = 64
+    """Episodes read ahead and sorted by length, so a batch wastes little on padding."""
     lr: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
     max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
     loss_on_observations: bool = False
     """Also train on the <information> text (DESIGN.md's probe: worse at 5 minutes, better at 10)."""
+    value_weight: float = 4.0
+    """Loss weight of written name/year/occupation/language tokens (the copies), other written tokens 1: the
+    templates are learned in minutes, copying is what takes long."""
+    probe_every: int = 50
+    """Steps between held-out probes (teacher-forced turn accuracy on worlds never trained on); 0 = off."""
     seed: int = 0
 
 
 def encode_demo(prompt_ids: list[int], segments: list[tuple[str, bool]], tokenizer, max_obs_length: int,
                 loss_on_observations: bool = False) -> tuple[list[int], list[int]]:
     """Token ids and loss mask of one episode, tokenized segment by segment exactly as the engine would
-    (each turn and each observation encoded on its own), plus EOS after the answer."""
+    (each turn and each observation encoded on its own), plus EOS after the answer. Mask: 0 context, 1 written
+    by the model, 2 an observation trained on (loss_on_observations)."""
     ids, mask = list(prompt_ids), [0] * len(prompt_ids)
     for text, written in segments:
         seg = tokenizer(text, add_special_tokens=False).input_ids
         if not written:
             seg = protocol.truncate_observation_ids(seg, max_obs_length)
         ids += seg
-        mask += [int(written or loss_on_observations)] * len(seg)
+        mask += [1 if written else 2 if loss_on_observations else 0] * len(seg)
     ids.append(tokenizer.eos_token_id)
     mask.append(1)
     return ids, mask
@@ -75,24 +86,91 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         client = InProcessClient(BM25Retriever.build(world.docs))
         facts = world.fact_map()
         pool = world.train + [ex for exs in world.tests.values() for ex in exs]
+        episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
             prompt_ids = tokenizer(protocol.make_prompt(ex.question, tokenizer), add_special_tokens=False).input_ids
-            segments = demonstrate(ex, facts, client, rng, Imperfections())
+            episodes.append((prompt_ids, demonstrate(ex, facts, client, rng, Imperfections())))
+        episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
+        rng.shuffle(episodes)
+        for prompt_ids, segments in episodes:
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)
         index += 1
 
 
-def packed_rows(episodes, seq_len: int):
-    """Concatenate episodes (each ends in EOS) and cut the stream into rows of seq_len tokens: no padding, so every
-    position trains and attention needs no mask (an episode may attend to the one before it, as in LM
-    pretraining; EOS marks the boundary)."""
-    ids, mask = [], []
-    for episode_ids, episode_mask in episodes:
-        ids += episode_ids
-        mask += episode_mask
-        while len(ids) >= seq_len:
-            yield ids[:seq_len], mask[:seq_len]
-            ids, mask = ids[seq_len:], mask[seq_len:]
+def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int = 48) -> list[dict]:
+    """Flawless demonstrations on a world the stream never reaches, with the positions the probe scores: the
+    entity names the first turn copies from the question, and the first mention of the answer in the final turn
+    (the value read out of a passage)."""
+    world_ = generate_world(world)
+    client, facts, rng = InProcessClient(BM25Retriever.build(world_.docs)), world_.fact_map(), random.Random(1)
+    pool = world_.train + [ex for exs in world_.tests.values() for ex in exs]
+    flawless = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
+    names = set(tokenizer.convert_tokens_to_ids(list(NAME_POOL)))
+    demos = []
+    for ex in rng.sample(pool, len(pool)):
+        if len(demos) == n:
+            break
+        prompt_ids = tokenizer(protocol.make_prompt(ex.question, tokenizer), add_special_tokens=False).input_ids
+        segments = demonstrate(ex, facts, client, rng, flawless)
+        if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
+                ex.golden_answers[0] in ex.question:
+            continue  # retrieval never returned the value, or a comparison (its answer is in the question)
+        ids, _ = encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length)
+        first_end = len(prompt_ids) + len(tokenizer(segments[0][0], add_special_tokens=False).input_ids)
+        entity = [i for i in range(len(prompt_ids), first_end) if ids[i] in names]
+        if not entity:
+            continue
+        final_start = len(ids) - 1 - len(tokenizer(segments[-1][0], add_special_tokens=False).input_ids)
+        answer = tokenizer(f"<answer> {ex.golden_answers[0]} </answer>", add_special_tokens=False).input_ids[2:-2]
+        # the first time the final turn names the answer: the value read out of a passage (later mentions copy it)
+        first = next(i for i in range(final_start, len(ids)) if ids[i:i + len(answer)] == answer)
+        demos.append({"ids": ids, "entity": entity, "answer": list(range(first, first + len(answer)))})
+    return demos
+
+
+@torch.no_grad()
+def probe(model, demos: list[dict]) -> dict[str, float]:
+    """Teacher-forced: the fraction of demos whose entity names (first turn) / whole answer (final turn) are the
+    model's argmax."""
+    hits = {"entity": 0, "answer": 0}
+    was_training = model.training
+    model.eval()
+    for demo in demos:
+        ids = torch.tensor([demo["ids"]])
+        predicted = model(input_ids=ids).logits[0].argmax(-1)
+        for key in hits:
+            positions = torch.tensor(demo[key], dtype=torch.long)
+            hits[key] += bool((predicted[positions - 1] == ids[0, positions]).all())
+    model.train(was_training)
+    return {k: v / max(len(demos), 1) for k, v in hits.items()}
+
+
+def length_batches(episodes, batch_tokens: int, pad_id: int, bucket: int, rng: random.Random):
+    """Batches of whole episodes, one per row, each starting at position 0 and attending only to itself.
+
+    Why not pack episodes into long rows: copying a name from a few hundred tokens back is what the model must
+    learn, and at initialisation attention is spread over the whole row; in a probe the same copy task learned in
+    150 steps at the start of a row and had barely started after 300 steps behind 900 other tokens
+    (docs/warmstart.md). Padding goes at the end of a row (causal attention needs no mask for it) and episodes
+    are sorted by length within a read-ahead bucket, so little is wasted."""
+    while True:
+        pending = sorted((next(episodes) for _ in range(bucket)), key=lambda e: len(e[0]))
+        batches, current = [], []
+        for episode in pending:
+            if current and (len(current) + 1) * len(episode[0]) > batch_tokens:
+                batches.append(current)
+                current = []
+            current.append(episode)
+        batches.append(current)
+        rng.shuffle(batches)
+        for batch in batches:
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (episode_ids, episode_mask) in enumerate(batch):
+                ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
+                mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
+            yield ids, mask, sum(len(episode_ids) for episode_ids, _ in batch)
 
 
 def make_model(tokenizer, cfg: WarmstartConfig):
@@ -108,12 +186,40 @@ def make_model(tokenizer, cfg: WarmstartConfig):
 
 
 def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions whose target is model-written (mask 1).
-    logits [B, T, V], ids [B, T], mask [B, T] (of the targets)."""
-    target, keep = ids[:, 1:], mask[:, 1:].bool()
+    """Next-token cross-entropy averaged over target positions with weights `mask` (0 = not trained; 1 or more
+    otherwise). logits [B, T, V], ids [B, T], mask [B, T] (of the targets)."""
+    target, keep = ids[:, 1:], mask[:, 1:].float()
     losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(),
                                                reduction="none").view_as(target)
     return (losses * keep).sum() / keep.sum().clamp(min=1)
+
+
+def model_card(report: dict) -> str:
+    """README.md of a warm-start folder: what it is, the command that makes it again, and its figures."""
+    cfg = report["config"]
+    steps = f" --max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
+    last = report["probes"][-1] if report["probes"] else {}
+    probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
+    first_loss, last_loss = report["loss_first_last_10"]
+    return f"""# Toy base policy (searche1 warm start)
+
+A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
+pretrained LLM in the toy world: it learned the Search-R1 protocol and to read retrieved passages from
+demonstrations of an imperfect scripted searcher and from reading drills on pretraining worlds only (namespace
+`pretrain:{cfg['world_seed']}:*`), never from an evaluation world. See docs/warmstart.md of searche1.
+
+Made with (2 CPU threads; the schedule follows steps when --max-steps is given, so the run does not depend on the
+machine's speed):
+
+    searche1 --threads 2 warmstart --out DIR --minutes {cfg['minutes']:g}{steps} --seed {cfg['seed']}
+
+- steps: {report['steps']}, tokens: {report['tokens']} ({report['trained_tokens']} trained), wall time:
+  {report['seconds']:.0f} s ({report['tokens_per_second']} tokens/s)
+- loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}
+- last held-out probe (teacher-forced, step {last.get('step', '-')}): {probes or '-'}
+
+Full configuration and every probe: `warmstart.json`. Licence: as searche1.
+"""
 
 
 def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
@@ -134,7 +240,14 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    rows = packed_rows(demo_stream(tokenizer, cfg, rng), cfg.seq_len)
+    batches = length_batches(demo_stream(tokenizer, cfg, rng), cfg.batch_tokens, tokenizer.pad_token_id,
+                             cfg.bucket_episodes, rng)
+    # held out: a pretraining-namespace world far beyond the stream, and an evaluation world nobody evaluates on
+    probes = {"pretrain": held_out_demos(tokenizer, cfg, WorldConfig(seed=cfg.world_seed, pretrain_index=10**6)),
+              "fresh": held_out_demos(tokenizer, cfg, WorldConfig(seed=10**6))} if cfg.probe_every else {}
+    probe_log = []
+    token_weight = torch.ones(len(tokenizer))
+    token_weight[tokenizer.convert_tokens_to_ids(value_words())] = cfg.value_weight
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     with Progress(TextColumn("warm start"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -144,23 +257,30 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             elapsed = time.perf_counter() - t0
             if elapsed >= budget or (cfg.max_steps is not None and step >= cfg.max_steps):
                 break
-            batch = [next(rows) for _ in range(cfg.batch_size)]
-            ids = torch.tensor([r for r, _ in batch], dtype=torch.long)
-            mask = torch.tensor([m for _, m in batch], dtype=torch.long)
-            # linear warmup, then cosine to 10% over the time budget (the fraction of time spent)
-            frac = min(elapsed / budget, 1.0)
+            ids, mask, real_tokens = next(batches)
+            # linear warmup, then cosine to 10% over the budget (the fraction of time or of max_steps spent)
+            frac = min(max(elapsed / budget, step / cfg.max_steps if cfg.max_steps else 0.0), 1.0)
             scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss = masked_lm_loss(model(input_ids=ids).logits, ids, mask)
+            # written value tokens weigh value_weight, other written tokens and trained observations 1
+            weights = (mask == 1) * token_weight[ids] + (mask == 2).float()
+            loss = masked_lm_loss(model(input_ids=ids).logits, ids, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            tokens += ids.numel()
-            trained_tokens += int(mask.sum())
+            tokens += real_tokens  # padding not counted
+            trained_tokens += int((mask > 0).sum())
             history.append(loss.item())
+            if probes and (step % cfg.probe_every == 0):
+                result = {"step": step, "tokens": tokens, "seconds": round(time.perf_counter() - t0, 1)}
+                result.update({f"{name}_{k}": v for name, demos in probes.items()
+                               for k, v in probe(model, demos).items()})
+                probe_log.append(result)
+                log("probe " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in result.items()))
             bar.update(task, completed=min(time.perf_counter() - t0, budget),
                        info=f"step {step} loss {loss.item():.3f} {tokens / (time.perf_counter() - t0):.0f} tok/s")
     seconds = time.perf_counter() - t0
@@ -168,12 +288,14 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
               "trained_tokens": trained_tokens, "seconds": round(seconds, 1),
               "tokens_per_second": round(tokens / max(seconds, 1e-9)), "final_loss": history[-1] if history else None,
               "loss_first_last_10": [sum(history[:10]) / max(len(history[:10]), 1),
-                                     sum(history[-10:]) / max(len(history[-10:]), 1)]}
+                                     sum(history[-10:]) / max(len(history[-10:]), 1)],
+              "probes": probe_log}
     model.eval()
     with atomic_dir(out, marker="warmstart.json", what="warm-start model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "warmstart.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(report))
     log(f"warm start: {n_params / 1e6:.1f}M parameters, {step} steps, {tokens} tokens in {seconds:.0f}s "
         f"({report['tokens_per_second']} tok/s), loss {report['loss_first_last_10'][0]:.3f} -> "
         f"{report['loss_first_last_10'][1]:.3f}; wrote {out}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from searche1 import protocol
 from searche1.data.qa import QAExample
+from searche1.data.toyworld import names as words
 from searche1.retrieval.client import RetrievalClient
 
 QUERY_WORDS = {
@@ -127,4 +128,31 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
     segments.append((f"<think> {reason} </think>\n<answer> {final} </answer>", True))
+    return segments
+
+
+def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questions: int = 6
+                  ) -> list[tuple[str, bool]]:
+    """One retrieved <information> block followed by questions on what its passages state, each answered the way
+    the searcher's final turn answers (name the need, quote the stating sentence, answer).
+
+    Pretraining-style reading practice: a pretrained LLM reads passages before it ever searches; here the
+    scripted episodes alone give a few copy targets per ~400 tokens, too sparse for copying to form in minutes
+    (docs/warmstart.md), while a drill packs a dozen into ~500 tokens."""
+    fact = rng.choice(world.facts)
+    docs = client.retrieve([f"{fact.subject} {QUERY_WORDS[fact.relation]}"])[0]
+    returned = {d["id"]: d for d in docs}
+    questions = []
+    for f in world.facts:  # every fact whose own passage came back, quoted from that passage
+        if f.gold_doc_id in returned and (quote := _stating_sentence([returned[f.gold_doc_id]], f.subject, f.object)):
+            style = rng.choice(("nq", "triviaqa", "popqa"))
+            template = rng.choice(words.SINGLE_HOP_QUESTIONS[style][(world.entities[f.subject], f.relation)])
+            questions.append((template.format(s=f.subject), f"I need {RELATION_NOUNS[f.relation]} of {f.subject}. "
+                              f"{quote}", f.object))
+    rng.shuffle(questions)
+    segments = [(protocol.information_block(docs).strip("\n") + "\n", False)]
+    for question, reason, value in questions[:max_questions]:
+        # the question is given (context, as in a prompt); what the model would write is trained
+        segments.append((f"Question: {question}\n", False))
+        segments.append((f"<think> {reason} So the answer is {value}. </think>\n<answer> {value} </answer>\n", True))
     return segments

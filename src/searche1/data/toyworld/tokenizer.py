@@ -20,11 +20,15 @@ PROTOCOL_TAGS = (protocol.THINK_OPEN, protocol.THINK_CLOSE, protocol.SEARCH_OPEN
                  protocol.ANSWER_OPEN, protocol.ANSWER_CLOSE, protocol.INFO_OPEN, protocol.INFO_CLOSE)
 
 
-def single_token_words() -> list[str]:
-    """Names, years, occupations, languages and protocol tags: each becomes one token."""
+def value_words() -> list[str]:
+    """Every value a toy fact can take or name: entity names, years, occupations, languages."""
     years = range(words.CITY_FOUNDED_YEARS[0], words.LATEST_YEAR + 1)
-    return (list(PROTOCOL_TAGS) + list(words.NAME_POOL) + [str(y) for y in years] + list(words.OCCUPATIONS)
-            + list(words.LANGUAGES))
+    return list(words.NAME_POOL) + [str(y) for y in years] + list(words.OCCUPATIONS) + list(words.LANGUAGES)
+
+
+def single_token_words() -> list[str]:
+    """Protocol tags and every value word: each becomes one token."""
+    return list(PROTOCOL_TAGS) + value_words()
 
 
 def training_text(n_worlds: int = 4) -> list[str]:
