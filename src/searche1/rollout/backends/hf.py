@@ -26,6 +26,13 @@ class HFBackend:
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {e for e in eos + [tokenizer.eos_token_id] if e is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        # Decoding a window every step for every row costs more than a small model's forward: only tokens that
+        # contain a stop string's last character can complete one, so only they trigger the decode.
+        last_chars = {stop[-1] for stop in stop_strings}
+        # (raw token strings keep ASCII such as ">" as is, in byte-level BPE and SentencePiece vocabularies alike)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.stop_candidates = torch.tensor([piece is not None and any(c in piece for c in last_chars)
+                                             for piece in pieces])
         self.rows: list[int] = []  # row number of each batch position
         self.cache = None
         self.attention: torch.Tensor | None = None  # [B, L], 0 on padding slots
@@ -98,7 +105,7 @@ class HFBackend:
                 out = outputs[self.rows[pos]]
                 if out.ids[-1] in self.eos_ids:
                     out.finish = "eos"
-                elif self._stopped(out.ids):
+                elif self.stop_candidates[out.ids[-1]] and self._stopped(out.ids):
                     out.finish = "stop"
                 else:
                     continue
