@@ -95,6 +95,18 @@ def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
     assert asked >= 40  # several questions per drill
 
 
+def test_copy_drill_repeats_its_block(pretrain_world, toy_tokenizer):
+    from searche1.data.toyworld.demos import copy_drill
+    from searche1.train.warmstart import encode_demo
+
+    world, client = pretrain_world
+    (context, context_written), (copy, copy_written) = copy_drill(world, client, random.Random(0))
+    assert context == copy and context.startswith("<information>") and not context_written and copy_written
+    ids, mask = encode_demo([], [(context, False), (copy, True)], toy_tokenizer, max_obs_length=500)
+    n = mask.count(0)
+    assert ids[:n] == ids[n:2 * n] and mask[n:] == [1] * (n + 1)  # the same tokens again, all trained, + EOS
+
+
 def test_masked_lm_loss_matches_brute_force():
     from searche1.train.warmstart import masked_lm_loss
 

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many optimizer steps (the schedule follows steps, so a run is the same "
                         "on a slower machine; --minutes still caps it)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss-on-observations", action="store_true", help="also train on the <information> text")
+    p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train on the <information> text (default: on)")
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
     p.add_argument("--model", required=True,

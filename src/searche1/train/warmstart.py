@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from searche1 import protocol
-from searche1.data.toyworld.demos import Imperfections, demonstrate, reading_drill
+from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, reading_drill
 from searche1.data.toyworld.generator import WorldConfig, generate_world
 from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import value_words
@@ -38,6 +38,8 @@ class WarmstartConfig:
     """Scripted-searcher episodes drawn from each pretraining world (many worlds, few questions each)."""
     drills_per_world: int = 8
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
+    copy_drills_per_world: int = 4
+    """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
     hidden_size: int = 256
     num_layers: int = 4
     num_heads: int = 4
@@ -51,8 +53,8 @@ class WarmstartConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.01
     max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
-    loss_on_observations: bool = False
-    """Also train on the <information> text (DESIGN.md's probe: worse at 5 minutes, better at 10)."""
+    loss_on_observations: bool = True
+    """Also train on the <information> text (entity copying formed ~100 steps sooner with it, docs/warmstart.md)."""
     value_weight: float = 4.0
     """Loss weight of written name/year/occupation/language tokens (the copies), other written tokens 1: the
     templates are learned in minutes, copying is what takes long."""
@@ -91,6 +93,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             prompt_ids = tokenizer(protocol.make_prompt(ex.question, tokenizer), add_special_tokens=False).input_ids
             episodes.append((prompt_ids, demonstrate(ex, facts, client, rng, Imperfections())))
         episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
+        episodes += [([], copy_drill(world, client, rng)) for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
         for prompt_ids, segments in episodes:
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)

@@ -156,3 +156,15 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
         segments.append((f"Question: {question}\n", False))
         segments.append((f"<think> {reason} So the answer is {value}. </think>\n<answer> {value} </answer>\n", True))
     return segments
+
+
+def copy_drill(world, client: RetrievalClient, rng: random.Random) -> list[tuple[str, bool]]:
+    """A retrieved <information> block (context) written out again verbatim (trained).
+
+    Copying is what reading rests on (find the place in the context that matches, continue from there), and in
+    the toy text it does not form from the episodes and reading drills alone: answers stay at the type prior
+    (docs/warmstart.md). Repeated text is where language models learn it in pretraining; here it is made explicit."""
+    fact = rng.choice(world.facts)
+    block = protocol.information_block(client.retrieve([f"{fact.subject} {QUERY_WORDS[fact.relation]}"])[0])
+    block = block.strip("\n") + "\n"
+    return [(block, False), (block, True)]
