@@ -12,8 +12,7 @@
    turn's longest row; retrieval is not timed in it (the engine's time includes its BM25 calls).
 
 Tokens/s always counts the engine's generated tokens, so the three figures share a numerator. Each method runs
-once untimed first (warm-up), then timed. Prints a table and
-writes JSON (--out).
+once untimed first (warm-up), then timed. Prints a table and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -123,12 +121,12 @@ def main() -> None:
                        ("naive", "naive re-tokenize loop")):
         print(f"| {label} | {figures['seconds'][key]:.2f} | {rates[key]:.0f} | "
               f"{rates['engine'] / rates[key]:.2f}x |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
+    from searche1.fileio import atomic_write
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out) as f:
         json.dump(figures, f, indent=2)
-    Path(f.name).replace(out)
-    print(f"\nwrote {out}")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

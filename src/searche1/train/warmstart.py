@@ -2,8 +2,8 @@
 
 It stands in for a pretrained LLM (DESIGN.md): it must know the protocol and copy a name or year out of an
 <information> block, but know no evaluation world's facts. It learns only from a stream of pretraining worlds
-(a separate seed namespace; each world has fresh facts for the same pool of names, so facts cannot be memorized),
-from demonstrations of the imperfect scripted searcher, with the loss on model-written tokens only.
+(a separate seed namespace; each world has fresh facts for the same pool of names, so facts cannot be memorized):
+demonstrations of the imperfect scripted searcher, reading drills and copy drills (docs/warmstart.md).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class WarmstartConfig:
     """Loss weight of written name/year/occupation/language tokens (the copies), other written tokens 1: the
     templates are learned in minutes, copying is what takes long."""
     probe_every: int = 50
-    """Steps between held-out probes (teacher-forced turn accuracy on worlds never trained on); 0 = off."""
+    """Steps between held-out probes (teacher-forced entity copy and answer reading on worlds never trained on);
+    0 = off."""
     seed: int = 0
 
 
@@ -80,18 +81,26 @@ def encode_demo(prompt_ids: list[int], segments: list[tuple[str, bool]], tokeniz
     return ids, mask
 
 
+def _open_world(world_cfg: WorldConfig):
+    """A generated world, an in-process BM25 client over its corpus, and all its questions (train + tests)."""
+    world = generate_world(world_cfg)
+    questions = world.train + [ex for exs in world.tests.values() for ex in exs]
+    return world, InProcessClient(BM25Retriever.build(world.docs)), questions
+
+
+def _prompt_ids(tokenizer, question: str) -> list[int]:
+    return tokenizer(protocol.make_prompt(question, tokenizer), add_special_tokens=False).input_ids
+
+
 def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
     """Endless (ids, mask) episodes from pretraining worlds pretrain:{world_seed}:0, :1, ..."""
     index = 0
     while True:
-        world = generate_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index))
-        client = InProcessClient(BM25Retriever.build(world.docs))
+        world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index))
         facts = world.fact_map()
-        pool = world.train + [ex for exs in world.tests.values() for ex in exs]
         episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
-            prompt_ids = tokenizer(protocol.make_prompt(ex.question, tokenizer), add_special_tokens=False).input_ids
-            episodes.append((prompt_ids, demonstrate(ex, facts, client, rng, Imperfections())))
+            episodes.append((_prompt_ids(tokenizer, ex.question), demonstrate(ex, facts, client, rng, Imperfections())))
         episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
         episodes += [([], copy_drill(world, client, rng)) for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
@@ -104,16 +113,15 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
     """Flawless demonstrations on a world the stream never reaches, with the positions the probe scores: the
     entity names the first turn copies from the question, and the first mention of the answer in the final turn
     (the value read out of a passage)."""
-    world_ = generate_world(world)
-    client, facts, rng = InProcessClient(BM25Retriever.build(world_.docs)), world_.fact_map(), random.Random(1)
-    pool = world_.train + [ex for exs in world_.tests.values() for ex in exs]
+    world_, client, pool = _open_world(world)
+    facts, rng = world_.fact_map(), random.Random(1)
     flawless = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
     names = set(tokenizer.convert_tokens_to_ids(list(NAME_POOL)))
     demos = []
     for ex in rng.sample(pool, len(pool)):
         if len(demos) == n:
             break
-        prompt_ids = tokenizer(protocol.make_prompt(ex.question, tokenizer), add_special_tokens=False).input_ids
+        prompt_ids = _prompt_ids(tokenizer, ex.question)
         segments = demonstrate(ex, facts, client, rng, flawless)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
                 ex.golden_answers[0] in ex.question:
@@ -133,8 +141,8 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
 
 @torch.no_grad()
 def probe(model, demos: list[dict]) -> dict[str, float]:
-    """Teacher-forced: the fraction of demos whose entity names (first turn) / whole answer (final turn) are the
-    model's argmax."""
+    """Teacher-forced: the fraction of demos whose entity names (first turn) / answer read out of a passage (its
+    first mention in the final turn) are the model's argmax."""
     hits = {"entity": 0, "answer": 0}
     was_training = model.training
     model.eval()
@@ -200,7 +208,8 @@ def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 def model_card(report: dict) -> str:
     """README.md of a warm-start folder: what it is, the command that makes it again, and its figures."""
     cfg = report["config"]
-    steps = f" --max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
+    flags = f" --max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
+    flags += "" if cfg["loss_on_observations"] else " --no-loss-on-observations"
     last = report["probes"][-1] if report["probes"] else {}
     probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
     first_loss, last_loss = report["loss_first_last_10"]
@@ -208,13 +217,13 @@ def model_card(report: dict) -> str:
 
 A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
 pretrained LLM in the toy world: it learned the Search-R1 protocol and to read retrieved passages from
-demonstrations of an imperfect scripted searcher and from reading drills on pretraining worlds only (namespace
+demonstrations of an imperfect scripted searcher and from reading and copy drills on pretraining worlds only (namespace
 `pretrain:{cfg['world_seed']}:*`), never from an evaluation world. See docs/warmstart.md of searche1.
 
 Made with (2 CPU threads; the schedule follows steps when --max-steps is given, so the run does not depend on the
 machine's speed):
 
-    searche1 --threads 2 warmstart --out DIR --minutes {cfg['minutes']:g}{steps} --seed {cfg['seed']}
+    searche1 --threads 2 warmstart --out DIR --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}
 
 - steps: {report['steps']}, tokens: {report['tokens']} ({report['trained_tokens']} trained), wall time:
   {report['seconds']:.0f} s ({report['tokens_per_second']} tokens/s)

@@ -131,6 +131,14 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
     return segments
 
 
+def _random_block(world, client: RetrievalClient, rng: random.Random) -> tuple[list[dict], str]:
+    """The passages the scripted searcher's query for a random fact retrieves, and their <information> block as
+    a drill's opening text."""
+    fact = rng.choice(world.facts)
+    docs = client.retrieve([f"{fact.subject} {QUERY_WORDS[fact.relation]}"])[0]
+    return docs, protocol.information_block(docs).strip("\n") + "\n"
+
+
 def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questions: int = 6
                   ) -> list[tuple[str, bool]]:
     """One retrieved <information> block followed by questions on what its passages state, each answered the way
@@ -139,8 +147,7 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
     Pretraining-style reading practice: a pretrained LLM reads passages before it ever searches; here the
     scripted episodes alone give a few copy targets per ~400 tokens, too sparse for copying to form in minutes
     (docs/warmstart.md), while a drill packs a dozen into ~500 tokens."""
-    fact = rng.choice(world.facts)
-    docs = client.retrieve([f"{fact.subject} {QUERY_WORDS[fact.relation]}"])[0]
+    docs, block = _random_block(world, client, rng)
     returned = {d["id"]: d for d in docs}
     questions = []
     for f in world.facts:  # every fact whose own passage came back, quoted from that passage
@@ -150,7 +157,7 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
             questions.append((template.format(s=f.subject), f"I need {RELATION_NOUNS[f.relation]} of {f.subject}. "
                               f"{quote}", f.object))
     rng.shuffle(questions)
-    segments = [(protocol.information_block(docs).strip("\n") + "\n", False)]
+    segments = [(block, False)]
     for question, reason, value in questions[:max_questions]:
         # the question is given (context, as in a prompt); what the model would write is trained
         segments.append((f"Question: {question}\n", False))
@@ -164,7 +171,5 @@ def copy_drill(world, client: RetrievalClient, rng: random.Random) -> list[tuple
     Copying is what reading rests on (find the place in the context that matches, continue from there), and in
     the toy text it does not form from the episodes and reading drills alone: answers stay at the type prior
     (docs/warmstart.md). Repeated text is where language models learn it in pretraining; here it is made explicit."""
-    fact = rng.choice(world.facts)
-    block = protocol.information_block(client.retrieve([f"{fact.subject} {QUERY_WORDS[fact.relation]}"])[0])
-    block = block.strip("\n") + "\n"
+    _, block = _random_block(world, client, rng)
     return [(block, False), (block, True)]

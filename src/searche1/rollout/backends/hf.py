@@ -31,8 +31,8 @@ class HFBackend:
         last_chars = {stop[-1] for stop in stop_strings}
         # (raw token strings keep ASCII such as ">" as is, in byte-level BPE and SentencePiece vocabularies alike)
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        self.stop_candidates = torch.tensor([piece is not None and any(c in piece for c in last_chars)
-                                             for piece in pieces])
+        self.stop_candidates = {i for i, piece in enumerate(pieces)
+                                if piece is not None and any(c in piece for c in last_chars)}
         self.rows: list[int] = []  # row number of each batch position
         self.cache = None
         self.attention: torch.Tensor | None = None  # [B, L], 0 on padding slots
@@ -105,7 +105,7 @@ class HFBackend:
                 out = outputs[self.rows[pos]]
                 if out.ids[-1] in self.eos_ids:
                     out.finish = "eos"
-                elif self.stop_candidates[out.ids[-1]] and self._stopped(out.ids):
+                elif out.ids[-1] in self.stop_candidates and self._stopped(out.ids):
                     out.finish = "stop"
                 else:
                     continue
