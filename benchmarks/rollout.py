@@ -11,7 +11,9 @@
    the work is the same (goal: engine >= 1.5x). As batched HF generate does, every row of a turn runs for that
    turn's longest row; retrieval is not timed in it (the engine's time includes its BM25 calls).
 
-Tokens/s always counts the engine's generated tokens, so the three figures share a numerator. Each method runs
+Tokens/s always counts the engine's generated tokens, so the three figures share a numerator. The sequential decode
+steps each method cannot avoid are printed too: the single pass needs the mean tokens per row, an engine that starts
+every row at once at least the longest trajectory's tokens (it bounds goal 1 on a batch of uneven episodes). Each method runs
 once untimed first (warm-up), then timed. Prints a table and writes JSON (--out).
 """
 
@@ -104,6 +106,13 @@ def main() -> None:
     _, naive_s = _timed(naive_loop)
 
     rates = {"engine": generated / engine_s, "single_pass": generated / single_s, "naive": generated / naive_s}
+    # Sequential decode steps each method cannot avoid: the single pass needs per_row; any engine that starts all
+    # rows together needs the longest trajectory's own tokens; a turn-synchronous one the sum over turns of the
+    # longest row's turn.
+    n_turns = max(len(t.turns) for t in trajs)
+    steps = {"single_pass": per_row, "longest_trajectory": max(t.n_generated for t in trajs),
+             "turn_synchronous": sum(max(t.turns[k].end - t.turns[k].start for t in trajs if len(t.turns) > k)
+                                     for k in range(n_turns))}
     figures = {
         "machine": f"{platform.machine()} {torch.get_num_threads()} torch threads",
         "model": args.model, "questions": len(examples), "generated_tokens": generated,
@@ -113,6 +122,7 @@ def main() -> None:
         "tokens_per_second": rates,
         "engine_vs_single_pass": rates["engine"] / rates["single_pass"],
         "engine_vs_naive": rates["engine"] / rates["naive"],
+        "sequential_decode_steps": steps,
     }
     print(f"\n{len(examples)} questions, {generated} generated tokens, {figures['mean_searches']:.2f} searches and "
           f"{figures['mean_turns']:.2f} turns per trajectory\n")
@@ -121,6 +131,9 @@ def main() -> None:
                        ("naive", "naive re-tokenize loop")):
         print(f"| {label} | {figures['seconds'][key]:.2f} | {rates[key]:.0f} | "
               f"{rates['engine'] / rates[key]:.2f}x |")
+    print(f"\nsequential decode steps: single pass {steps['single_pass']}, longest trajectory "
+          f"{steps['longest_trajectory']}, turn-synchronous (sum of each turn's longest row) "
+          f"{steps['turn_synchronous']}")
     from searche1.fileio import atomic_write
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,38 @@ def test_kv_cache_across_turns_matches_teacher_forcing(tiny_model, tokenizer):
         assert torch.allclose(got, want, atol=1e-4), (r, (got - want).abs().max())
 
 
+def test_rows_parked_mid_turn_still_match_teacher_forcing(tiny_model, tokenizer, monkeypatch):
+    """Rows that stop early are set aside while the others write on, then rejoin padded: the log-probs of every
+    row, over turns and observations after that, still equal a clean re-scoring."""
+    parks = []
+    park = HFBackend._park
+    monkeypatch.setattr(HFBackend, "_park", lambda self, keep: parks.append(int(keep.sum())) or park(self, keep))
+    backend = HFBackend(tiny_model, tokenizer)
+    backend.eos_ids = set(range(0, len(tokenizer), 8))  # ~1 token in 8 ends a turn: rows stop at scattered steps
+    prompts = [tokenizer.encode(f"question number {i} " * (i + 1)) for i in range(8)]
+    backend.start(prompts)
+    gen = torch.Generator().manual_seed(3)
+    sampling = SamplingParams(temperature=1.0)
+    seqs = {r: list(p) for r, p in enumerate(prompts)}
+    checks = {r: [] for r in seqs}
+    for turn in range(3):
+        for r, out in backend.generate(list(seqs), 30, sampling, gen).items():
+            for t, lp in zip(out.ids, out.logprobs):
+                checks[r].append((len(seqs[r]), lp))
+                seqs[r].append(t)
+        obs = {r: tokenizer.encode(f"<information>doc {r} {turn}</information>") * (r % 3) for r in seqs}
+        backend.extend(obs)
+        for r, ids in obs.items():
+            seqs[r] += ids
+    assert parks, "no row was parked: the test does not exercise parking"
+    assert not backend.parked and sorted(backend.rows) == list(seqs)
+    for r, seq in seqs.items():
+        ref = rescore(tiny_model, seq)
+        got = torch.tensor([lp for _, lp in checks[r]])
+        want = torch.stack([ref[pos - 1] for pos, _ in checks[r]])
+        assert torch.allclose(got, want, atol=1e-4), (r, (got - want).abs().max())
+
+
 def test_seeded_sampling_is_reproducible_and_greedy_is_argmax(tiny_model, tokenizer):
     def run(seed, sampling):
         backend = HFBackend(tiny_model, tokenizer)

@@ -4,6 +4,10 @@ An observation is appended to the cache instead of re-running the prefix, and fi
 Rows advance unevenly (one answers in 10 tokens, another writes 200), so the cache holds padding slots: every
 forward passes the full attention mask (0 on padding) and position ids counted over real tokens only, which makes
 each row's logits those of its own unpadded sequence (tests/test_hf_backend.py re-scores them within 1e-4).
+
+Within a turn, rows that already stopped are parked: their cache rows are set aside so that the decode steps of the
+rows still writing do not carry them (a turn lasts as long as its longest row; in the rollout benchmark three
+quarters of the slots were such idle rows). They rejoin, padded, when the turn ends.
 """
 
 from __future__ import annotations
@@ -16,6 +20,30 @@ from searche1.protocol import STOP_STRINGS
 from searche1.rollout.backends.base import SamplingParams, TurnOutput, sample_next
 
 STOP_WINDOW = 16  # tokens decoded to look for a stop string; more than any stop string spans
+PARK_BELOW = 0.75  # park the stopped rows once fewer than this fraction of the batch is still writing
+
+
+def _kv_tensors(cache) -> list[torch.Tensor] | None:
+    """The cache's key and value tensors [B, H, L, D], layer by layer, or None for a layout we do not reshape
+    (sliding-window, quantized or static layers: those rows are then simply left in the batch)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        if not all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False)
+                   for layer in layers):
+            return None
+        return [t for layer in layers for t in (layer.keys, layer.values)]
+    if hasattr(cache, "key_cache") and hasattr(cache, "value_cache"):  # transformers < 4.56
+        return [t for pair in zip(cache.key_cache, cache.value_cache) for t in pair]
+    return None
+
+
+def _set_kv_tensors(cache, tensors: list[torch.Tensor]) -> None:
+    keys, values = tensors[0::2], tensors[1::2]
+    if getattr(cache, "layers", None) is not None:
+        for layer, k, v in zip(cache.layers, keys, values):
+            layer.keys, layer.values = k, v
+    else:
+        cache.key_cache, cache.value_cache = list(keys), list(values)
 
 
 class HFBackend:
@@ -37,47 +65,82 @@ class HFBackend:
         self.cache = None
         self.attention: torch.Tensor | None = None  # [B, L], 0 on padding slots
         self.next_logits: torch.Tensor | None = None  # [B, V], after each row's last real token
+        self.parked: list[dict] = []  # stopped rows set aside during a turn (rows, kv, attention, next_logits)
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # Only the last position's logits are used (chunks are left-padded): skip the LM head elsewhere.
+        keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self._keep_last = {keep: 1} if keep else {}
 
     def _position(self, row: int) -> int:
         return self.rows.index(row)
 
     @torch.no_grad()
     def _forward(self, input_ids: torch.Tensor, new_mask: torch.Tensor) -> None:
-        """Append [B, T] tokens (new_mask 0 = padding slot) and refresh next_logits of rows that got a token."""
+        """Append [B, T] left-padded tokens (new_mask 0 = padding slot) and refresh next_logits of the rows that
+        got any."""
         self.attention = new_mask if self.attention is None else torch.cat([self.attention, new_mask], dim=1)
         positions = (self.attention.cumsum(dim=1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
         out = self.model(input_ids=input_ids, attention_mask=self.attention, position_ids=positions,
-                         use_cache=True, **{self._cache_arg: self.cache})
+                         use_cache=True, **{self._cache_arg: self.cache}, **self._keep_last)
         self.cache = out[self._cache_arg]
-        got = new_mask.any(dim=1)
+        got = new_mask[:, -1].bool()  # chunks are left-padded: a row that got tokens ends with a real one
         if got.any():
-            # index of each row's last real token in this chunk
-            last = (new_mask * torch.arange(1, new_mask.shape[1] + 1, device=new_mask.device)).argmax(dim=1)
-            logits = out.logits[torch.arange(len(last), device=last.device), last]
+            logits = out.logits[:, -1]
             if self.next_logits is None:
                 self.next_logits = logits.float()
             else:
                 self.next_logits[got] = logits[got].float()
 
-    def _padded(self, seqs: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids and mask: padding slots may sit anywhere in a row (the mask hides them), and on the
+        left every row that got tokens ends with a real one."""
         width = max(max((len(s) for s in seqs), default=0), 1)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
             if s:
-                sl = slice(width - len(s), width) if left else slice(0, len(s))
-                ids[i, sl] = torch.tensor(s, dtype=torch.long)
-                mask[i, sl] = 1
+                ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+                mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def start(self, prompts: list[list[int]]) -> None:
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.rows, self.cache, self.attention, self.next_logits = list(range(len(prompts))), None, None, None
-        self._forward(*self._padded(prompts, left=True))
+        self.parked = []
+        self._forward(*self._padded(prompts))
+
+    def _park(self, keep: torch.Tensor) -> bool:
+        """Set aside the batch positions not in `keep` (a bool mask); False when the cache cannot be reshaped."""
+        tensors = _kv_tensors(self.cache)
+        if tensors is None:
+            return False
+        gone, kept = (~keep).nonzero()[:, 0], keep.nonzero()[:, 0]
+        self.parked.append({"rows": [self.rows[i] for i in gone.tolist()],
+                            "kv": [t.index_select(0, gone) for t in tensors],
+                            "attention": self.attention[gone], "next_logits": self.next_logits[gone]})
+        _set_kv_tensors(self.cache, [t.index_select(0, kept) for t in tensors])
+        self.attention, self.next_logits = self.attention[kept], self.next_logits[kept]
+        self.rows = [self.rows[i] for i in kept.tolist()]
+        return True
+
+    def _unpark(self) -> None:
+        """Parked rows rejoin the batch, padded at the end to its length (padding slots, as if they had waited)."""
+        if not self.parked:
+            return
+        length = self.attention.shape[1]
+        tensors = _kv_tensors(self.cache)
+        for group in self.parked:
+            pad = length - group["attention"].shape[1]
+            tensors = [torch.cat([t, torch.nn.functional.pad(p, (0, 0, 0, pad))]) for t, p in zip(tensors,
+                                                                                                   group["kv"])]
+            self.attention = torch.cat([self.attention, torch.nn.functional.pad(group["attention"], (0, pad))])
+            self.next_logits = torch.cat([self.next_logits, group["next_logits"]])
+            self.rows += group["rows"]
+        _set_kv_tensors(self.cache, tensors)
+        self.parked = []
 
     def _stopped(self, ids: list[int]) -> bool:
         tail = self.tokenizer.decode(ids[-STOP_WINDOW:])
@@ -89,9 +152,13 @@ class HFBackend:
         outputs = {r: TurnOutput([], [], "length") for r in rows}
         live = torch.zeros(len(self.rows), dtype=torch.bool, device=self.device)
         live[[self._position(r) for r in rows]] = True
+        reshapeable = True
         for _ in range(max_new_tokens):
             if not live.any():
                 break
+            if reshapeable and live.sum() < PARK_BELOW * len(live):
+                reshapeable = self._park(live)
+                live = live[live] if reshapeable else live
             token, logp = sample_next(self.next_logits[live], sampling, generator)
             step_ids = torch.full((len(self.rows), 1), self.pad_id, dtype=torch.long, device=self.device)
             step_ids[live, 0] = token.to(self.device)
@@ -110,12 +177,13 @@ class HFBackend:
                 else:
                     continue
                 live[pos] = False
+        self._unpark()
         return outputs
 
     def extend(self, ids_by_row: dict[int, list[int]]) -> None:
         if not any(ids_by_row.values()):
             return
-        self._forward(*self._padded([ids_by_row.get(r, []) for r in self.rows], left=False))
+        self._forward(*self._padded([ids_by_row.get(r, []) for r in self.rows]))
 
     def release(self, rows: list[int]) -> None:
         gone = set(rows)
