@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -95,16 +96,22 @@ def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
     assert asked >= 40  # several questions per drill
 
 
-def test_copy_drill_repeats_its_block(pretrain_world, toy_tokenizer):
+def test_copy_drill_rewrites_its_sentences_shuffled(pretrain_world, toy_tokenizer):
     from searche1.data.toyworld.demos import copy_drill
-    from searche1.train.warmstart import encode_demo
 
     world, client = pretrain_world
-    (context, context_written), (copy, copy_written) = copy_drill(world, client, random.Random(0))
-    assert context == copy and context.startswith("<information>") and not context_written and copy_written
-    ids, mask = encode_demo([], [(context, False), (copy, True)], toy_tokenizer, max_obs_length=500)
-    n = mask.count(0)
-    assert ids[:n] == ids[n:2 * n] and mask[n:] == [1] * (n + 1)  # the same tokens again, all trained, + EOS
+    rng = random.Random(0)
+    orders = set()
+    for _ in range(5):
+        (context, context_written), (copy, copy_written) = copy_drill(world, client, rng)
+        assert context.startswith("<information>") and not context_written and copy_written
+        lines = copy.strip("\n").split("\n")
+        assert len(lines) >= 6 and all(line in context for line in lines)  # every line copied verbatim
+        passages = [line.split('") ', 1)[1].removesuffix("</information>") for line in context.split("\n")
+                    if '(Title: "' in line]
+        assert sorted(lines) == sorted(s for p in passages for s in re.split(r"(?<=\.) ", p))  # all, once each
+        orders.add(tuple(lines) == tuple(sorted(lines, key=context.index)))
+    assert False in orders  # not simply the block's own order
 
 
 def test_masked_lm_loss_matches_brute_force():

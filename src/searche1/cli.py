@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on the <information> text (default: on)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
     p.add_argument("--model", required=True,
@@ -235,8 +237,11 @@ def cmd_warmstart(args) -> int:
         raise ValueError("--minutes must be > 0")
     if args.max_steps is not None and args.max_steps < 1:
         raise ValueError("--max-steps must be >= 1")
+    if args.snapshot_every < 0:
+        raise ValueError("--snapshot-every must be >= 0")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
-                                        loss_on_observations=args.loss_on_observations))
+                                        loss_on_observations=args.loss_on_observations,
+                                        snapshot_every=args.snapshot_every))
     return 0
 
 

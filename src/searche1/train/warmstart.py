@@ -58,6 +58,8 @@ class WarmstartConfig:
     value_weight: float = 4.0
     """Loss weight of written name/year/occupation/language tokens (the copies), other written tokens 1: the
     templates are learned in minutes, copying is what takes long."""
+    snapshot_every: int = 0
+    """Steps between intermediate copies of the model, written to OUT.step{N} (long runs); 0 = only the end."""
     probe_every: int = 50
     """Steps between held-out probes (teacher-forced entity copy and answer reading on worlds never trained on);
     0 = off."""
@@ -234,13 +236,37 @@ Full configuration and every probe: `warmstart.json`. Licence: as searche1.
 """
 
 
+def _report(cfg: WarmstartConfig, n_params: int, step: int, tokens: int, trained_tokens: int, seconds: float,
+            history: list[float], probe_log: list[dict]) -> dict:
+    return {"config": asdict(cfg), "parameters": n_params, "steps": step, "tokens": tokens,
+            "trained_tokens": trained_tokens, "seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / max(seconds, 1e-9)), "final_loss": history[-1] if history else None,
+            "loss_first_last_10": [sum(history[:10]) / max(len(history[:10]), 1),
+                                   sum(history[-10:]) / max(len(history[-10:]), 1)],
+            "probes": list(probe_log)}
+
+
+def _save(out: str | Path, model, tokenizer, report: dict) -> None:
+    """An HF folder (model, toy tokenizer, warmstart.json, model card), written atomically."""
+    from searche1.fileio import atomic_dir
+
+    was_training = model.training
+    model.eval()
+    with atomic_dir(out, marker="warmstart.json", what="warm-start model") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "warmstart.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(report))
+    model.train(was_training)
+
+
 def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     """Train, save an HF folder (model + toy tokenizer + warmstart.json) at `out`, return the run's figures."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
-    from searche1.fileio import atomic_dir, check_replaceable
+    from searche1.fileio import check_replaceable
 
     check_replaceable(out, "warmstart.json", "warm-start model")
     torch.manual_seed(cfg.seed)
@@ -295,19 +321,12 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
                                         for k, v in result.items()))
             bar.update(task, completed=min(time.perf_counter() - t0, budget),
                        info=f"step {step} loss {loss.item():.3f} {tokens / (time.perf_counter() - t0):.0f} tok/s")
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                _save(f"{out}.step{step}", model, tokenizer, _report(cfg, n_params, step, tokens, trained_tokens,
+                                                                      time.perf_counter() - t0, history, probe_log))
     seconds = time.perf_counter() - t0
-    report = {"config": asdict(cfg), "parameters": n_params, "steps": step, "tokens": tokens,
-              "trained_tokens": trained_tokens, "seconds": round(seconds, 1),
-              "tokens_per_second": round(tokens / max(seconds, 1e-9)), "final_loss": history[-1] if history else None,
-              "loss_first_last_10": [sum(history[:10]) / max(len(history[:10]), 1),
-                                     sum(history[-10:]) / max(len(history[-10:]), 1)],
-              "probes": probe_log}
-    model.eval()
-    with atomic_dir(out, marker="warmstart.json", what="warm-start model") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "warmstart.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(report))
+    report = _report(cfg, n_params, step, tokens, trained_tokens, seconds, history, probe_log)
+    _save(out, model, tokenizer, report)
     log(f"warm start: {n_params / 1e6:.1f}M parameters, {step} steps, {tokens} tokens in {seconds:.0f}s "
         f"({report['tokens_per_second']} tok/s), loss {report['loss_first_last_10'][0]:.3f} -> "
         f"{report['loss_first_last_10'][1]:.3f}; wrote {out}")
