@@ -168,9 +168,11 @@ def test_warmstart_runs_and_saves(tmp_path):
 
     cfg = WarmstartConfig(minutes=5, max_steps=2, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                           intermediate_size=64, batch_tokens=1024, bucket_episodes=4, questions_per_world=2,
-                          drills_per_world=2, probe_every=1)
+                          drills_per_world=2, probe_every=1, snapshot_every=1)
     report = warmstart(tmp_path / "m", cfg, log=lambda *_: None)
     assert report["steps"] == 2 and report["trained_tokens"] > 0
+    snapshot = json.loads((tmp_path / "m.step1" / "warmstart.json").read_text())
+    assert snapshot["steps"] == 1 and (tmp_path / "m.step1" / "model.safetensors").exists()
     assert [p["step"] for p in report["probes"]] == [1, 2] and 0.0 <= report["probes"][-1]["fresh_answer"] <= 1.0
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
