@@ -96,14 +96,16 @@ def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
     assert asked >= 40  # several questions per drill
 
 
-def test_copy_drill_rewrites_its_sentences_shuffled(pretrain_world, toy_tokenizer):
+def test_copy_drill_repeats_its_block_whole_or_shuffled(pretrain_world, toy_tokenizer):
     from searche1.data.toyworld.demos import copy_drill
 
     world, client = pretrain_world
     rng = random.Random(0)
     orders = set()
     for _ in range(5):
-        (context, context_written), (copy, copy_written) = copy_drill(world, client, rng)
+        (context, _), (copy, _) = copy_drill(world, client, rng)
+        assert context == copy  # the default: the block again, whole
+        (context, context_written), (copy, copy_written) = copy_drill(world, client, rng, shuffle=True)
         assert context.startswith("<information>") and not context_written and copy_written
         lines = copy.strip("\n").split("\n")
         assert len(lines) >= 6 and all(line in context for line in lines)  # every line copied verbatim

@@ -40,6 +40,8 @@ class WarmstartConfig:
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
+    shuffle_copies: bool = False
+    """Copy drills write the block's sentences in a random order instead (tried in run K: slower, docs)."""
     hidden_size: int = 256
     num_layers: int = 4
     num_heads: int = 4
@@ -104,7 +106,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
             episodes.append((_prompt_ids(tokenizer, ex.question), demonstrate(ex, facts, client, rng, Imperfections())))
         episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
-        episodes += [([], copy_drill(world, client, rng)) for _ in range(cfg.copy_drills_per_world)]
+        episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
+                     for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
         for prompt_ids, segments in episodes:
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)
