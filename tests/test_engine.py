@@ -44,6 +44,15 @@ class ScriptedBackend:
 
     def start(self, prompts):
         self.turn = {r: 0 for r in range(len(prompts))}
+        self.starts = getattr(self, "starts", 0) + 1
+
+    def can_add(self):
+        return True
+
+    def add(self, prompts):
+        rows = list(range(max(self.turn) + 1, max(self.turn) + 1 + len(prompts)))
+        self.turn.update({r: 0 for r in rows})
+        return rows
 
     def generate(self, rows, max_new_tokens, sampling, generator=None):
         out = {}
@@ -59,6 +68,16 @@ class ScriptedBackend:
 
     def release(self, rows):
         self.released += rows
+
+
+def assert_rescores(model, t):
+    """The sampled tokens' recorded log-probs equal a teacher-forced re-scoring of prompt + response."""
+    ids = t.prompt_ids + t.response_ids
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), -1)
+    ref = logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0][len(t.prompt_ids) - 1:]
+    sampled = torch.tensor(t.response_mask, dtype=torch.bool)
+    assert torch.allclose(torch.tensor(t.logprobs)[sampled], ref[sampled], atol=1e-4)
 
 
 def _ex(q="Where was Zorvak born", a=("Melin",)):
@@ -130,12 +149,7 @@ def test_real_backend_masks_and_logprobs(tokenizer, tiny_corpus):
         assert t.masked_spans(), "a random model writes no valid tag: every turn gets the invalid-action text"
         for a, b in t.masked_spans():
             assert tokenizer.decode(t.response_ids[a:b]) == protocol.INVALID_ACTION_TEXT
-        ids = t.prompt_ids + t.response_ids
-        with torch.no_grad():
-            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), -1)
-        ref = logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0][len(t.prompt_ids) - 1:]
-        sampled = torch.tensor(t.response_mask, dtype=torch.bool)
-        assert torch.allclose(torch.tensor(t.logprobs)[sampled], ref[sampled], atol=1e-4)
+        assert_rescores(model, t)
 
 
 def test_strict_em_reads_only_model_text_searchr1_reads_all(tokenizer, client):
@@ -148,3 +162,52 @@ def test_strict_em_reads_only_model_text_searchr1_reads_all(tokenizer, client):
     (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client,
                    EngineLimits(max_turns=2, em_mode="searchr1"), SamplingParams())
     assert t.answer == "and" and t.reward == 1.0  # Search-R1's scoring, kept as is for comparable numbers
+
+
+def test_max_batch_refills_freed_places(tokenizer, client):
+    """With 2 places for 4 samples, a sample that answers at once frees its place for the next waiting one at the
+    next turn; every sample still gets its own script, and results come back in example order."""
+    scripts = {0: ["<answer> Melin </answer>"],
+               1: ["<search> Zorvak born </search>", "<search> Melin </search>", "<answer> Melin </answer>"],
+               2: ["<search> Kelmar </search>", "<answer> Dosta </answer>"],
+               3: ["<answer> Melin </answer>"]}
+    backend = ScriptedBackend(tokenizer, scripts)
+    finished = []
+    trajs = rollout([_ex()] * 4, backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=2,
+                    on_finish=finished.append)
+    assert [t.n_searches for t in trajs] == [0, 2, 1, 0] and [t.reward for t in trajs] == [1.0, 1.0, 0.0, 1.0]
+    # turn 1: samples 0, 1 (0 answers); turn 2: 1 and newcomer 2 search together; turn 3: both answer, the batch
+    # is empty and sample 3 starts a fresh one
+    assert client.calls == [["Zorvak born"], ["Melin", "Kelmar"]]
+    assert backend.starts == 2 and sum(finished) == 4
+    with pytest.raises(ValueError):
+        rollout([_ex()], backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=0)
+
+
+def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkeypatch):
+    """Rows joined mid-way (their prompts run apart, then their cache rows padded and joined) still re-score to
+    their recorded log-probs; and the same seed gives the same trajectories again."""
+    from searche1.rollout.backends.hf import HFBackend
+
+    adds = []
+    add = HFBackend.add
+    monkeypatch.setattr(HFBackend, "add", lambda self, prompts: adds.append(len(prompts)) or add(self, prompts))
+    model = tiny_qwen2(len(tokenizer))
+    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
+    short, long = _ex("Where is Dosta"), _ex("Where is Dosta " + "and then some more words " * 8)
+    # A random model writes no tags, so turns end by budget: long prompts after one turn, short ones after two.
+    p_short = len(tokenizer(protocol.make_prompt(short.question, tokenizer), add_special_tokens=False).input_ids)
+    invalid = len(tokenizer(protocol.INVALID_ACTION_TEXT, add_special_tokens=False).input_ids)
+    limits = EngineLimits(max_turns=4, max_response_length=12, max_prompt_length=p_short + 12 + invalid + 12 + 13)
+
+    def run():
+        return rollout([long, short, long, short, short, long], HFBackend(model, tokenizer), tokenizer, client,
+                       limits, SamplingParams(temperature=1.0), n_samples=2,
+                       generator=torch.Generator().manual_seed(0), max_batch=3)
+
+    trajs = run()
+    assert adds, "no sample joined a running batch: the test does not exercise add()"
+    assert [len(t.turns) for t in trajs] == [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1]  # each example twice
+    assert [t.response_ids for t in trajs] == [t.response_ids for t in run()]
+    for t in trajs:
+        assert_rescores(model, t)

@@ -88,11 +88,10 @@ def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer
     with progress() as bar:
         for name, examples in benchmarks.items():
             task = bar.add_task(f"eval {name}", total=len(examples), visible=show_progress)
-            trajs = []
-            for start in range(0, len(examples), batch_size):
-                batch = examples[start:start + batch_size]
-                trajs += rollout(batch, backend, tokenizer, client, limits, sampling, n_samples, generator)
-                bar.advance(task, len(batch))
+            # batch_size questions (x n_samples) in flight; finished samples are replaced at once
+            trajs = rollout(examples, backend, tokenizer, client, limits, sampling, n_samples, generator,
+                            max_batch=batch_size * n_samples,
+                            on_finish=lambda n, task=task: bar.advance(task, n / n_samples))
             results[name] = summarize(trajs)
             everything += trajs
     average = sum(r["em"] for r in results.values()) / len(results) if results else 0.0

@@ -2,13 +2,15 @@
 
 One loop over turns; in each, every live sample generates (one batched backend call), its turn is parsed with the
 protocol, all of the turn's search queries go to the retriever in one call, and the observations are appended to
-each sample's token ids (mask 0) without re-encoding what the model sampled.
+each sample's token ids (mask 0) without re-encoding what the model sampled. With `max_batch`, waiting samples
+take the places of finished ones between turns (continuous batching at turn granularity).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -58,8 +60,13 @@ class _Sample:
 
 def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: RetrievalClient,
             limits: EngineLimits, sampling: SamplingParams, n_samples: int = 1,
-            generator: torch.Generator | None = None) -> list[Trajectory]:
-    """`n_samples` trajectories per example (sharing its group id), in example order."""
+            generator: torch.Generator | None = None, max_batch: int | None = None,
+            on_finish: Callable[[int], None] | None = None) -> list[Trajectory]:
+    """`n_samples` trajectories per example (sharing its group id), in example order.
+
+    At most `max_batch` samples are in the backend at once (None = all); as samples finish, waiting ones take
+    their places at the next turn, so the batch stays full instead of trailing off with a few long episodes.
+    `on_finish(n)` is called as n more samples finish (progress bars)."""
     samples = []
     for ex in examples:
         text = protocol.make_prompt(ex.question, tokenizer)
@@ -68,12 +75,24 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
     for s in samples:
         if len(s.prompt_ids) > limits.max_start_length:
             s.finish = FinishReason.BUDGET
-    live = [r for r, s in enumerate(samples) if s.finish is None]
-    if live:
-        backend.start([samples[r].prompt_ids for r in live])
-    rows = {row: r for row, r in enumerate(live)}  # backend row -> sample number
-    active = list(rows)
-    while active:
+    waiting = deque(r for r, s in enumerate(samples) if s.finish is None)
+    if on_finish and len(waiting) < len(samples):
+        on_finish(len(samples) - len(waiting))
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    slots = max_batch or max(len(waiting), 1)
+    rows: dict[int, int] = {}  # backend row -> sample number
+    while waiting or rows:
+        if waiting and len(rows) < slots and (not rows or backend.can_add()):
+            admitted = [waiting.popleft() for _ in range(min(slots - len(rows), len(waiting)))]
+            prompts = [samples[r].prompt_ids for r in admitted]
+            if rows:
+                new_rows = backend.add(prompts)
+            else:
+                backend.start(prompts)
+                new_rows = list(range(len(prompts)))
+            rows.update(zip(new_rows, admitted))
+        active = list(rows)
         outputs = backend.generate(active, limits.max_response_length, sampling, generator)
         queries: dict[int, str] = {}
         inserts: dict[int, str] = {}
@@ -111,7 +130,10 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
         finished = [row for row in active if samples[rows[row]].finish is not None]
         backend.release(finished)
         backend.extend(observations)
-        active = [row for row in active if samples[rows[row]].finish is None]
+        for row in finished:
+            del rows[row]
+        if on_finish and finished:
+            on_finish(len(finished))
     return [_finish(s, tokenizer, limits.em_mode) for s in samples]
 
 

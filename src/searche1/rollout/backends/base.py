@@ -38,6 +38,12 @@ class Backend(Protocol):
     def start(self, prompts: list[list[int]]) -> None:
         """Begin a batch: one sequence per prompt; rows are numbered 0..len(prompts)-1."""
 
+    def can_add(self) -> bool:
+        """Whether add() works now (a backend may not be able to join rows into its current batch)."""
+
+    def add(self, prompts: list[list[int]]) -> list[int]:
+        """Join new sequences to the running batch; returns their row numbers (never reused in a batch)."""
+
     def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
                  generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
         """One turn for each row: sample until a stop string, EOS or max_new_tokens; the tokens stay appended."""

@@ -66,6 +66,7 @@ class HFBackend:
         self.attention: torch.Tensor | None = None  # [B, L], 0 on padding slots
         self.next_logits: torch.Tensor | None = None  # [B, V], after each row's last real token
         self.parked: list[dict] = []  # stopped rows set aside during a turn (rows, kv, attention, next_logits)
+        self._next_row = 0  # row numbers are never reused within a batch
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -109,38 +110,63 @@ class HFBackend:
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.rows, self.cache, self.attention, self.next_logits = list(range(len(prompts))), None, None, None
-        self.parked = []
+        self.parked, self._next_row = [], len(prompts)
         self._forward(*self._padded(prompts))
+
+    def can_add(self) -> bool:
+        return self.cache is None or _kv_tensors(self.cache) is not None
+
+    def add(self, prompts: list[list[int]]) -> list[int]:
+        """New rows join the batch: their prompts are run on their own, then their cache rows are joined to the
+        batch's, padded at the end to a common length."""
+        if any(not p for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        if not self.can_add():
+            raise RuntimeError("this model's cache layout cannot be joined (sliding-window or quantized layers): "
+                               "roll out without max_batch")
+        batch = self._group(torch.ones(len(self.rows), dtype=torch.bool, device=self.device))
+        rows = list(range(self._next_row, self._next_row + len(prompts)))
+        self._next_row += len(prompts)
+        self.rows, self.cache, self.attention, self.next_logits = rows, None, None, None
+        self._forward(*self._padded(prompts))
+        self._join([batch])
+        return rows
+
+    def _group(self, positions: torch.Tensor) -> dict:
+        """A copy of the batch positions in the bool mask `positions`: their rows, cache rows, mask, logits."""
+        index = positions.nonzero()[:, 0]
+        return {"rows": [self.rows[i] for i in index.tolist()],
+                "kv": [t.index_select(0, index) for t in _kv_tensors(self.cache)],
+                "attention": self.attention[index], "next_logits": self.next_logits[index]}
+
+    def _join(self, groups: list[dict]) -> None:
+        """Append groups to the batch; whichever is shorter is padded at the end (padding slots: the mask hides
+        them and positions count real tokens only, so a row's logits do not change)."""
+        length = max([self.attention.shape[1]] + [g["attention"].shape[1] for g in groups])
+        parts = [{"rows": self.rows, "kv": _kv_tensors(self.cache), "attention": self.attention,
+                  "next_logits": self.next_logits}] + groups
+        pad = [length - p["attention"].shape[1] for p in parts]
+        self.attention = torch.cat([torch.nn.functional.pad(p["attention"], (0, n)) for p, n in zip(parts, pad)])
+        self.next_logits = torch.cat([p["next_logits"] for p in parts])
+        self.rows = [row for p in parts for row in p["rows"]]
+        _set_kv_tensors(self.cache, [torch.cat([torch.nn.functional.pad(p["kv"][i], (0, 0, 0, n))
+                                                for p, n in zip(parts, pad)]) for i in range(len(parts[0]["kv"]))])
 
     def _park(self, keep: torch.Tensor) -> bool:
         """Set aside the batch positions not in `keep` (a bool mask); False when the cache cannot be reshaped."""
-        tensors = _kv_tensors(self.cache)
-        if tensors is None:
+        if _kv_tensors(self.cache) is None:
             return False
-        gone, kept = (~keep).nonzero()[:, 0], keep.nonzero()[:, 0]
-        self.parked.append({"rows": [self.rows[i] for i in gone.tolist()],
-                            "kv": [t.index_select(0, gone) for t in tensors],
-                            "attention": self.attention[gone], "next_logits": self.next_logits[gone]})
-        _set_kv_tensors(self.cache, [t.index_select(0, kept) for t in tensors])
-        self.attention, self.next_logits = self.attention[kept], self.next_logits[kept]
-        self.rows = [self.rows[i] for i in kept.tolist()]
+        self.parked.append(self._group(~keep))
+        kept = self._group(keep)
+        self.rows, self.attention, self.next_logits = kept["rows"], kept["attention"], kept["next_logits"]
+        _set_kv_tensors(self.cache, kept["kv"])
         return True
 
     def _unpark(self) -> None:
         """Parked rows rejoin the batch, padded at the end to its length (padding slots, as if they had waited)."""
-        if not self.parked:
-            return
-        length = self.attention.shape[1]
-        tensors = _kv_tensors(self.cache)
-        for group in self.parked:
-            pad = length - group["attention"].shape[1]
-            tensors = [torch.cat([t, torch.nn.functional.pad(p, (0, 0, 0, pad))]) for t, p in zip(tensors,
-                                                                                                   group["kv"])]
-            self.attention = torch.cat([self.attention, torch.nn.functional.pad(group["attention"], (0, pad))])
-            self.next_logits = torch.cat([self.next_logits, group["next_logits"]])
-            self.rows += group["rows"]
-        _set_kv_tensors(self.cache, tensors)
-        self.parked = []
+        if self.parked:
+            self._join(self.parked)
+            self.parked = []
 
     def _stopped(self, ids: list[int]) -> bool:
         tail = self.tokenizer.decode(ids[-STOP_WINDOW:])

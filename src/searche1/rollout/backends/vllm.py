@@ -59,6 +59,18 @@ class VLLMBackend:
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
         self.seqs = {row: list(p) for row, p in enumerate(prompts)}
+        self._next_row = len(prompts)
+
+    def can_add(self) -> bool:
+        return True
+
+    def add(self, prompts: list[list[int]]) -> list[int]:
+        if any(not p for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        rows = list(range(self._next_row, self._next_row + len(prompts)))
+        self.seqs.update({row: list(p) for row, p in zip(rows, prompts)})
+        self._next_row += len(prompts)
+        return rows
 
     def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
                  generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
