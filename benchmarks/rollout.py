@@ -11,7 +11,10 @@
    the work is the same (goal: engine >= 1.5x). As batched HF generate does, every row of a turn runs for that
    turn's longest row; retrieval is not timed in it (the engine's time includes its BM25 calls).
 
-Tokens/s always counts the engine's generated tokens, so the three figures share a numerator. The sequential decode
+4. continuous batching: a pool of questions (--pool) through --questions places, a finished sample's place taken by
+   a waiting one at the next turn (`max_batch`, what `searche1 eval` does), against the same pool in fixed chunks.
+
+Tokens/s of 1-3 counts the engine's generated tokens, so the three figures share a numerator. The sequential decode
 steps each method cannot avoid are printed too: the single pass needs the mean tokens per row, an engine that starts
 every row at once at least the longest trajectory's tokens (it bounds goal 1 on a batch of uneven episodes). Each method runs
 once untimed first (warm-up), then timed. Prints a table and writes JSON (--out).
@@ -42,6 +45,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=32, help="questions in the batch")
     ap.add_argument("--max-turns", type=int, default=4)
     ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
+    ap.add_argument("--pool", type=int, default=128,
+                    help="questions for the continuous-batching comparison (--questions places in flight)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results" / "rollout.json"))
@@ -105,6 +110,25 @@ def main() -> None:
     naive_loop()
     _, naive_s = _timed(naive_loop)
 
+    # Continuous batching: a pool of questions through --questions places, refilled as samples finish, against
+    # the same pool in fixed chunks of --questions (each chunk waits for its longest episode).
+    pool = [ex for exs in world.tests.values() for ex in exs][:args.pool]
+
+    def pooled(refill: bool):
+        def run():
+            gen = torch.Generator().manual_seed(args.seed)
+            if refill:
+                return rollout(pool, HFBackend(model, tokenizer), tokenizer, client, limits, sampling, generator=gen,
+                               max_batch=args.questions)
+            return [t for i in range(0, len(pool), args.questions)
+                    for t in rollout(pool[i:i + args.questions], HFBackend(model, tokenizer), tokenizer, client,
+                                     limits, sampling, generator=gen)]
+        run()
+        out, secs = _timed(run)
+        return sum(t.n_generated for t in out) / secs
+
+    pool_rates = {"chunks": pooled(False), "refill": pooled(True)}
+
     rates = {"engine": generated / engine_s, "single_pass": generated / single_s, "naive": generated / naive_s}
     # Sequential decode steps each method cannot avoid: the single pass needs per_row; any engine that starts all
     # rows together needs the longest trajectory's own tokens; a turn-synchronous one the sum over turns of the
@@ -123,6 +147,8 @@ def main() -> None:
         "engine_vs_single_pass": rates["engine"] / rates["single_pass"],
         "engine_vs_naive": rates["engine"] / rates["naive"],
         "sequential_decode_steps": steps,
+        "pool": {"questions": len(pool), "places": args.questions, "tokens_per_second": pool_rates,
+                 "refill_vs_chunks": pool_rates["refill"] / pool_rates["chunks"]},
     }
     print(f"\n{len(examples)} questions, {generated} generated tokens, {figures['mean_searches']:.2f} searches and "
           f"{figures['mean_turns']:.2f} turns per trajectory\n")
@@ -134,6 +160,9 @@ def main() -> None:
     print(f"\nsequential decode steps: single pass {steps['single_pass']}, longest trajectory "
           f"{steps['longest_trajectory']}, turn-synchronous (sum of each turn's longest row) "
           f"{steps['turn_synchronous']}")
+    print(f"\n{len(pool)} questions through {args.questions} places: refilled as samples finish "
+          f"{pool_rates['refill']:.0f} tokens/s, fixed chunks {pool_rates['chunks']:.0f} tokens/s "
+          f"({pool_rates['refill'] / pool_rates['chunks']:.2f}x)")
     from searche1.fileio import atomic_write
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

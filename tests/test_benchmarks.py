@@ -31,9 +31,11 @@ def test_rollout_benchmark_smoke(tmp_path):
                                      questions_per_world=1, drills_per_world=1, probe_every=0), log=lambda *_: None)
     out = tmp_path / "r.json"
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rollout.py"), "--model", str(model),
-                          "--questions", "4", "--turn-tokens", "32", "--threads", "1", "--out", str(out)],
+                          "--questions", "4", "--pool", "10", "--turn-tokens", "32", "--threads", "1",
+                          "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert figures["generated_tokens"] > 0 and set(figures["tokens_per_second"]) == {"engine", "single_pass", "naive"}
     assert "naive re-tokenize loop" in res.stdout
+    assert figures["pool"]["questions"] == 10 and figures["pool"]["refill_vs_chunks"] > 0
