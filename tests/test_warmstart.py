@@ -180,6 +180,16 @@ def test_warmstart_runs_and_saves(tmp_path):
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert model.config.vocab_size == len(tok) and tok.eos_token == "<|endoftext|>"
     assert json.loads((tmp_path / "m" / "warmstart.json").read_text())["steps"] == 2
+    # a continuation starts from those weights, on later worlds, and its model card gives both commands
+    more = warmstart(tmp_path / "m2", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"),
+                                                         "first_world": 50, "snapshot_every": 0, "lr": 1e-3}),
+                     log=lambda *_: None)
+    assert more["parent"]["steps"] == 2 and more["config"]["first_world"] == 50
+    card = (tmp_path / "m2" / "README.md").read_text()
+    assert "warmstart --out DIR --minutes 5 --max-steps 2 --seed 0" in card
+    assert "warmstart --out DIR2 --minutes 5 --max-steps 2 --lr 0.001 --first-world 50 --init-from DIR" in card
+    with pytest.raises(FileNotFoundError, match="warmstart.json"):
+        warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
 
 
 def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on the <information> text (default: on)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warmup, then cosine to 10%%)")
+    p.add_argument("--init-from", default=None,
+                   help="continue from this warm-start folder's weights (its warmstart.json is kept as the parent)")
+    p.add_argument("--first-world", type=int, default=0,
+                   help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
 
@@ -237,11 +242,12 @@ def cmd_warmstart(args) -> int:
         raise ValueError("--minutes must be > 0")
     if args.max_steps is not None and args.max_steps < 1:
         raise ValueError("--max-steps must be >= 1")
-    if args.snapshot_every < 0:
-        raise ValueError("--snapshot-every must be >= 0")
+    if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
+        raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
-                                        snapshot_every=args.snapshot_every))
+                                        snapshot_every=args.snapshot_every, lr=args.lr,
+                                        init_from=args.init_from, first_world=args.first_world))
     return 0
 
 

@@ -33,7 +33,11 @@ class WarmstartConfig:
     max_steps: int | None = None
     """Stop after this many optimizer steps (tests); None = the time budget decides."""
     world_seed: int = 0
-    """Pretraining namespace seed: worlds pretrain:{world_seed}:0, :1, ... are used in order."""
+    """Pretraining namespace seed: worlds pretrain:{world_seed}:{first_world}, +1, ... are used in order."""
+    first_world: int = 0
+    """Index of the first pretraining world (a continuation uses worlds its parent run never reached)."""
+    init_from: str | None = None
+    """Continue from this warm-start folder's weights instead of random ones (same architecture)."""
     questions_per_world: int = 8
     """Scripted-searcher episodes drawn from each pretraining world (many worlds, few questions each)."""
     drills_per_world: int = 8
@@ -98,7 +102,7 @@ def _prompt_ids(tokenizer, question: str) -> list[int]:
 
 def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
     """Endless (ids, mask) episodes from pretraining worlds pretrain:{world_seed}:0, :1, ..."""
-    index = 0
+    index = cfg.first_world
     while True:
         world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index))
         facts = world.fact_map()
@@ -213,8 +217,12 @@ def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 def model_card(report: dict) -> str:
     """README.md of a warm-start folder: what it is, the command that makes it again, and its figures."""
     cfg = report["config"]
-    flags = f" --max-steps {cfg['max_steps']}" if cfg["max_steps"] else ""
-    flags += "" if cfg["loss_on_observations"] else " --no-loss-on-observations"
+    runs, parent = [], report
+    while parent is not None:  # this run, preceded by the runs it continued
+        runs.insert(0, parent["config"])
+        parent = parent.get("parent")
+    outs = ["DIR"] + [f"DIR{k + 1}" for k in range(1, len(runs))]
+    commands = "\n".join(f"    {_command(c, outs[k], outs[k - 1] if k else None)}" for k, c in enumerate(runs))
     last = report["probes"][-1] if report["probes"] else {}
     probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
     first_loss, last_loss = report["loss_first_last_10"]
@@ -228,7 +236,7 @@ demonstrations of an imperfect scripted searcher and from reading and copy drill
 Made with (2 CPU threads; the schedule follows steps when --max-steps is given, so the run does not depend on the
 machine's speed):
 
-    searche1 --threads 2 warmstart --out DIR --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}
+{commands}
 
 - steps: {report['steps']}, tokens: {report['tokens']} ({report['trained_tokens']} trained), wall time:
   {report['seconds']:.0f} s ({report['tokens_per_second']} tokens/s)
@@ -237,6 +245,16 @@ machine's speed):
 
 Full configuration and every probe: `warmstart.json`. Licence: as searche1.
 """
+
+
+def _command(cfg: dict, out: str, parent_out: str | None) -> str:
+    """The `searche1 warmstart` command line that reproduces a run's configuration (its non-default flags)."""
+    flags = f" --max-steps {cfg['max_steps']}" if cfg.get("max_steps") else ""
+    flags += "" if cfg.get("loss_on_observations", True) else " --no-loss-on-observations"
+    flags += f" --lr {cfg['lr']:g}" if cfg.get("lr", 2e-3) != 2e-3 else ""
+    flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
+    flags += f" --init-from {parent_out}" if parent_out else ""
+    return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
 
 
 def _report(cfg: WarmstartConfig, n_params: int, step: int, tokens: int, trained_tokens: int, seconds: float,
@@ -275,7 +293,20 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tokenizer = build_toy_tokenizer()
-    model = make_model(tokenizer, cfg).train()
+    parent = None
+    if cfg.init_from:
+        from transformers import AutoModelForCausalLM
+
+        parent_file = Path(cfg.init_from) / "warmstart.json"
+        if not parent_file.is_file():
+            raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
+        parent = json.loads(parent_file.read_text())
+        model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
+        if model.config.vocab_size != len(tokenizer):
+            raise ValueError(f"--init-from {cfg.init_from}: vocabulary {model.config.vocab_size} != the toy "
+                             f"tokenizer's {len(tokenizer)}")
+    else:
+        model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -329,6 +360,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
                                                                       time.perf_counter() - t0, history, probe_log))
     seconds = time.perf_counter() - t0
     report = _report(cfg, n_params, step, tokens, trained_tokens, seconds, history, probe_log)
+    if parent is not None:
+        report["parent"] = parent  # the run this one continued, with its own config (model card: both commands)
     _save(out, model, tokenizer, report)
     log(f"warm start: {n_params / 1e6:.1f}M parameters, {step} steps, {tokens} tokens in {seconds:.0f}s "
         f"({report['tokens_per_second']} tok/s), loss {report['loss_first_last_10'][0]:.3f} -> "
