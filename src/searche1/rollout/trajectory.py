@@ -128,7 +128,8 @@ def collate(trajectories: Sequence[Trajectory], pad_id: int) -> dict:
     """Pad a batch for the losses: prompts left-padded, responses right-padded (verl's layout).
 
     Returns prompt_ids / prompt_attention_mask [B, P], response_ids / response_mask / logprobs [B, R] (padding has
-    mask 0), and rewards [B]."""
+    mask 0), response_attention_mask [B, R] (1 on every real response token, observations included), and
+    rewards [B]."""
     import torch
 
     if not trajectories:
@@ -140,6 +141,7 @@ def collate(trajectories: Sequence[Trajectory], pad_id: int) -> dict:
     prompt_attention = torch.zeros((b, p), dtype=torch.long)
     response_ids = torch.full((b, r), pad_id, dtype=torch.long)
     response_mask = torch.zeros((b, r), dtype=torch.bool)
+    response_attention = torch.zeros((b, r), dtype=torch.long)
     logprobs = torch.zeros((b, r), dtype=torch.float32)
     for i, t in enumerate(trajectories):
         n, m = len(t.prompt_ids), len(t.response_ids)
@@ -149,7 +151,9 @@ def collate(trajectories: Sequence[Trajectory], pad_id: int) -> dict:
         if m:
             response_ids[i, :m] = torch.tensor(t.response_ids)
             response_mask[i, :m] = torch.tensor(t.response_mask, dtype=torch.bool)
+            response_attention[i, :m] = 1
             logprobs[i, :m] = torch.tensor(t.logprobs)
     rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
     return {"prompt_ids": prompt_ids, "prompt_attention_mask": prompt_attention, "response_ids": response_ids,
-            "response_mask": response_mask, "logprobs": logprobs, "rewards": rewards}
+            "response_mask": response_mask, "response_attention_mask": response_attention, "logprobs": logprobs,
+            "rewards": rewards}

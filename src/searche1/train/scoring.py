@@ -1,0 +1,28 @@
+"""Teacher-forced scoring of trajectories: per-token log-probs (and entropy) of the response under a model.
+
+GRPO needs them for the policy being trained and for the reference; OFSD for teacher and student. One forward over
+prompt + response in verl's layout (prompt left-padded, response right-padded; see rollout.trajectory.collate).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(response token t | everything before it) for every response position, [B, R] (0 where the response is
+    padding), under softmax(logits / temperature) as the rollout sampled; with_entropy adds that distribution's
+    entropy per position. Gradients flow when called outside no_grad."""
+    device = next(model.parameters()).device
+    prompt, response = batch["prompt_ids"].to(device), batch["response_ids"].to(device)
+    attention = torch.cat([batch["prompt_attention_mask"], batch["response_attention_mask"]], dim=1).to(device)
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
+    ids = torch.cat([prompt, response], dim=1)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
+    # the logit at position i predicts token i + 1: the response starts at column P
+    logits = logits[:, prompt.shape[1] - 1:-1].float() / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, response[..., None])[..., 0] * batch["response_attention_mask"].to(device)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, entropy

@@ -1,0 +1,35 @@
+"""Teacher-forced scoring of a padded batch equals the log-probs the rollout recorded (T != 1 included)."""
+
+import torch
+
+from conftest import tiny_qwen2
+from searche1.data.qa import QAExample
+from searche1.retrieval.bm25 import BM25Retriever
+from searche1.retrieval.client import InProcessClient
+from searche1.rollout.backends.base import SamplingParams
+from searche1.rollout.backends.hf import HFBackend
+from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.trajectory import collate
+from searche1.train.grpo import entropy_from_logits
+from searche1.train.scoring import response_logprobs
+
+
+def test_batch_scoring_matches_rollout_logprobs(smollm2_tokenizer, tiny_corpus):
+    tok = smollm2_tokenizer
+    model = tiny_qwen2(len(tok))
+    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
+    examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
+                QAExample("2", "Who founded the company called Kelmar, and when was that", ["Zorvak"], "toy")]
+    trajs = rollout(examples, HFBackend(model, tok), tok, client, EngineLimits(max_turns=2, max_response_length=10),
+                    SamplingParams(temperature=0.8), n_samples=2, generator=torch.Generator().manual_seed(1))
+    batch = collate(trajs, tok.pad_token_id or 0)
+    with torch.no_grad():
+        logp, entropy = response_logprobs(model, batch, temperature=0.8, with_entropy=True)
+    sampled = batch["response_mask"]
+    assert torch.allclose(logp[sampled], batch["logprobs"][sampled], atol=1e-4)
+    assert (logp[batch["response_attention_mask"] == 0] == 0).all()
+    # entropy of the first response position of row 0, from a plain unpadded forward
+    t = trajs[0]
+    with torch.no_grad():
+        first = model(torch.tensor([t.prompt_ids])).logits[:, -1:] / 0.8
+    assert torch.allclose(entropy[0, 0], entropy_from_logits(first)[0, 0], atol=1e-4)
