@@ -72,6 +72,10 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     perfect = Imperfections(0, 0, 0, 0)
     ex = world.train[0]
     assert protocol.parse_action(demonstrate(ex, facts, client, rng, perfect)[-1][0]).content == ex.golden_answers[0]
+    single = next(e for e in world.train if not (e.metadata or {}).get("subjects") and len(e.question) < 40)
+    final = demonstrate(single, facts, client, random.Random(0), perfect, restate_need=True)[-1][0]
+    plain = demonstrate(single, facts, client, random.Random(0), perfect)[-1][0]
+    assert final.startswith("<think> I need the ") and final.endswith(plain.removeprefix("<think> "))
 
 
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):

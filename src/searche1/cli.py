@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from this warm-start folder's weights (its warmstart.json is kept as the parent)")
     p.add_argument("--first-world", type=int, default=0,
                    help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
+    p.add_argument("--restate-need", action="store_true",
+                   help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
 
@@ -247,7 +249,8 @@ def cmd_warmstart(args) -> int:
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
-                                        init_from=args.init_from, first_world=args.first_world))
+                                        init_from=args.init_from, first_world=args.first_world,
+                                        restate_need=args.restate_need))
     return 0
 
 

@@ -44,6 +44,8 @@ class WarmstartConfig:
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
+    restate_need: bool = False
+    """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
     shuffle_copies: bool = False
     """Copy drills write the block's sentences in a random order instead (tried in run K: slower, docs)."""
     hidden_size: int = 256
@@ -108,7 +110,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         facts = world.fact_map()
         episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
-            episodes.append((_prompt_ids(tokenizer, ex.question), demonstrate(ex, facts, client, rng, Imperfections())))
+            segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need)
+            episodes.append((_prompt_ids(tokenizer, ex.question), segments))
         episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
@@ -131,7 +134,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
         if len(demos) == n:
             break
         prompt_ids = _prompt_ids(tokenizer, ex.question)
-        segments = demonstrate(ex, facts, client, rng, flawless)
+        segments = demonstrate(ex, facts, client, rng, flawless, restate_need=cfg.restate_need)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
                 ex.golden_answers[0] in ex.question:
             continue  # retrieval never returned the value, or a comparison (its answer is in the question)
@@ -253,6 +256,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += "" if cfg.get("loss_on_observations", True) else " --no-loss-on-observations"
     flags += f" --lr {cfg['lr']:g}" if cfg.get("lr", 2e-3) != 2e-3 else ""
     flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
+    flags += " --restate-need" if cfg.get("restate_need") else ""
     flags += f" --init-from {parent_out}" if parent_out else ""
     return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
 

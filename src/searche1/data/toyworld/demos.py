@@ -75,9 +75,12 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
 
 
 def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
-                imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS
-                ) -> list[tuple[str, bool]]:
-    """The episode as segments (text, written_by_model): turns are written, observations are not."""
+                imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS,
+                restate_need: bool = False) -> list[tuple[str, bool]]:
+    """The episode as segments (text, written_by_model): turns are written, observations are not.
+
+    restate_need: the final turn names what it needs again before quoting ("I need the birthplace of X. <quote>
+    So the answer is V."), as reading drills do, so that the quote is chosen next to its cue."""
     segments: list[tuple[str, bool]] = []
     hops = _hops(ex, facts)
     answer = ex.golden_answers[0]
@@ -123,7 +126,9 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
             a, b = (ex.metadata or {})["subjects"]
             reason = f"{quotes[0]} {quotes[1]} {a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
         else:
-            reason = f"{quotes[-1]} So the answer is {final}."
+            entity, relation = hops[-1]
+            need = f"I need {RELATION_NOUNS[relation]} of {entity}. " if restate_need else ""
+            reason = f"{need}{quotes[-1]} So the answer is {final}."
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
