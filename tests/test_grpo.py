@@ -115,3 +115,64 @@ def test_clipping_and_aggregation():
     assert aggregate(values, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 10) / 2)
     with pytest.raises(ValueError):
         aggregate(values, mask, "sum")
+
+
+@pytest.fixture
+def rolled_out(smollm2_tokenizer, tiny_corpus):
+    """A tiny random Qwen2 and 6 real trajectories of it (2 questions x G=3), with made-up rewards."""
+    from conftest import tiny_qwen2
+    from searche1.data.qa import QAExample
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits, rollout
+
+    tok = smollm2_tokenizer
+    model = tiny_qwen2(len(tok))
+    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
+    examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
+                QAExample("2", "Who founded Kelmar", ["Zorvak"], "toy")]
+    trajs = rollout(examples, HFBackend(model, tok), tok, client, EngineLimits(max_turns=1, max_response_length=8),
+                    SamplingParams(), n_samples=3, generator=torch.Generator().manual_seed(0))
+    for t, r in zip(trajs, [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]):
+        t.reward = r
+    return model, tok, trajs
+
+
+def test_policy_update_micro_batches_equal_one_batch(rolled_out):
+    import copy
+
+    from searche1.train.grpo import policy_update
+
+    model, tok, trajs = rolled_out
+    adv = group_advantages(torch.tensor([t.reward for t in trajs]), [t.group_id for t in trajs])
+    for aggregation in ("token-mean", "seq-mean-token-mean"):
+        cfg = GRPOLossConfig(kl_coef=0.01, entropy_coef=0.001, aggregation=aggregation)
+        after = []
+        for micro in (len(trajs), 2, 1):
+            m = copy.deepcopy(model).train()
+            ref = copy.deepcopy(model).eval()
+            opt = torch.optim.SGD(m.parameters(), lr=0.5)
+            stats = policy_update(m, opt, trajs, adv, cfg, tok.pad_token_id or 0, micro_batch=micro, ref_model=ref,
+                                  grad_clip=1e9)
+            assert stats["skipped"] == 0 and stats["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference
+            after.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+        before = torch.cat([p.detach().flatten() for p in model.parameters()])
+        assert (after[0] - before).abs().max() > 1e-4  # the step did something
+        assert torch.allclose(after[0], after[1], atol=1e-6) and torch.allclose(after[0], after[2], atol=1e-6)
+
+
+def test_policy_update_skips_a_non_finite_step(rolled_out):
+    import copy
+
+    from searche1.train.grpo import policy_update
+
+    model, tok, trajs = rolled_out
+    m = copy.deepcopy(model).train()
+    before = [p.detach().clone() for p in m.parameters()]
+    adv = torch.full((len(trajs),), float("nan"))
+    stats = policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOLossConfig(kl_coef=0.0),
+                          tok.pad_token_id or 0, micro_batch=2)
+    assert stats["skipped"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))

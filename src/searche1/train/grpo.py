@@ -119,3 +119,63 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
         if cfg.entropy_coef:
             loss = loss - cfg.entropy_coef * ent
     return loss, stats
+
+
+def reference_logprobs(model, ref_model, batch: dict, temperature: float) -> torch.Tensor | None:
+    """Log-probs under the reference policy: `ref_model` (full fine-tuning: a frozen copy), or `model` with its
+    LoRA adapter disabled (no second copy), or None when there is neither (no KL term)."""
+    from searche1.train.scoring import response_logprobs
+
+    with torch.no_grad():
+        if ref_model is not None:
+            return response_logprobs(ref_model, batch, temperature)[0]
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                return response_logprobs(model, batch, temperature)[0]
+    return None
+
+
+def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOLossConfig,
+                  pad_id: int, micro_batch: int, ref_model=None, temperature: float = 1.0,
+                  grad_clip: float = 1.0) -> dict[str, float]:
+    """One optimizer step over `trajectories` (a mini-batch), accumulated over micro-batches.
+
+    Each micro-batch's loss is weighted by its share of the mini-batch (tokens for token-mean, trajectories with
+    sampled tokens for seq-mean-token-mean), so the accumulated gradient equals that of the whole mini-batch at
+    once (tests/test_grpo.py). A non-finite loss or gradient norm skips the step (reported as skipped = 1)."""
+    from searche1.rollout.trajectory import collate
+    from searche1.train.scoring import response_logprobs
+
+    def share(traj_slice) -> float:
+        if cfg.aggregation == "token-mean":
+            return float(sum(sum(t.response_mask) for t in traj_slice))
+        return float(sum(any(t.response_mask) for t in traj_slice))
+
+    total = max(share(trajectories), 1.0)
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    finite = True
+    for start in range(0, len(trajectories), micro_batch):
+        part = trajectories[start:start + micro_batch]
+        weight = share(part) / total
+        if weight == 0:
+            continue
+        batch = collate(part, pad_id)
+        ref = reference_logprobs(model, ref_model, batch, temperature) if cfg.kl_coef else None
+        logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True)
+        loss, stats = grpo_loss(logp, batch["logprobs"], advantages[start:start + micro_batch],
+                                batch["response_mask"], cfg, ref_logprobs=ref, entropy=entropy)
+        if not torch.isfinite(loss):
+            finite = False
+            break
+        (loss * weight).backward()
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v * weight
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    if finite and torch.isfinite(grad_norm):
+        optimizer.step()
+        skipped = 0
+    else:
+        optimizer.zero_grad(set_to_none=True)
+        skipped = 1
+    return {**sums, "grad_norm": float(grad_norm) if finite else float("nan"), "skipped": skipped}
