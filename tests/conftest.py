@@ -52,3 +52,24 @@ def tiny_qwen2(vocab_size: int, seed: int = 0):
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                       tie_word_embeddings=True)
     return Qwen2ForCausalLM(cfg).eval()
+
+
+def tiny_rollouts(model, tokenizer, corpus, n_samples: int, temperature: float = 1.0, max_turns: int = 1,
+                  max_response_length: int = 8, seed: int = 0):
+    """Real trajectories of `model` (HF backend, in-process BM25 over `corpus`) on two fixed questions."""
+    import torch
+
+    from searche1.data.qa import QAExample
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits, rollout
+
+    client = InProcessClient(BM25Retriever.build(corpus), topk=2)
+    examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
+                QAExample("2", "Who founded the company called Kelmar, and when was that", ["Zorvak"], "toy")]
+    return rollout(examples, HFBackend(model, tokenizer), tokenizer, client,
+                   EngineLimits(max_turns=max_turns, max_response_length=max_response_length),
+                   SamplingParams(temperature=temperature), n_samples=n_samples,
+                   generator=torch.Generator().manual_seed(seed))

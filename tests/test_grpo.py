@@ -120,24 +120,13 @@ def test_clipping_and_aggregation():
 @pytest.fixture
 def rolled_out(smollm2_tokenizer, tiny_corpus):
     """A tiny random Qwen2 and 6 real trajectories of it (2 questions x G=3), with made-up rewards."""
-    from conftest import tiny_qwen2
-    from searche1.data.qa import QAExample
-    from searche1.retrieval.bm25 import BM25Retriever
-    from searche1.retrieval.client import InProcessClient
-    from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits, rollout
+    from conftest import tiny_qwen2, tiny_rollouts
 
-    tok = smollm2_tokenizer
-    model = tiny_qwen2(len(tok))
-    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
-    examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
-                QAExample("2", "Who founded Kelmar", ["Zorvak"], "toy")]
-    trajs = rollout(examples, HFBackend(model, tok), tok, client, EngineLimits(max_turns=1, max_response_length=8),
-                    SamplingParams(), n_samples=3, generator=torch.Generator().manual_seed(0))
+    model = tiny_qwen2(len(smollm2_tokenizer))
+    trajs = tiny_rollouts(model, smollm2_tokenizer, tiny_corpus, n_samples=3)
     for t, r in zip(trajs, [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]):
         t.reward = r
-    return model, tok, trajs
+    return model, smollm2_tokenizer, trajs
 
 
 def test_policy_update_micro_batches_equal_one_batch(rolled_out):

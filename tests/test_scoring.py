@@ -2,13 +2,7 @@
 
 import torch
 
-from conftest import tiny_qwen2
-from searche1.data.qa import QAExample
-from searche1.retrieval.bm25 import BM25Retriever
-from searche1.retrieval.client import InProcessClient
-from searche1.rollout.backends.base import SamplingParams
-from searche1.rollout.backends.hf import HFBackend
-from searche1.rollout.engine import EngineLimits, rollout
+from conftest import tiny_qwen2, tiny_rollouts
 from searche1.rollout.trajectory import collate
 from searche1.train.grpo import entropy_from_logits
 from searche1.train.scoring import response_logprobs
@@ -17,11 +11,8 @@ from searche1.train.scoring import response_logprobs
 def test_batch_scoring_matches_rollout_logprobs(smollm2_tokenizer, tiny_corpus):
     tok = smollm2_tokenizer
     model = tiny_qwen2(len(tok))
-    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
-    examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
-                QAExample("2", "Who founded the company called Kelmar, and when was that", ["Zorvak"], "toy")]
-    trajs = rollout(examples, HFBackend(model, tok), tok, client, EngineLimits(max_turns=2, max_response_length=10),
-                    SamplingParams(temperature=0.8), n_samples=2, generator=torch.Generator().manual_seed(1))
+    trajs = tiny_rollouts(model, tok, tiny_corpus, n_samples=2, temperature=0.8, max_turns=2,
+                          max_response_length=10, seed=1)
     batch = collate(trajs, tok.pad_token_id or 0)
     with torch.no_grad():
         logp, entropy = response_logprobs(model, batch, temperature=0.8, with_entropy=True)
