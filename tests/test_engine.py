@@ -189,9 +189,15 @@ def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkey
     their recorded log-probs; and the same seed gives the same trajectories again."""
     from searche1.rollout.backends.hf import HFBackend
 
-    adds = []
-    add = HFBackend.add
+    adds, lengths = [], []
+    add, extend = HFBackend.add, HFBackend.extend
     monkeypatch.setattr(HFBackend, "add", lambda self, prompts: adds.append(len(prompts)) or add(self, prompts))
+
+    def watch(self, ids_by_row):  # cache length against the longest row it holds, after each turn's observations
+        extend(self, ids_by_row)
+        if self.attention is not None and self.rows:
+            lengths.append((self.attention.shape[1], int(self.attention.sum(dim=1).max())))
+    monkeypatch.setattr(HFBackend, "extend", watch)
     model = tiny_qwen2(len(tokenizer))
     client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
     short, long = _ex("Where is Dosta"), _ex("Where is Dosta " + "and then some more words " * 8)
@@ -201,13 +207,14 @@ def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkey
     limits = EngineLimits(max_turns=4, max_response_length=12, max_prompt_length=p_short + 12 + invalid + 12 + 13)
 
     def run():
-        return rollout([long, short, long, short, short, long], HFBackend(model, tokenizer), tokenizer, client,
+        return rollout([long, short, long, short, short, long] * 2, HFBackend(model, tokenizer), tokenizer, client,
                        limits, SamplingParams(temperature=1.0), n_samples=2,
                        generator=torch.Generator().manual_seed(0), max_batch=3)
 
     trajs = run()
     assert adds, "no sample joined a running batch: the test does not exercise add()"
-    assert [len(t.turns) for t in trajs] == [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1]  # each example twice
+    assert all(length <= 1.5 * longest for length, longest in lengths)  # padding slots do not pile up
+    assert [len(t.turns) for t in trajs] == [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1] * 2  # each example twice
     assert [t.response_ids for t in trajs] == [t.response_ids for t in run()]
     for t in trajs:
         assert_rescores(model, t)

@@ -13,11 +13,11 @@ def brute_advantages(rewards, groups, scale):
     out = []
     for i, g in enumerate(groups):
         sib = [rewards[j] for j in range(len(groups)) if groups[j] == g]
-        if len(sib) < 2:
-            out.append(0.0)
-            continue
-        mean = sum(sib) / len(sib)
-        std = math.sqrt(sum((r - mean) ** 2 for r in sib) / (len(sib) - 1))
+        if len(sib) < 2:  # verl: a group of one has mean 0 and std 1
+            mean, std = 0.0, 1.0
+        else:
+            mean = sum(sib) / len(sib)
+            std = math.sqrt(sum((r - mean) ** 2 for r in sib) / (len(sib) - 1))
         out.append((rewards[i] - mean) / (std + 1e-6) if scale else rewards[i] - mean)
     return out
 
@@ -28,7 +28,8 @@ def test_group_advantages(scale):
     groups = ["a", "a", "b", "a", "b", "c", "c", "c", "d"]
     got = group_advantages(torch.tensor(rewards), groups, scale_by_std=scale)
     assert torch.allclose(got, torch.tensor(brute_advantages(rewards, groups, scale)), atol=1e-6)
-    assert got[5:8].abs().max() == 0 and got[8] == 0  # same rewards, and a lone sample: no signal
+    assert got[5:8].abs().max() == 0  # same rewards: no signal
+    assert got[8] == pytest.approx(0.2 / (1 + 1e-6) if scale else 0.2)  # a lone sample: its reward, as in verl
 
 
 def brute_loss(logp, old, adv, mask, ref, ent, cfg):
@@ -165,3 +166,6 @@ def test_policy_update_skips_a_non_finite_step(rolled_out):
                           tok.pad_token_id or 0, micro_batch=2)
     assert stats["skipped"] == 1
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    with pytest.raises(ValueError, match="reference"):  # a KL term with nothing to compare against
+        policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOLossConfig(kl_coef=0.1),
+                      tok.pad_token_id or 0, micro_batch=2)

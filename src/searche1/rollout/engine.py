@@ -66,7 +66,8 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
 
     At most `max_batch` samples are in the backend at once (None = all); as samples finish, waiting ones take
     their places at the next turn, so the batch stays full instead of trailing off with a few long episodes.
-    `on_finish(n)` is called as n more samples finish (progress bars)."""
+    `on_finish(n)` is called as n more samples finish (progress bars). Sampled trajectories are reproducible for a
+    given seed and max_batch (random draws follow batch positions; greedy ones do not depend on max_batch)."""
     samples = []
     for ex in examples:
         text = protocol.make_prompt(ex.question, tokenizer)

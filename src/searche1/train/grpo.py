@@ -20,20 +20,19 @@ def group_advantages(rewards: torch.Tensor, group_ids: list, scale_by_std: bool 
                      eps: float = 1e-6) -> torch.Tensor:
     """Outcome advantage per trajectory: (r - mean of its group) / (std of its group + eps).
 
-    The std is the unbiased one (torch.std), as verl's GRPO computes it; a group of one has advantage 0. A group
-    whose siblings all have the same reward gets 0 for every member: it contributes no gradient."""
+    As verl computes it: the std is the unbiased one (torch.std), and a group of one gets mean 0 and std 1 (its
+    advantage is its reward). A group whose siblings all have the same reward gets 0 for every member: it
+    contributes no gradient."""
     rewards = rewards.float()
     advantages = torch.zeros_like(rewards)
     members: dict = {}
     for i, g in enumerate(group_ids):
         members.setdefault(g, []).append(i)
     for index in members.values():
-        if len(index) < 2:
-            continue
         idx = torch.tensor(index)
         r = rewards[idx]
-        centred = r - r.mean()
-        advantages[idx] = centred / (r.std() + eps) if scale_by_std else centred
+        mean, std = (r.mean(), r.std()) if len(index) > 1 else (torch.tensor(0.0), torch.tensor(1.0))
+        advantages[idx] = (r - mean) / (std + eps) if scale_by_std else r - mean
     return advantages
 
 
@@ -142,7 +141,9 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
 
     Each micro-batch's loss is weighted by its share of the mini-batch (tokens for token-mean, trajectories with
     sampled tokens for seq-mean-token-mean), so the accumulated gradient equals that of the whole mini-batch at
-    once (tests/test_grpo.py). A non-finite loss or gradient norm skips the step (reported as skipped = 1)."""
+    once, whatever the micro-batch size (tests/test_grpo.py). (verl instead averages the micro-batches' own
+    means, which gives the same gradient only when micro-batches hold equal token counts.) A non-finite loss or
+    gradient norm skips the step (reported as skipped = 1)."""
     from searche1.rollout.trajectory import collate
     from searche1.train.scoring import response_logprobs
 
@@ -151,6 +152,10 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
             return float(sum(sum(t.response_mask) for t in traj_slice))
         return float(sum(any(t.response_mask) for t in traj_slice))
 
+    if cfg.kl_coef and ref_model is None and not hasattr(model, "disable_adapter"):
+        raise ValueError("kl_coef > 0 needs a reference policy: pass ref_model (full fine-tuning) or train a LoRA "
+                         "adapter (the reference is the adapter disabled), or set kl_coef to 0")
+    device = next(model.parameters()).device
     total = max(share(trajectories), 1.0)
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
@@ -162,9 +167,10 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
             continue
         batch = collate(part, pad_id)
         ref = reference_logprobs(model, ref_model, batch, temperature) if cfg.kl_coef else None
-        logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True)
-        loss, stats = grpo_loss(logp, batch["logprobs"], advantages[start:start + micro_batch],
-                                batch["response_mask"], cfg, ref_logprobs=ref, entropy=entropy)
+        logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True,
+                                          entropy_grad=bool(cfg.entropy_coef))
+        loss, stats = grpo_loss(logp, batch["logprobs"].to(device), advantages[start:start + micro_batch].to(device),
+                                batch["response_mask"].to(device), cfg, ref_logprobs=ref, entropy=entropy)
         if not torch.isfinite(loss):
             finite = False
             break

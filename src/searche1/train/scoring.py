@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 
-def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False,
+                      entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(response token t | everything before it) for every response position, [B, R] (0 where the response is
     padding), under softmax(logits / temperature) as the rollout sampled; with_entropy adds that distribution's
     entropy per position. Gradients flow when called outside no_grad."""
@@ -24,5 +24,8 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
     logits = logits[:, prompt.shape[1] - 1:-1].float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, response[..., None])[..., 0] * batch["response_attention_mask"].to(device)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:  # entropy_grad=False: for logging only, without keeping a [B, R, V] graph for it
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy

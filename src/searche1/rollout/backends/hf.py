@@ -21,6 +21,7 @@ from searche1.rollout.backends.base import SamplingParams, TurnOutput, sample_ne
 
 STOP_WINDOW = 16  # tokens decoded to look for a stop string; more than any stop string spans
 PARK_BELOW = 0.75  # park the stopped rows once fewer than this fraction of the batch is still writing
+COMPACT_ABOVE = 1.5  # compact the cache once it is this many times longer than its longest row
 
 
 def _kv_tensors(cache) -> list[torch.Tensor] | None:
@@ -32,7 +33,7 @@ def _kv_tensors(cache) -> list[torch.Tensor] | None:
                    for layer in layers):
             return None
         return [t for layer in layers for t in (layer.keys, layer.values)]
-    if hasattr(cache, "key_cache") and hasattr(cache, "value_cache"):  # transformers < 4.56
+    if type(cache).__name__ == "DynamicCache" and hasattr(cache, "key_cache"):  # transformers < 4.56
         return [t for pair in zip(cache.key_cache, cache.value_cache) for t in pair]
     return None
 
@@ -121,6 +122,8 @@ class HFBackend:
         batch's, padded at the end to a common length."""
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
+        if self.cache is None:
+            raise RuntimeError("add() joins a running batch: call start() first")
         if not self.can_add():
             raise RuntimeError("this model's cache layout cannot be joined (sliding-window or quantized layers): "
                                "roll out without max_batch")
@@ -151,6 +154,26 @@ class HFBackend:
         self.rows = [row for p in parts for row in p["rows"]]
         _set_kv_tensors(self.cache, [torch.cat([torch.nn.functional.pad(p["kv"][i], (0, 0, 0, n))
                                                 for p, n in zip(parts, pad)]) for i in range(len(parts[0]["kv"]))])
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop padding slots once the cache is COMPACT_ABOVE times longer than its longest row: each row's real
+        slots move, in order, to the right end of a shorter cache (left padding). Keys keep the rotary positions
+        they were written with and positions count real tokens only, so no row's logits change; without this,
+        rows that join a running batch (add) and observations of other rows grow the cache for good."""
+        tensors = _kv_tensors(self.cache) if self.cache is not None and self.rows else None
+        if tensors is None:
+            return
+        real = self.attention.bool()
+        length, longest = real.shape[1], int(real.sum(dim=1).max())
+        if length <= COMPACT_ABOVE * max(longest, 1):
+            return
+        slots = torch.arange(length, device=real.device).expand_as(real)
+        # sort padding slots first, then real slots in their order; keep the last `longest` of each row
+        index = torch.sort(torch.where(real, slots + length, slots), dim=1).indices[:, length - longest:]
+        self.attention = self.attention.gather(1, index)
+        _set_kv_tensors(self.cache, [t.gather(2, index[:, None, :, None].expand(t.shape[0], t.shape[1], longest,
+                                                                                 t.shape[3])) for t in tensors])
 
     def _park(self, keep: torch.Tensor) -> bool:
         """Set aside the batch positions not in `keep` (a bool mask); False when the cache cannot be reshaped."""
@@ -210,6 +233,7 @@ class HFBackend:
         if not any(ids_by_row.values()):
             return
         self._forward(*self._padded([ids_by_row.get(r, []) for r in self.rows]))
+        self._compact()
 
     def release(self, rows: list[int]) -> None:
         gone = set(rows)
@@ -221,3 +245,4 @@ class HFBackend:
         self.attention = self.attention[index]
         self.next_logits = self.next_logits[index]
         self.rows = [self.rows[i] for i in keep]
+        self._compact()

@@ -53,6 +53,7 @@ class VLLMBackend:
         self.seqs: dict[int, list[int]] = {}
         self.lora_request = None
         self._calls = 0
+        self._next_row = 0
 
     # -- the Backend interface -------------------------------------------------------------------------------
     def start(self, prompts: list[list[int]]) -> None:
