@@ -184,14 +184,17 @@ def test_max_batch_refills_freed_places(tokenizer, client):
         rollout([_ex()], backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=0)
 
 
-def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkeypatch):
-    """Rows joined mid-way (their prompts run apart, then their cache rows padded and joined) still re-score to
-    their recorded log-probs; and the same seed gives the same trajectories again."""
+@pytest.mark.parametrize("stop_mid_turn", [False, True])
+def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkeypatch, stop_mid_turn):
+    """Rows joined mid-way (their prompts run apart, then their cache rows padded and joined), and with
+    stop_mid_turn rows parked mid-turn as well, still re-score to their recorded log-probs; the cache stays
+    compact; the same seed gives the same trajectories again."""
     from searche1.rollout.backends.hf import HFBackend
 
-    adds, lengths = [], []
-    add, extend = HFBackend.add, HFBackend.extend
+    adds, lengths, parks = [], [], []
+    add, extend, park = HFBackend.add, HFBackend.extend, HFBackend._park
     monkeypatch.setattr(HFBackend, "add", lambda self, prompts: adds.append(len(prompts)) or add(self, prompts))
+    monkeypatch.setattr(HFBackend, "_park", lambda self, keep: parks.append(1) or park(self, keep))
 
     def watch(self, ids_by_row):  # cache length against the longest row it holds, after each turn's observations
         extend(self, ids_by_row)
@@ -207,14 +210,47 @@ def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkey
     limits = EngineLimits(max_turns=4, max_response_length=12, max_prompt_length=p_short + 12 + invalid + 12 + 13)
 
     def run():
-        return rollout([long, short, long, short, short, long] * 2, HFBackend(model, tokenizer), tokenizer, client,
-                       limits, SamplingParams(temperature=1.0), n_samples=2,
-                       generator=torch.Generator().manual_seed(0), max_batch=3)
+        backend = HFBackend(model, tokenizer)
+        if stop_mid_turn:  # ~1 token in 8 ends a turn (as EOS): rows stop at scattered steps and get parked
+            backend.eos_ids = set(range(0, len(tokenizer), 8))
+        return rollout([long, short, long, short, short, long] * 2, backend, tokenizer, client, limits,
+                       SamplingParams(temperature=1.0), n_samples=2, generator=torch.Generator().manual_seed(0),
+                       max_batch=3)
 
     trajs = run()
     assert adds, "no sample joined a running batch: the test does not exercise add()"
+    assert bool(parks) == stop_mid_turn
     assert all(length <= 1.5 * longest for length, longest in lengths)  # padding slots do not pile up
-    assert [len(t.turns) for t in trajs] == [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1] * 2  # each example twice
+    if not stop_mid_turn:  # full-length turns: long prompts end after one, short ones after two
+        assert [len(t.turns) for t in trajs] == [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1] * 2  # each example twice
     assert [t.response_ids for t in trajs] == [t.response_ids for t in run()]
     for t in trajs:
         assert_rescores(model, t)
+
+
+def test_backend_that_cannot_add_gets_new_samples_only_when_empty(tokenizer, client):
+    """Without add(), waiting samples start a fresh batch once the running one has emptied; all finish."""
+    scripts = {0: ["<answer> Melin </answer>"], 1: ["<search> a </search>", "<answer> Melin </answer>"],
+               2: ["<answer> Melin </answer>"]}
+
+    class NoAdd(ScriptedBackend):
+        def can_add(self):
+            return False
+
+        def start(self, prompts):  # rows of a fresh batch restart at 0: play the scripts in admission order
+            super().start(prompts)
+            self.batches = getattr(self, "batches", []) + [len(prompts)]
+
+        def generate(self, rows, max_new_tokens, sampling, generator=None):
+            offset = sum(self.batches[:-1])
+            out = {}
+            for r in rows:
+                ids = self.tok.encode(self.scripts[offset + r][self.turn[r]])
+                self.turn[r] += 1
+                out[r] = TurnOutput(ids, [-0.5] * len(ids), "stop")
+            return out
+
+    backend = NoAdd(tokenizer, scripts)
+    trajs = rollout([_ex()] * 3, backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=2)
+    assert backend.batches == [2, 1] and [t.n_searches for t in trajs] == [0, 1, 0]
+    assert all(t.finish_reason is FinishReason.ANSWER for t in trajs)
