@@ -224,3 +224,14 @@ def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):
 
     assert probe(Oracle(0), demos) == {"entity": 1.0, "answer": 1.0}
     assert probe(Oracle(1), demos) == {"entity": 0.0, "answer": 0.0}
+
+
+def test_induction_drill_quotes_spans_of_its_line():
+    from searche1.data.toyworld.demos import induction_drill
+    from searche1.data.toyworld.names import NAME_POOL
+
+    (line, line_written), (quotes, quotes_written) = induction_drill(random.Random(0), list(NAME_POOL))
+    sequence = line.split()
+    assert len(sequence) == len(set(sequence)) == 40 and not line_written and quotes_written
+    spans = quotes.strip("\n").split("\n")
+    assert len(spans) == 8 and all(len(s.split()) == 5 and f" {s} " in f" {line.strip()} " for s in spans)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from searche1 import protocol
-from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, reading_drill
+from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
 from searche1.data.toyworld.generator import WorldConfig, generate_world
 from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import value_words
@@ -46,6 +46,8 @@ class WarmstartConfig:
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
+    induction_drills_per_world: int = 0
+    """Induction drills per world: a line of random pool names, then spans of it quoted from random places."""
     shuffle_copies: bool = False
     """Copy drills write the block's sentences in a random order instead (tried in run K: slower, docs)."""
     hidden_size: int = 256
@@ -113,6 +115,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need)
             episodes.append((_prompt_ids(tokenizer, ex.question), segments))
         episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
+        episodes += [([], induction_drill(rng, NAME_POOL)) for _ in range(cfg.induction_drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
