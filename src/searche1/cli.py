@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark")
     p.add_argument("--samples", type=int, default=1, help="samples per question (1 = greedy; more = sampled "
                                                           "with rollout.temperature / top_p)")
-    p.add_argument("--batch-size", type=int, default=32, help="questions in flight at once (x --samples); a finished one is replaced at the next turn")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="questions in flight at once (x --samples); a finished one is replaced at the next turn")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     _add_config_args(p)

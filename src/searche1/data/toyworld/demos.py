@@ -68,10 +68,15 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
     """The first sentence that states `value`, from the entity's own passage when one was returned."""
     own = [d for d in docs if protocol.split_contents(d["contents"])[0] == f'"{entity}"']
     for d in own + [d for d in docs if d not in own]:
-        for sentence in re.split(r"(?<=\.)\s+", protocol.split_contents(d["contents"])[1]):
+        for sentence in _sentences(d):
             if re.search(rf"\b{re.escape(value)}\b", sentence):
-                return sentence.strip()
+                return sentence
     return None
+
+
+def _sentences(doc: dict) -> list[str]:
+    """The sentences of a passage's text (its title line left out)."""
+    return [s.strip() for s in re.split(r"(?<=\.)\s+", protocol.split_contents(doc["contents"])[1]) if s.strip()]
 
 
 def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
@@ -184,8 +189,7 @@ def copy_drill(world, client: RetrievalClient, rng: random.Random, shuffle: bool
     docs, block = _random_block(world, client, rng)
     if not shuffle:
         return [(block, False), (block, True)]
-    sentences = [sentence.strip() for d in docs
-                 for sentence in re.split(r"(?<=\.)\s+", protocol.split_contents(d["contents"])[1]) if sentence.strip()]
+    sentences = [sentence for d in docs for sentence in _sentences(d)]
     rng.shuffle(sentences)
     return [(block, False), ("\n".join(sentences) + "\n", True)]
 

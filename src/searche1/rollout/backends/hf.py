@@ -127,13 +127,18 @@ class HFBackend:
         if not self.can_add():
             raise RuntimeError("this model's cache layout cannot be joined (sliding-window or quantized layers): "
                                "roll out without max_batch")
-        batch = self._group(torch.ones(len(self.rows), dtype=torch.bool, device=self.device))
+        batch = self._current()  # no copy: its tensors are only read by _join
         rows = list(range(self._next_row, self._next_row + len(prompts)))
         self._next_row += len(prompts)
         self.rows, self.cache, self.attention, self.next_logits = rows, None, None, None
         self._forward(*self._padded(prompts))
         self._join([batch])
         return rows
+
+    def _current(self) -> dict:
+        """The whole batch as a group (rows, cache rows, mask, logits), without copying."""
+        return {"rows": self.rows, "kv": _kv_tensors(self.cache), "attention": self.attention,
+                "next_logits": self.next_logits}
 
     def _group(self, positions: torch.Tensor) -> dict:
         """A copy of the batch positions in the bool mask `positions`: their rows, cache rows, mask, logits."""
@@ -146,8 +151,7 @@ class HFBackend:
         """Append groups to the batch; whichever is shorter is padded at the end (padding slots: the mask hides
         them and positions count real tokens only, so a row's logits do not change)."""
         length = max([self.attention.shape[1]] + [g["attention"].shape[1] for g in groups])
-        parts = [{"rows": self.rows, "kv": _kv_tensors(self.cache), "attention": self.attention,
-                  "next_logits": self.next_logits}] + groups
+        parts = [self._current()] + groups
         pad = [length - p["attention"].shape[1] for p in parts]
         self.attention = torch.cat([torch.nn.functional.pad(p["attention"], (0, n)) for p, n in zip(parts, pad)])
         self.next_logits = torch.cat([p["next_logits"] for p in parts])
