@@ -34,7 +34,8 @@ test-all: setup
 bench: setup
 	$(PY) benchmarks/retrieval.py
 
-# make bench-rollout MODEL=DIR (a warm-started toy model: searche1 warmstart --out DIR)
+# make bench-rollout [MODEL=DIR]: the shipped toy-base, or a warm-started toy model (searche1 warmstart --out DIR)
+MODEL ?= toy-base
 bench-rollout: setup
 	$(PY) benchmarks/rollout.py --model $(MODEL)
 

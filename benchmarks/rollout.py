@@ -1,6 +1,6 @@
 """Rollout benchmark: generated tokens/s of the engine against two baselines measured in the same run.
 
-    python benchmarks/rollout.py --model MODEL            # a warm-started toy model (searche1 warmstart)
+    python benchmarks/rollout.py [--model MODEL]          # toy-base (default) or a warm-started toy model folder
 
 1. engine: `rollout()` with the HF backend (KV cache kept across turns, finished rows dropped), up to 4 search
    turns, sampled at temperature 1 on toy-world questions, in-process BM25.
@@ -16,8 +16,9 @@
 
 Tokens/s of 1-3 counts the engine's generated tokens, so the three figures share a numerator. The sequential decode
 steps each method cannot avoid are printed too: the single pass needs the mean tokens per row, an engine that starts
-every row at once at least the longest trajectory's tokens (it bounds goal 1 on a batch of uneven episodes). Each method runs
-once untimed first (warm-up), then timed. Prints a table and writes JSON (--out).
+every row at once at least the longest trajectory's tokens (it bounds goal 1 on a batch of uneven episodes). Each
+method runs once untimed first (warm-up), then --repeats timed rounds interleave the methods (so a slow spell of a
+shared machine hits them alike) and each figure is the median of its rounds. Prints a table and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -39,9 +40,20 @@ def _timed(fn):
     return result, time.perf_counter() - start
 
 
+def _median_seconds(methods: dict, repeats: int, warm_up: bool = True) -> tuple[dict, dict]:
+    """Each method warmed up once, then `repeats` interleaved timed rounds: ({name: median s}, {name: all s})."""
+    for fn in methods.values() if warm_up else ():
+        fn()
+    rounds = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            rounds[name].append(_timed(fn)[1])
+    return {name: sorted(xs)[len(xs) // 2] for name, xs in rounds.items()}, rounds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="HF model folder (a toy warm start)")
+    ap.add_argument("--model", default="toy-base", help="toy-base (shipped) or a warm-started toy model folder")
     ap.add_argument("--questions", type=int, default=32, help="questions in the batch")
     ap.add_argument("--max-turns", type=int, default=4)
     ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
@@ -49,6 +61,7 @@ def main() -> None:
                     help="questions for the continuous-batching comparison (--questions places in flight)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds per method (median reported)")
     ap.add_argument("--out", default=str(HERE / "results" / "rollout.json"))
     args = ap.parse_args()
 
@@ -74,8 +87,7 @@ def main() -> None:
         return rollout(examples, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
                        generator=torch.Generator().manual_seed(args.seed))
 
-    engine()  # warm-up (allocator, kernels)
-    trajs, engine_s = _timed(engine)
+    trajs = engine()  # seeded: every call returns these trajectories
     generated = sum(t.n_generated for t in trajs)
     per_row = max(1, round(generated / len(trajs)))
 
@@ -95,9 +107,6 @@ def main() -> None:
     def single_pass():
         hf_generate(prompts, per_row)
 
-    single_pass()
-    _, single_s = _timed(single_pass)
-
     def naive_loop():
         # Replays the engine's turns: turn k of every row still going is generated from its re-tokenized text.
         n_turns = max(len(t.turns) for t in trajs)
@@ -107,29 +116,29 @@ def main() -> None:
             seqs = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
             hf_generate(seqs, max(t.turns[k].end - t.turns[k].start for t in live))
 
-    naive_loop()
-    _, naive_s = _timed(naive_loop)
+    seconds, rounds = _median_seconds({"engine": engine, "single_pass": single_pass, "naive": naive_loop},
+                                      args.repeats)
 
     # Continuous batching: a pool of questions through --questions places, refilled as samples finish, against
     # the same pool in fixed chunks of --questions (each chunk waits for its longest episode).
     pool = [ex for exs in world.tests.values() for ex in exs][:args.pool]
 
     def pooled(refill: bool):
-        def run():
-            gen = torch.Generator().manual_seed(args.seed)
-            if refill:
-                return rollout(pool, HFBackend(model, tokenizer), tokenizer, client, limits, sampling, generator=gen,
-                               max_batch=args.questions)
-            return [t for i in range(0, len(pool), args.questions)
-                    for t in rollout(pool[i:i + args.questions], HFBackend(model, tokenizer), tokenizer, client,
-                                     limits, sampling, generator=gen)]
-        run()
-        out, secs = _timed(run)
-        return sum(t.n_generated for t in out) / secs
+        gen = torch.Generator().manual_seed(args.seed)
+        if refill:
+            return rollout(pool, HFBackend(model, tokenizer), tokenizer, client, limits, sampling, generator=gen,
+                           max_batch=args.questions)
+        return [t for i in range(0, len(pool), args.questions)
+                for t in rollout(pool[i:i + args.questions], HFBackend(model, tokenizer), tokenizer, client,
+                                 limits, sampling, generator=gen)]
 
-    pool_rates = {"chunks": pooled(False), "refill": pooled(True)}
+    # seeded, so these untimed runs count the tokens every timed round generates, and warm up
+    pool_tokens = {k: sum(t.n_generated for t in pooled(k == "refill")) for k in ("chunks", "refill")}
+    pool_seconds, pool_rounds = _median_seconds({k: lambda k=k: pooled(k == "refill") for k in pool_tokens},
+                                                args.repeats, warm_up=False)
+    pool_rates = {k: pool_tokens[k] / pool_seconds[k] for k in pool_tokens}
 
-    rates = {"engine": generated / engine_s, "single_pass": generated / single_s, "naive": generated / naive_s}
+    rates = {k: generated / secs for k, secs in seconds.items()}
     # Sequential decode steps each method cannot avoid: the single pass needs per_row; any engine that starts all
     # rows together needs the longest trajectory's own tokens; a turn-synchronous one the sum over turns of the
     # longest row's turn.
@@ -142,16 +151,18 @@ def main() -> None:
         "model": args.model, "questions": len(examples), "generated_tokens": generated,
         "mean_searches": sum(t.n_searches for t in trajs) / len(trajs),
         "mean_turns": sum(len(t.turns) for t in trajs) / len(trajs),
-        "seconds": {"engine": engine_s, "single_pass": single_s, "naive": naive_s},
+        "seconds": seconds, "seconds_each_round": rounds, "repeats": args.repeats,
         "tokens_per_second": rates,
         "engine_vs_single_pass": rates["engine"] / rates["single_pass"],
         "engine_vs_naive": rates["engine"] / rates["naive"],
         "sequential_decode_steps": steps,
         "pool": {"questions": len(pool), "places": args.questions, "tokens_per_second": pool_rates,
+                 "seconds_each_round": pool_rounds,
                  "refill_vs_chunks": pool_rates["refill"] / pool_rates["chunks"]},
     }
     print(f"\n{len(examples)} questions, {generated} generated tokens, {figures['mean_searches']:.2f} searches and "
           f"{figures['mean_turns']:.2f} turns per trajectory\n")
+    print(f"median of {args.repeats} interleaved timed rounds\n")
     print("| method | seconds | generated tokens/s | engine vs it |\n|---|---|---|---|")
     for key, label in (("engine", "engine (KV cache across turns)"), ("single_pass", "one HF generate call"),
                        ("naive", "naive re-tokenize loop")):

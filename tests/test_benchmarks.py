@@ -31,7 +31,7 @@ def test_rollout_benchmark_smoke(tmp_path):
                                      questions_per_world=1, drills_per_world=1, probe_every=0), log=lambda *_: None)
     out = tmp_path / "r.json"
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rollout.py"), "--model", str(model),
-                          "--questions", "4", "--pool", "10", "--turn-tokens", "32", "--threads", "1",
+                          "--questions", "4", "--pool", "10", "--turn-tokens", "32", "--threads", "1", "--repeats", "2",
                           "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -39,3 +39,4 @@ def test_rollout_benchmark_smoke(tmp_path):
     assert figures["generated_tokens"] > 0 and set(figures["tokens_per_second"]) == {"engine", "single_pass", "naive"}
     assert "naive re-tokenize loop" in res.stdout
     assert figures["pool"]["questions"] == 10 and figures["pool"]["refill_vs_chunks"] > 0
+    assert all(len(r) == 2 for r in figures["seconds_each_round"].values())  # medians of 2 timed rounds
