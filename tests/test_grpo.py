@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from searche1.train.grpo import (GRPOLossConfig, aggregate, clipped_policy_loss, entropy_from_logits,
-                                 group_advantages, grpo_loss, kl_penalty)
+from searche1.train.grpo import (
+    GRPOLossConfig,
+    aggregate,
+    clipped_policy_loss,
+    entropy_from_logits,
+    group_advantages,
+    grpo_loss,
+    kl_penalty,
+)
 
 
 def brute_advantages(rewards, groups, scale):
@@ -35,7 +42,7 @@ def test_group_advantages(scale):
 def brute_loss(logp, old, adv, mask, ref, ent, cfg):
     """One token at a time, with Python floats where possible."""
     hi = cfg.clip_low if cfg.clip_high is None else cfg.clip_high
-    per_tok, kls, ents, seqs = [], [], [], []
+    per_tok, seqs = [], []
     for b in range(logp.shape[0]):
         seq = []
         for t in range(logp.shape[1]):

@@ -192,6 +192,7 @@ def test_warmstart_runs_and_saves(tmp_path):
     card = (tmp_path / "m2" / "README.md").read_text()
     assert "warmstart --out DIR --minutes 5 --max-steps 2 --seed 0" in card
     assert "warmstart --out DIR2 --minutes 5 --max-steps 2 --lr 0.001 --first-world 50 --init-from DIR" in card
+    assert f"DIR: 2 steps, {report['tokens']} tokens" in card and f"DIR2: 2 steps, {more['tokens']} tokens" in card
     with pytest.raises(FileNotFoundError, match="warmstart.json"):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
 

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help=h["eval"], description=h["eval"])
     p.add_argument("--model", required=True,
-                   help="HF model folder, toy-base (the toy base policy shipped with the package, once there is one), "
+                   help="HF model folder, toy-base (the toy base policy shipped with the package), "
                         "or a hub id where a network exists")
     p.add_argument("--data", nargs="+", required=True, help="QA files (.jsonl/.parquet) or directories of them")
     p.add_argument("--index", default=None, help="index directory or server URL (default retrieval.index)")

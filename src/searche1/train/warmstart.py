@@ -225,27 +225,29 @@ def model_card(report: dict) -> str:
     cfg = report["config"]
     runs, parent = [], report
     while parent is not None:  # this run, preceded by the runs it continued
-        runs.insert(0, parent["config"])
+        runs.insert(0, parent)
         parent = parent.get("parent")
     outs = ["DIR"] + [f"DIR{k + 1}" for k in range(1, len(runs))]
-    commands = "\n".join(f"    {_command(c, outs[k], outs[k - 1] if k else None)}" for k, c in enumerate(runs))
+    commands = "\n".join(f"    {_command(r['config'], outs[k], outs[k - 1] if k else None)}"
+                         for k, r in enumerate(runs))
+    durations = "; ".join(f"{outs[k]}: {r['steps']} steps, {r['tokens']} tokens, {r['seconds']:.0f} s"
+                          for k, r in enumerate(runs))
     last = report["probes"][-1] if report["probes"] else {}
     probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
     first_loss, last_loss = report["loss_first_last_10"]
     return f"""# Toy base policy (searche1 warm start)
 
 A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
-pretrained LLM in the toy world: it learned the Search-R1 protocol and to read retrieved passages from
+pretrained LLM in the toy world: it was trained on the Search-R1 protocol and on reading retrieved passages, from
 demonstrations of an imperfect scripted searcher and from reading and copy drills on pretraining worlds only (namespace
-`pretrain:{cfg['world_seed']}:*`), never from an evaluation world. See docs/warmstart.md of searche1.
+`pretrain:{cfg['world_seed']}:*`), never on an evaluation world. How well it does: docs/warmstart.md of searche1.
 
 Made with (2 CPU threads; the schedule follows steps when --max-steps is given, so the run does not depend on the
 machine's speed):
 
 {commands}
 
-- steps: {report['steps']}, tokens: {report['tokens']} ({report['trained_tokens']} trained), wall time:
-  {report['seconds']:.0f} s ({report['tokens_per_second']} tokens/s)
+- {durations} (the last: {report['trained_tokens']} tokens trained, {report['tokens_per_second']} tokens/s)
 - loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}
 - last held-out probe (teacher-forced, step {last.get('step', '-')}): {probes or '-'}
 

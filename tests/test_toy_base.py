@@ -1,0 +1,58 @@
+"""The toy base policy shipped with the package (searche1/assets/toy-base): small, described, made with today's
+toy tokenizer, and it plays the protocol on a world it never saw."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def toy_base():
+    from searche1.models import load_model, toy_base_path
+
+    model, tokenizer = load_model("toy-base")
+    return toy_base_path(), model, tokenizer
+
+
+def test_shipped_checkpoint_is_small_and_says_how_it_was_made(toy_base):
+    path, model, _ = toy_base
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 20 * 2**20
+    report = json.loads((path / "warmstart.json").read_text())
+    assert report["parameters"] == sum(p.numel() for p in model.parameters())
+    card = (path / "README.md").read_text()
+    assert "searche1 --threads 2 warmstart --out" in card and f"--seed {report['config']['seed']}" in card
+    assert f"{report['seconds']:.0f} s" in card
+
+
+def test_shipped_tokenizer_is_the_toy_tokenizer(toy_base):
+    """A change to the toy tokenizer invalidates the shipped weights: this fails until the base is made again."""
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    assert toy_base[2].get_vocab() == build_toy_tokenizer().get_vocab()
+
+
+def test_plays_the_protocol_on_a_fresh_world(toy_base):
+    """Greedy on a world seed no run trained or evaluated on: it searches, reads and answers in the protocol."""
+    import torch
+
+    from searche1.data.toyworld.generator import WorldConfig, generate_world
+    from searche1.eval import evaluate
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits
+
+    torch.set_num_threads(2)
+    _, model, tokenizer = toy_base
+    world = generate_world(WorldConfig(seed=777))
+    client = InProcessClient(BM25Retriever.build(world.docs))
+    benchmarks = {"toy-nq": world.tests["nq"][:16], "toy-hotpotqa": world.tests["hotpotqa"][:16]}
+    report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
+                                    EngineLimits(max_response_length=96), batch_size=16, show_progress=False)
+    single, bridge = report["benchmarks"]["toy-nq"], report["benchmarks"]["toy-hotpotqa"]
+    assert single["answer_rate"] >= 0.9 and bridge["answer_rate"] >= 0.9
+    assert 1.0 <= single["mean_searches"] < bridge["mean_searches"]  # 1-hop: a search; 2-hop: more
+    # what it searched for names the question's entity (it copies from the prompt)
+    firsts = [t.turns[0].query or "" for t in trajectories if t.turns and t.turns[0].query]
+    names = [ex.metadata["subject"] for ex in benchmarks["toy-nq"]]
+    assert sum(name in q for name, q in zip(names, firsts)) >= 0.8 * len(names)
