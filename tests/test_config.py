@@ -19,6 +19,22 @@ def test_defaults_and_toy_preset():
 def test_searchr1_preset():
     cfg = load_config("searchr1")
     assert cfg.retrieval.method == "dense" and cfg.retrieval.model == "intfloat/e5-base-v2"
+    g = cfg.grpo  # PROTOCOL.md's Search-R1 GRPO numbers
+    assert (g.lr, g.warmup_ratio, g.prompts_per_step, g.mini_batch_prompts, cfg.rollout.n_samples) == \
+        (1e-6, 0.285, 512, 256, 5)
+    assert (g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef) == (0.2, None, 0.001, "low_var_kl", 0.001)
+    assert (cfg.rollout.temperature, cfg.rollout.top_p, g.steps) == (1.0, 0.95, 1005)
+
+
+def test_grpo_section_checks():
+    assert load_config("toy").grpo.model == "toy-base"
+    with pytest.raises(ConfigError, match="multiple of grpo.mini_batch_prompts"):
+        load_config("toy", ["grpo.prompts_per_step=12", "grpo.mini_batch_prompts=8"])
+    with pytest.raises(ConfigError, match="grpo.kl_kind: must be one of"):
+        load_config("toy", ["grpo.kl_kind=k9"])
+    with pytest.raises(ConfigError, match="clip_high"):
+        load_config("toy", ["grpo.clip_high=-1"])
+    assert load_config("toy", ["grpo.clip_high=0.28"]).grpo.clip_high == 0.28
 
 
 def test_overrides_go_last_and_are_typed():

@@ -84,11 +84,53 @@ class RolloutConfig:
 
 
 @dataclass
+class GRPOConfig:
+    """Vanilla GRPO (Search-R1's, verl semantics). Defaults are sized for the toy world on 2 CPU cores; the searchr1
+    preset sets the paper's numbers (PROTOCOL.md)."""
+
+    model: str = "toy-base"
+    """Policy to start from: an HF folder, toy-base (shipped), or a hub id where a network exists."""
+    steps: int = 100
+    """Training steps (one batch of prompts each)."""
+    prompts_per_step: int = 16
+    """Questions per step, each sampled rollout.n_samples times (Search-R1: train_batch_size 512)."""
+    mini_batch_prompts: int = 16
+    """Prompts per optimizer update, as verl counts ppo_mini_batch_size (x n_samples trajectories); a step makes
+    prompts_per_step / mini_batch_prompts updates (Search-R1: 256, so 2)."""
+    micro_batch: int = 16
+    """Trajectories per forward/backward in one process (gradient accumulation inside a mini-batch)."""
+    lr: float = 1e-4
+    warmup_ratio: float = 0.0
+    """Fraction of the steps with a linear warmup (Search-R1: 0.285)."""
+    schedule: typing.Literal["constant", "cosine"] = "constant"
+    """After warmup: constant (Search-R1, verl's default) or cosine to 10%."""
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float | None = None
+    """DAPO's clip-higher; None = clip_low (symmetric, as Search-R1)."""
+    kl_coef: float = 0.001
+    kl_kind: typing.Literal["k1", "k2", "k3", "low_var_kl"] = "low_var_kl"
+    entropy_coef: float = 0.0
+    """Search-R1 used 0.001 (the searchr1 preset sets it)."""
+    aggregation: typing.Literal["token-mean", "seq-mean-token-mean"] = "token-mean"
+    scale_by_std: bool = True
+    """Divide advantages by the group's std (GRPO); false = Dr. GRPO's mean-only centring."""
+    lora_rank: int = 0
+    """0 = full fine-tuning (the reference is a frozen copy); > 0 = a LoRA adapter (the reference is the model
+    with the adapter disabled: no second copy)."""
+    lora_alpha: int = 32
+    save_every: int = 50
+    """Steps between checkpoints (and one at the end)."""
+
+
+@dataclass
 class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
     seed: int = 0
     """Seed of the run (one `seed_everything` call at start)."""
 
@@ -123,6 +165,18 @@ def validate(cfg: Config) -> None:
                           "n_samples must be >= 1")
     if r.temperature <= 0 or not 0 < r.top_p <= 1 or r.top_k < 0:
         raise ConfigError("rollout.temperature must be > 0, rollout.top_p in (0, 1], rollout.top_k >= 0")
+    g = cfg.grpo
+    if min(g.steps, g.prompts_per_step, g.mini_batch_prompts, g.micro_batch, g.save_every) < 1:
+        raise ConfigError("grpo.steps, prompts_per_step, mini_batch_prompts, micro_batch and save_every must be >= 1")
+    if g.prompts_per_step % g.mini_batch_prompts:
+        raise ConfigError(f"grpo.prompts_per_step ({g.prompts_per_step}) must be a multiple of "
+                          f"grpo.mini_batch_prompts ({g.mini_batch_prompts})")
+    if g.lr <= 0 or not 0 <= g.warmup_ratio < 1 or g.grad_clip <= 0 or g.clip_low <= 0 or g.lora_rank < 0:
+        raise ConfigError("grpo.lr, grad_clip and clip_low must be > 0, warmup_ratio in [0, 1), lora_rank >= 0")
+    if g.clip_high is not None and g.clip_high <= 0:
+        raise ConfigError(f"grpo.clip_high must be > 0 or null (= clip_low), got {g.clip_high}")
+    if min(g.kl_coef, g.entropy_coef, g.weight_decay) < 0:
+        raise ConfigError("grpo.kl_coef, entropy_coef and weight_decay must be >= 0")
 
 
 def _type_name(tp) -> str:
