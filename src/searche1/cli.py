@@ -18,6 +18,7 @@ COMMANDS = {
     "model": "model utilities: import-gguf turns a GGUF file (default: bundled SmolLM2-135M) into an HF folder",
     "warmstart": "train the toy base policy on pretraining worlds (scripted-searcher demonstrations)",
     "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
+    "train": "train a policy: `train grpo` runs vanilla GRPO (Search-R1's recipe) with checkpoints and --resume",
     "demo": "run the main job on the embedded default (toy world, index, checks)",
 }
 
@@ -127,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     _add_config_args(p)
+
+    p = sub.add_parser("train", help=h["train"], description=h["train"])
+    train_sub = p.add_subparsers(dest="train_command", required=True, metavar="algorithm")
+    q = train_sub.add_parser("grpo", help="vanilla GRPO on the preset's questions (toy: the toy world's train split)",
+                             description="vanilla GRPO (grpo.* in the config): G rollouts per question, group "
+                                         "advantages, PPO-clipped loss with a KL term; metrics.jsonl, config.yaml "
+                                         "and checkpoints/step-N under --out")
+    q.add_argument("--out", required=True, help="run directory")
+    q.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    q.add_argument("--device", default="cpu")
+    _add_config_args(q)
 
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -285,6 +297,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from searche1.config import dump_config, load_config
+    from searche1.runtime import seed_everything
+    from searche1.train.grpo_loop import train_grpo
+
+    cfg = load_config(args.preset, args.overrides)
+    seed_everything(cfg.seed)
+    print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
+    figures = train_grpo(cfg, args.out, resume=args.resume, device=args.device)
+    print(f"last step: reward {figures.get('reward_mean', float('nan')):.3f}, searches "
+          f"{figures.get('searches_mean', float('nan')):.2f}; wrote {args.out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from searche1.demo import run_demo
 
@@ -304,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError, TypeError,
-            FileNotFoundError) as e:
+            FileNotFoundError, FileExistsError) as e:
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,171 @@
+"""`searche1 train grpo`: vanilla GRPO (the paper's baseline and Search-R1's recipe), one plain loop.
+
+Setup in order: questions and retriever, tokenizer and policy, reference, optimizer, schedule. Then per step:
+prompts -> G rollouts each -> rewards -> group advantages -> one optimizer update per mini-batch -> metrics, and a
+checkpoint every `save_every` steps. The losses and the update are pure pieces of train/grpo.py.
+
+Exact resume: the data order and the rollout sampling of step k are functions of (seed, k) alone, and the
+checkpoint holds weights and optimizer state, so a run resumed from step k repeats what the uninterrupted run did.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+
+MAX_SKIPPED_IN_A_ROW = 3
+"""A non-finite loss or gradient skips that update (logged); this many whole steps skipped in a row stop the run."""
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> float:
+    """Multiplier of the peak lr at optimizer step `step` (0-based): linear warmup over warmup_ratio of the run,
+    then constant, or cosine down to 10%."""
+    warmup = int(warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Question indices of step `step` (0-based): epochs of seeded permutations, read in order."""
+    out = []
+    for position in range(step * per_step, (step + 1) * per_step):
+        epoch, offset = divmod(position, n_questions)
+        out.append(random.Random(seed * 1_000_003 + epoch).sample(range(n_questions), n_questions)[offset])
+    return out
+
+
+def _questions_and_client(cfg: Config):
+    """The toy world's train split and an in-process BM25 client over its corpus (the embedded default)."""
+    from searche1.data.toyworld.generator import generate_world
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+
+    world = generate_world(cfg.world)
+    return world.train, InProcessClient(BM25Retriever.build(world.docs), topk=cfg.retrieval.topk)
+
+
+def _policy(cfg: Config, resume_from: Path | None, device: str):
+    """(policy, tokenizer, reference): full fine-tuning keeps a frozen copy of the start as the reference; LoRA
+    uses the policy with its adapter disabled (reference None)."""
+    from searche1.models import load_model
+
+    g = cfg.grpo
+    if g.lora_rank:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        base, tokenizer = load_model(g.model, device, "float32")
+        if resume_from is not None:
+            model = PeftModel.from_pretrained(base, resume_from, is_trainable=True)
+        else:
+            model = get_peft_model(base, LoraConfig(r=g.lora_rank, lora_alpha=g.lora_alpha,
+                                                    target_modules="all-linear", task_type="CAUSAL_LM"))
+        return model, tokenizer, None
+    model, tokenizer = load_model(str(resume_from) if resume_from is not None else g.model, device, "float32")
+    reference = load_model(g.model, device, "float32")[0] if resume_from is not None else copy.deepcopy(model)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return model, tokenizer, reference.eval()
+
+
+def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
+    """Run (or resume) GRPO into `out`: metrics.jsonl, config.yaml, checkpoints/step-N; returns the last step's
+    figures."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from searche1.metrics import MetricsWriter
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+
+    g, r, out = cfg.grpo, cfg.rollout, Path(out)
+    if r.n_samples < 2:
+        raise ConfigError("GRPO needs rollout.n_samples >= 2 (advantages compare siblings); set rollout.n_samples=5")
+    start_from = latest_checkpoint(out) if resume else None
+    if resume and start_from is None:
+        raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    if not resume and (out / "metrics.jsonl").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    questions, client = _questions_and_client(cfg)
+    model, tokenizer, reference = _policy(cfg, start_from, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=g.lr, weight_decay=g.weight_decay)
+    step = load_trainer_state(start_from, optimizer)["step"] if start_from is not None else 0
+    save_config(cfg, out / "config.yaml")
+    loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
+    limits, sampling = EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k)
+    updates_per_step = g.prompts_per_step // g.mini_batch_prompts
+    figures: dict = {}
+    skipped_in_a_row = 0
+    log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
+        f"per step, steps {step + 1}..{g.steps}" + (f" (resumed from {start_from})" if start_from else ""))
+    with MetricsWriter(out / "metrics.jsonl", append=start_from is not None) as metrics, \
+            Progress(TextColumn("grpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                     TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("grpo", total=g.steps, completed=step, info="")
+        while step < g.steps:
+            t0 = time.perf_counter()
+            batch = [questions[i] for i in step_prompts(len(questions), step, g.prompts_per_step, cfg.seed)]
+            model.eval()
+            with torch.no_grad():
+                trajectories = rollout(batch, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
+                                       r.n_samples, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+            t_rollout = time.perf_counter() - t0
+            rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
+            advantages = group_advantages(rewards, [t.group_id for t in trajectories], g.scale_by_std)
+            model.train()
+            per_update = g.mini_batch_prompts * r.n_samples  # trajectories come grouped, in prompt order
+            update_stats = []
+            for u in range(updates_per_step):
+                for group in optimizer.param_groups:
+                    group["lr"] = g.lr * lr_factor(step * updates_per_step + u, g.steps * updates_per_step,
+                                                   g.warmup_ratio, g.schedule)
+                part = slice(u * per_update, (u + 1) * per_update)
+                update_stats.append(policy_update(model, optimizer, trajectories[part], advantages[part], loss_cfg,
+                                                  tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
+                                                  g.grad_clip))
+            step += 1
+            figures = _step_figures(trajectories, update_stats, optimizer, t_rollout, time.perf_counter() - t0)
+            metrics.log(figures, step=step, prefix="grpo")
+            skipped_in_a_row = skipped_in_a_row + 1 if figures["skipped"] == 1 else 0
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise RuntimeError(f"GRPO step {step}: the loss or gradient was NaN/inf in {skipped_in_a_row} "
+                                   "steps in a row (every update skipped); lower grpo.lr, check the model's dtype, "
+                                   f"or resume from the last checkpoint under {out / 'checkpoints'}")
+            bar.update(task, completed=step, info=f"reward {figures['reward_mean']:.3f} kl {figures.get('kl', 0):.4f}")
+            if step % g.save_every == 0 or step == g.steps:
+                save_checkpoint(out, step, model, tokenizer, optimizer, {"config": to_dict(cfg), "figures": figures})
+    return figures
+
+
+def _step_figures(trajectories, update_stats: list[dict], optimizer, t_rollout: float, t_step: float) -> dict:
+    """One metrics record: rollout figures, the updates' loss parts (mean), timing."""
+    n = len(trajectories)
+    groups: dict = {}
+    for t in trajectories:
+        groups.setdefault(t.group_id, set()).add(t.reward)
+    figures = {
+        "reward_mean": sum(t.reward for t in trajectories) / n, "em_mean": sum(t.em for t in trajectories) / n,
+        "searches_mean": sum(t.n_searches for t in trajectories) / n,
+        "response_tokens_mean": sum(len(t.response_ids) for t in trajectories) / n,
+        # questions whose siblings all got the same reward: zero advantage, no gradient
+        "same_reward_fraction": sum(len(v) == 1 for v in groups.values()) / len(groups),
+        "lr": optimizer.param_groups[0]["lr"], "rollout_seconds": t_rollout, "train_seconds": t_step - t_rollout,
+        "generated_tokens_per_second": sum(t.n_generated for t in trajectories) / max(t_rollout, 1e-9),
+    }
+    for key in update_stats[0]:
+        figures[key] = sum(s[key] for s in update_stats) / len(update_stats)
+    return figures

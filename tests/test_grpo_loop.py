@@ -1,0 +1,121 @@
+"""The GRPO loop: schedule, data order, a short run's outputs, and resuming from a checkpoint exactly."""
+
+import json
+
+import pytest
+import torch
+
+
+def test_lr_factor_warmup_then_constant_or_cosine():
+    from searche1.train.grpo_loop import lr_factor
+
+    assert [lr_factor(s, 10, 0.3, "constant") for s in range(4)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    assert lr_factor(9, 10, 0.0, "constant") == 1.0
+    assert lr_factor(0, 10, 0.0, "cosine") == 1.0 and lr_factor(10, 10, 0.0, "cosine") == pytest.approx(0.1)
+
+
+def test_step_prompts_read_seeded_epochs_in_order():
+    from searche1.train.grpo_loop import step_prompts
+
+    first_epoch = [i for step in range(5) for i in step_prompts(10, step, 2, seed=3)]
+    assert sorted(first_epoch) == list(range(10)) and first_epoch != list(range(10))  # each question once, shuffled
+    second_epoch = [i for step in range(5, 10) for i in step_prompts(10, step, 2, seed=3)]
+    assert sorted(second_epoch) == list(range(10)) and second_epoch != first_epoch
+    assert step_prompts(10, 7, 3, seed=3) == step_prompts(10, 7, 3, seed=3)
+    assert step_prompts(10, 0, 4, seed=3) != step_prompts(10, 0, 4, seed=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """A random 2-layer Qwen2 with the toy tokenizer, saved as an HF folder."""
+    from conftest import tiny_qwen2
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    path = tmp_path_factory.mktemp("policy")
+    tokenizer = build_toy_tokenizer()
+    tiny_qwen2(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _config(policy, steps=3, extra=()):
+    from searche1.config import load_config
+
+    # entropy_coef > 0: a random policy earns no reward, and without it the update would be exactly zero and
+    # resuming trivially "equal"
+    return load_config("toy", [f"grpo.model={policy}", f"grpo.steps={steps}", "grpo.prompts_per_step=2",
+                               "grpo.mini_batch_prompts=1", "grpo.micro_batch=3", "grpo.save_every=1",
+                               "grpo.entropy_coef=0.01", "grpo.lr=1e-3", "rollout.n_samples=2",
+                               "rollout.max_turns=1", "rollout.max_response_length=8", *extra])
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "model.safetensors")
+
+
+def _records(run):
+    drop = {"time", "grpo/rollout_seconds", "grpo/train_seconds", "grpo/generated_tokens_per_second"}
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_grpo_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_policy, tmp_path):
+    import shutil
+
+    from searche1.train.grpo_loop import train_grpo
+
+    torch.set_num_threads(1)
+    full = tmp_path / "full"
+    figures = train_grpo(_config(tiny_policy), full, log=lambda *_: None)
+    records = _records(full)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for key in ("grpo/reward_mean", "grpo/same_reward_fraction", "grpo/entropy", "grpo/kl", "grpo/grad_norm",
+                "grpo/clip_fraction", "grpo/lr", "grpo/searches_mean"):
+        assert key in records[-1], key
+    assert figures["skipped"] == 0 and records[-1]["grpo/kl"] > 0  # the policy moved away from its reference
+    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-1", "step-2", "step-3"]
+    start = _weights(tiny_policy)
+    assert any(not torch.equal(start[k], v) for k, v in _weights(full / "checkpoints" / "step-3").items())
+
+    # a run that stopped after step 2's checkpoint, resumed: the same step 3, bit for bit
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    shutil.rmtree(cut / "checkpoints" / "step-3")
+    lines = (cut / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (cut / "metrics.jsonl").write_text("".join(lines[:2]))
+    train_grpo(_config(tiny_policy), cut, resume=True, log=lambda *_: None)
+    assert _records(cut) == records
+    resumed, uninterrupted = _weights(cut / "checkpoints" / "step-3"), _weights(full / "checkpoints" / "step-3")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+def test_grpo_refuses_to_overwrite_a_run_and_needs_groups(tiny_policy, tmp_path):
+    from searche1.config import ConfigError
+    from searche1.train.grpo_loop import train_grpo
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_grpo(_config(tiny_policy, steps=1), tmp_path, log=lambda *_: None)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_grpo(_config(tiny_policy, steps=1), tmp_path / "empty", resume=True, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="n_samples >= 2"):
+        train_grpo(_config(tiny_policy, steps=1, extra=["rollout.n_samples=1"]), tmp_path / "g1",
+                   log=lambda *_: None)
+
+
+def test_train_grpo_cli(tiny_policy, tmp_path, capsys):
+    from searche1.cli import main
+
+    args = ["train", "grpo", "--out", str(tmp_path / "run"), f"grpo.model={tiny_policy}", "grpo.steps=1",
+            "grpo.prompts_per_step=1", "grpo.mini_batch_prompts=1", "rollout.n_samples=2", "rollout.max_turns=1",
+            "rollout.max_response_length=4"]
+    assert main(["--threads", "1", *args]) == 0
+    out = capsys.readouterr().out
+    assert "grpo:" in out and "last step: reward" in out  # the resolved config, then the outcome
+    assert (tmp_path / "run" / "checkpoints" / "step-1" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert main(["--threads", "1", *args]) == 2  # the run exists: refused, with --resume named
+    assert "--resume" in capsys.readouterr().err
