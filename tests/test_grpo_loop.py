@@ -119,3 +119,41 @@ def test_train_grpo_cli(tiny_policy, tmp_path, capsys):
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert main(["--threads", "1", *args]) == 2  # the run exists: refused, with --resume named
     assert "--resume" in capsys.readouterr().err
+
+
+def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_policy, tmp_path):
+    """The acceptance test of issue 4: `searche1 train grpo` killed with SIGKILL after a random step's checkpoint
+    (possibly while writing the next one), then `--resume`d, ends with the weights and metrics of a run never
+    interrupted (1 thread in both, so the CPU arithmetic is the same)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from searche1.train.grpo_loop import train_grpo
+
+    torch.set_num_threads(1)
+    overrides = [f"grpo.model={tiny_policy}", "grpo.steps=4", "grpo.prompts_per_step=2", "grpo.mini_batch_prompts=1",
+                 "grpo.micro_batch=3", "grpo.save_every=1", "grpo.entropy_coef=0.01", "grpo.lr=1e-3",
+                 "rollout.n_samples=2", "rollout.max_turns=1", "rollout.max_response_length=8"]
+    full = tmp_path / "full"
+    train_grpo(_config(tiny_policy, steps=4), full, log=lambda *_: None)
+
+    run, kill_after = tmp_path / "killed", random.Random(os.getpid()).randint(1, 3)
+    command = [sys.executable, "-m", "searche1.cli", "--threads", "1", "train", "grpo", "--out", str(run), *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    marker = run / "checkpoints" / f"step-{kill_after}" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run ended or stalled before the checkpoint to kill after"
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _records(run) == _records(full)
+    a, b = _weights(run / "checkpoints" / "step-4"), _weights(full / "checkpoints" / "step-4")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

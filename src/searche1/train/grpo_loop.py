@@ -104,6 +104,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=g.lr, weight_decay=g.weight_decay)
     step = load_trainer_state(start_from, optimizer)["step"] if start_from is not None else 0
+    if start_from is not None:  # a killed run may have logged steps after its last checkpoint: they run again
+        _keep_metrics_up_to(out / "metrics.jsonl", step)
     save_config(cfg, out / "config.yaml")
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
     limits, sampling = EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k)
@@ -149,6 +151,24 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             if step % g.save_every == 0 or step == g.steps:
                 save_checkpoint(out, step, model, tokenizer, optimizer, {"config": to_dict(cfg), "figures": figures})
     return figures
+
+
+def _keep_metrics_up_to(path: Path, step: int) -> None:
+    import json
+
+    from searche1.fileio import atomic_write
+
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except json.JSONDecodeError:  # a line torn by the kill
+            continue
+    with atomic_write(path) as f:
+        f.writelines(kept)
 
 
 def _step_figures(trajectories, update_stats: list[dict], optimizer, t_rollout: float, t_step: float) -> dict:
