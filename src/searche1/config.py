@@ -90,6 +90,9 @@ class GRPOConfig:
 
     model: str = "toy-base"
     """Policy to start from: an HF folder, toy-base (shipped), or a hub id where a network exists."""
+    train_data: list[str] = field(default_factory=list)
+    """QA files (.jsonl/.parquet) or directories to train on, searched through retrieval.index; empty = the toy
+    world's train split (world.*) with an in-process BM25 index over its corpus."""
     steps: int = 100
     """Training steps (one batch of prompts each)."""
     prompts_per_step: int = 16

@@ -47,13 +47,27 @@ def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[
 
 
 def _questions_and_client(cfg: Config):
-    """The toy world's train split and an in-process BM25 client over its corpus (the embedded default)."""
+    """(questions, retrieval client): grpo.train_data through retrieval.index, or by default the toy world's train
+    split with an in-process BM25 index over its corpus."""
+    from searche1.retrieval.client import InProcessClient, make_client
+
+    r = cfg.retrieval
+    if cfg.grpo.train_data:
+        from searche1.data.qa import load_qa
+        from searche1.eval import find_qa_files
+
+        if not r.index:
+            raise ConfigError("grpo.train_data is set but retrieval.index is empty: set it to an index directory "
+                              "or a retrieval server URL")
+        questions = [ex for f in find_qa_files(cfg.grpo.train_data) for ex in load_qa(f)]
+        if not questions:
+            raise ConfigError(f"grpo.train_data {cfg.grpo.train_data} holds no questions")
+        return questions, make_client(r.index, topk=r.topk, timeout=r.timeout, retries=r.retries)
     from searche1.data.toyworld.generator import generate_world
     from searche1.retrieval.bm25 import BM25Retriever
-    from searche1.retrieval.client import InProcessClient
 
     world = generate_world(cfg.world)
-    return world.train, InProcessClient(BM25Retriever.build(world.docs), topk=cfg.retrieval.topk)
+    return world.train, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
 
 
 def _policy(cfg: Config, resume_from: Path | None, device: str):
