@@ -39,10 +39,12 @@ def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> floa
 
 def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[int]:
     """Question indices of step `step` (0-based): epochs of seeded permutations, read in order."""
-    out = []
+    out, permutations = [], {}
     for position in range(step * per_step, (step + 1) * per_step):
         epoch, offset = divmod(position, n_questions)
-        out.append(random.Random(seed * 1_000_003 + epoch).sample(range(n_questions), n_questions)[offset])
+        if epoch not in permutations:  # once per epoch the step touches (at most two), not once per prompt
+            permutations[epoch] = random.Random(seed * 1_000_003 + epoch).sample(range(n_questions), n_questions)
+        out.append(permutations[epoch][offset])
     return out
 
 
