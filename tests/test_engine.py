@@ -254,3 +254,32 @@ def test_backend_that_cannot_add_gets_new_samples_only_when_empty(tokenizer, cli
     trajs = rollout([_ex()] * 3, backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=2)
     assert backend.batches == [2, 1] and [t.n_searches for t in trajs] == [0, 1, 0]
     assert all(t.finish_reason is FinishReason.ANSWER for t in trajs)
+
+
+def test_sample_seeds_make_each_trajectory_independent_of_its_batch(tokenizer, tiny_corpus):
+    """With a seed per sample, a sample's trajectory is the same alone, in a bigger batch, or with max_batch
+    refills (what lets GRPO split a step's prompts over processes and still reproduce a 1-process run)."""
+    from searche1.rollout.backends.hf import HFBackend
+
+    model = tiny_qwen2(len(tokenizer))
+    client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
+    examples = [_ex(), _ex("Who founded Kelmar", ("Zorvak",)), _ex("Where is Dosta", ("Quenland",))]
+    limits, sampling = EngineLimits(max_turns=2, max_response_length=10), SamplingParams(temperature=1.0)
+
+    def run(exs, seeds, max_batch=None):
+        return [(t.response_ids, t.logprobs) for t in rollout(exs, HFBackend(model, tokenizer), tokenizer, client,
+                                                              limits, sampling, n_samples=2, max_batch=max_batch,
+                                                              sample_seeds=seeds)]
+
+    def same(a, b):  # the same tokens; log-probs equal up to float noise (other batch shapes, other padding)
+        return all(ids_a == ids_b and lp_a == pytest.approx(lp_b, abs=1e-4) for (ids_a, lp_a), (ids_b, lp_b)
+                   in zip(a, b, strict=True))
+
+    seeds = [11, 12, 13, 14, 15, 16]
+    everything = run(examples, seeds)
+    assert same(run(examples[1:], seeds[2:]), everything[2:])
+    assert same(run(examples, seeds, max_batch=3), everything)
+    alone = run(examples[:1], [11, 99])
+    assert same(alone[:1], everything[:1]) and alone[1][0] != everything[1][0]
+    with pytest.raises(ValueError, match="sample_seeds has 1 seeds for 2 samples"):
+        run(examples[:1], [1])

@@ -205,3 +205,54 @@ def test_grpo_with_lora_trains_an_adapter_and_resumes_exactly(tiny_policy, tmp_p
     a = load_file(cut / "checkpoints" / "step-2" / "adapter_model.safetensors")
     b = load_file(step2 / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_process_positions_split_every_mini_batch():
+    from searche1.config import ConfigError
+    from searche1.train.grpo_loop import process_positions
+
+    assert process_positions(8, 4, 0, 2) == [0, 1, 4, 5] and process_positions(8, 4, 1, 2) == [2, 3, 6, 7]
+    assert process_positions(8, 4, 0, 1) == list(range(8))
+    with pytest.raises(ConfigError, match="multiple of the number of processes"):
+        process_positions(8, 3, 0, 2)
+
+
+def test_two_processes_under_torchrun_equal_one_process(tiny_policy, tmp_path):
+    """Issue 4's distributed test: `searche1 train grpo` under torchrun with 2 CPU processes (gloo) reaches the
+    weights and metrics of the 1-process run with the same global batch (each process rolls out and trains on half
+    of every mini-batch; sampling is seeded per rollout, so the rollouts are the same)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    overrides = [f"grpo.model={tiny_policy}", "grpo.steps=2", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=2",
+                 "grpo.micro_batch=1", "grpo.save_every=2", "grpo.entropy_coef=0.01", "grpo.lr=1e-3",
+                 "rollout.n_samples=2", "rollout.max_turns=1", "rollout.max_response_length=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = ["-m", "searche1.cli", "--threads", "1", "train", "grpo"]
+    one = subprocess.run([sys.executable, *cli, "--out", str(tmp_path / "one"), *overrides], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(port), *cli,
+                          "--out", str(tmp_path / "two"), *overrides], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "over 2 process(es)" in two.stdout and two.stdout.count("GRPO:") == 1  # the main process logs
+
+    a, b = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert [r["step"] for r in b] == [1, 2]
+    for ra, rb in zip(a, b):
+        for key in ("grpo/reward_mean", "grpo/response_tokens_mean", "grpo/same_reward_fraction"):
+            assert ra[key] == rb[key], key  # the same rollouts
+        for key in ("grpo/policy_loss", "grpo/entropy", "grpo/kl", "grpo/grad_norm"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-7), key
+    wa, wb = (_weights(tmp_path / run / "checkpoints" / "step-2") for run in ("one", "two"))
+    start = _weights(tiny_policy)
+    assert any(not torch.equal(start[k], v) for k, v in wa.items())  # it trained
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6), k

@@ -134,3 +134,23 @@ def test_sample_next_filters():
     assert logp.item() == pytest.approx(torch.log_softmax(logits / 2.0, -1)[0, token.item()].item())
     with pytest.raises(ValueError):
         SamplingParams(temperature=0)
+
+
+def test_sample_next_with_a_generator_per_row_follows_the_distribution_and_ignores_batch_mates():
+    """One generator per row: a row's token depends on its generator alone (not on the other rows), draws follow
+    the filtered distribution, and a token of zero mass is never drawn."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 0.0, -1.0]])
+    counts = torch.zeros(4)
+    gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    for _ in range(4000):
+        token, logp = sample_next(logits, SamplingParams(top_k=3), gens)
+        counts[token[0]] += 1
+    expected = torch.softmax(torch.tensor([1.0, 2.0, 3.0]), -1) * 4000
+    assert counts[0] == 0 and torch.allclose(counts[1:], expected, rtol=0.1)
+    assert logp[1].item() == pytest.approx(torch.log_softmax(logits[1], -1)[token[1]].item())
+    alone = sample_next(logits[:1], SamplingParams(), [torch.Generator().manual_seed(7)])[0]
+    paired = sample_next(logits, SamplingParams(), [torch.Generator().manual_seed(7),
+                                                    torch.Generator().manual_seed(8)])[0]
+    assert alone[0] == paired[0]
+    with pytest.raises(ValueError, match="2 generators for 1 rows"):
+        sample_next(logits[:1], SamplingParams(), gens)

@@ -61,18 +61,26 @@ class _Sample:
 def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: RetrievalClient,
             limits: EngineLimits, sampling: SamplingParams, n_samples: int = 1,
             generator: torch.Generator | None = None, max_batch: int | None = None,
-            on_finish: Callable[[int], None] | None = None) -> list[Trajectory]:
+            on_finish: Callable[[int], None] | None = None,
+            sample_seeds: Sequence[int] | None = None) -> list[Trajectory]:
     """`n_samples` trajectories per example (sharing its group id), in example order.
 
     At most `max_batch` samples are in the backend at once (None = all); as samples finish, waiting ones take
     their places at the next turn, so the batch stays full instead of trailing off with a few long episodes.
     `on_finish(n)` is called as n more samples finish (progress bars). Sampled trajectories are reproducible for a
-    given seed and max_batch (random draws follow batch positions; greedy ones do not depend on max_batch)."""
+    given seed and max_batch (random draws follow batch positions; greedy ones do not depend on max_batch).
+    `sample_seeds` (one per sample, in output order) gives each sample its own generator instead: its draws then
+    depend on its seed alone, not on max_batch nor on which samples share the batch (GRPO over several processes
+    reproduces a 1-process run this way)."""
     samples = []
     for ex in examples:
         text = protocol.make_prompt(ex.question, tokenizer)
         ids = tokenizer(text, add_special_tokens=False).input_ids
         samples += [_Sample(ex, g, text, list(ids)) for g in range(n_samples)]
+    if sample_seeds is not None:
+        if len(sample_seeds) != len(samples):
+            raise ValueError(f"sample_seeds has {len(sample_seeds)} seeds for {len(samples)} samples")
+        own = [torch.Generator().manual_seed(int(seed)) for seed in sample_seeds]
     for s in samples:
         if len(s.prompt_ids) > limits.max_start_length:
             s.finish = FinishReason.BUDGET
@@ -94,7 +102,8 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
                 new_rows = list(range(len(prompts)))
             rows.update(zip(new_rows, admitted))
         active = list(rows)
-        outputs = backend.generate(active, limits.max_response_length, sampling, generator)
+        outputs = backend.generate(active, limits.max_response_length, sampling,
+                                   generator if sample_seeds is None else {row: own[rows[row]] for row in active})
         queries: dict[int, str] = {}
         inserts: dict[int, str] = {}
         for row in active:

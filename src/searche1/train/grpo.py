@@ -7,6 +7,7 @@ brute-force per-token loop in tests/test_grpo.py, gradients included.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -136,14 +137,20 @@ def reference_logprobs(model, ref_model, batch: dict, temperature: float) -> tor
 
 def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOLossConfig,
                   pad_id: int, micro_batch: int, ref_model=None, temperature: float = 1.0,
-                  grad_clip: float = 1.0) -> dict[str, float]:
+                  grad_clip: float = 1.0, accelerator=None) -> dict[str, float]:
     """One optimizer step over `trajectories` (a mini-batch), accumulated over micro-batches.
 
     Each micro-batch's loss is weighted by its share of the mini-batch (tokens for token-mean, trajectories with
     sampled tokens for seq-mean-token-mean), so the accumulated gradient equals that of the whole mini-batch at
     once, whatever the micro-batch size (tests/test_grpo.py). (verl instead averages the micro-batches' own
     means, which gives the same gradient only when micro-batches hold equal token counts.) A non-finite loss or
-    gradient norm skips the step (reported as skipped = 1)."""
+    gradient norm skips the step (reported as skipped = 1).
+
+    With an `accelerator` (several processes), each process passes its own part of the mini-batch: shares are
+    taken of the global mini-batch, the processes' gradients are summed once per update (the last micro-batch
+    syncs), and the step is skipped on every process when any of them saw a non-finite loss."""
+    from contextlib import nullcontext
+
     from searche1.rollout.trajectory import collate
     from searche1.train.scoring import response_logprobs
 
@@ -152,11 +159,21 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
             return float(sum(sum(t.response_mask) for t in traj_slice))
         return float(sum(any(t.response_mask) for t in traj_slice))
 
-    if cfg.kl_coef and ref_model is None and not hasattr(model, "disable_adapter"):
+    plain = accelerator.unwrap_model(model) if accelerator is not None else model
+    if cfg.kl_coef and ref_model is None and not hasattr(plain, "disable_adapter"):
         raise ValueError("kl_coef > 0 needs a reference policy: pass ref_model (full fine-tuning) or train a LoRA "
                          "adapter (the reference is the adapter disabled), or set kl_coef to 0")
     device = next(model.parameters()).device
-    total = max(share(trajectories), 1.0)
+    starts = range(0, len(trajectories), micro_batch)
+    # Backward scale: accelerate divides each micro-batch's loss by its accumulation steps, and DDP averages the
+    # processes' gradients; the weights below already make the sum over both the mini-batch's gradient.
+    scale = 1.0
+    if accelerator is not None:
+        if accelerator.gradient_accumulation_steps != len(starts):
+            raise ValueError(f"the accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches "
+                             f"but this update has {len(starts)}")
+        scale = float(accelerator.num_processes * len(starts))
+    total = max(_global_sum(torch.tensor([share(trajectories)]), accelerator).item(), 1.0)
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     finite = True
@@ -165,28 +182,43 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
     order = sorted(range(len(trajectories)), key=lambda i: len(trajectories[i].prompt_ids) +
                    len(trajectories[i].response_ids))
     trajectories, advantages = [trajectories[i] for i in order], advantages[torch.tensor(order, dtype=torch.long)]
-    for start in range(0, len(trajectories), micro_batch):
+    for start in starts:  # every process runs the same number of micro-batches (collectives stay matched)
         part = trajectories[start:start + micro_batch]
         weight = share(part) / total
-        if weight == 0:
-            continue
-        batch = collate(part, pad_id)
-        ref = reference_logprobs(model, ref_model, batch, temperature) if cfg.kl_coef else None
-        logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True,
-                                          entropy_grad=bool(cfg.entropy_coef))
-        loss, stats = grpo_loss(logp, batch["logprobs"].to(device), advantages[start:start + micro_batch].to(device),
-                                batch["response_mask"].to(device), cfg, ref_logprobs=ref, entropy=entropy)
-        if not torch.isfinite(loss):
-            finite = False
-            break
-        (loss * weight).backward()
+        with accelerator.accumulate(model) if accelerator is not None else nullcontext():
+            batch = collate(part, pad_id)
+            ref = reference_logprobs(plain, ref_model, batch, temperature) if cfg.kl_coef else None
+            logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True,
+                                              entropy_grad=bool(cfg.entropy_coef))
+            loss, stats = grpo_loss(logp, batch["logprobs"].to(device),
+                                    advantages[start:start + micro_batch].to(device),
+                                    batch["response_mask"].to(device), cfg, ref_logprobs=ref, entropy=entropy)
+            finite = finite and bool(torch.isfinite(loss))
+            if accelerator is None:
+                (loss * weight).backward()
+            else:
+                accelerator.backward(loss * (weight * scale))
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v * weight
-    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
-    if finite and torch.isfinite(grad_norm):
+    keys = sorted(sums)
+    reduced = _global_sum(torch.tensor([sums[k] for k in keys] + [float(not finite)], dtype=torch.float64),
+                          accelerator).tolist()
+    sums, finite = dict(zip(keys, reduced[:-1])), reduced[-1] == 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = (accelerator.clip_grad_norm_(params, grad_clip) if accelerator is not None
+                 else torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+    if finite and math.isfinite(grad_norm):
         optimizer.step()
         skipped = 0
     else:
         optimizer.zero_grad(set_to_none=True)
         skipped = 1
-    return {**sums, "grad_norm": float(grad_norm) if finite else float("nan"), "skipped": skipped}
+    return {**sums, "grad_norm": grad_norm if finite else float("nan"), "skipped": skipped}
+
+
+def _global_sum(values: torch.Tensor, accelerator) -> torch.Tensor:
+    """Sum over processes (a no-op in one process)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return values
+    return accelerator.reduce(values.to(accelerator.device), reduction="sum").cpu()

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -95,9 +98,28 @@ def _policy(cfg: Config, resume_from: Path | None, device: str):
     return model, tokenizer, reference.eval()
 
 
+def sample_seed(seed: int, step: int, position: int, sibling: int) -> int:
+    """The sampling seed of one rollout: a function of (run seed, step, the question's position in the step, its
+    sibling number) alone, so a step split over several processes draws what one process would."""
+    return ((seed * 1_000_003 + step) * 65_537 + position) * 257 + sibling
+
+
+def process_positions(per_step: int, mini_batch: int, rank: int, world: int) -> list[int]:
+    """Positions (in the step's prompt list) this process rolls out and trains on: its 1/world share of each
+    mini-batch, so every optimizer update sees the whole mini-batch across processes."""
+    if per_step % mini_batch or mini_batch % world:
+        raise ConfigError(f"grpo.mini_batch_prompts={mini_batch} must divide grpo.prompts_per_step={per_step} and "
+                          f"be a multiple of the number of processes ({world})")
+    local = mini_batch // world
+    return [u * mini_batch + rank * local + i for u in range(per_step // mini_batch) for i in range(local)]
+
+
 def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
     """Run (or resume) GRPO into `out`: metrics.jsonl, config.yaml, checkpoints/step-N; returns the last step's
-    figures."""
+    figures. Under torchrun / accelerate launch each process rolls out and trains on its share of every
+    mini-batch; the main process logs and writes checkpoints."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType, gather_object
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -115,49 +137,67 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
         raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
     if not resume and (out / "metrics.jsonl").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    positions = process_positions(g.prompts_per_step, g.mini_batch_prompts, int(os.environ.get("RANK", "0")),
+                                  world)
+    updates_per_step = g.prompts_per_step // g.mini_batch_prompts
+    per_update = len(positions) // updates_per_step * r.n_samples  # this process's trajectories per update
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device.startswith("cuda") else "no")
+    # set after construction: accelerate keeps one process-wide gradient state, which a previous run may have set
+    accelerator.gradient_accumulation_steps = math.ceil(per_update / g.micro_batch)
+    main = accelerator.is_main_process
+    log = log if main else (lambda *_: None)
+    accelerator.wait_for_everyone()  # every process has checked `out` before the main one writes into it
     questions, client = _questions_and_client(cfg)
-    model, tokenizer, reference = _policy(cfg, start_from, device)
+    model, tokenizer, reference = _policy(cfg, start_from, str(accelerator.device))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=g.lr, weight_decay=g.weight_decay)
     step = load_trainer_state(start_from, optimizer)["step"] if start_from is not None else 0
-    if start_from is not None:  # a killed run may have logged steps after its last checkpoint: they run again
-        _keep_metrics_up_to(out / "metrics.jsonl", step)
-    save_config(cfg, out / "config.yaml")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    policy = accelerator.unwrap_model(model)
+    if main:
+        if start_from is not None:  # a killed run may have logged steps after its last checkpoint: they run again
+            _keep_metrics_up_to(out / "metrics.jsonl", step)
+        save_config(cfg, out / "config.yaml")
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
     limits, sampling = EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k)
-    updates_per_step = g.prompts_per_step // g.mini_batch_prompts
     figures: dict = {}
     skipped_in_a_row = 0
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
-        f"per step, steps {step + 1}..{g.steps}" + (f" (resumed from {start_from})" if start_from else ""))
-    with MetricsWriter(out / "metrics.jsonl", append=start_from is not None) as metrics, \
+        f"per step over {world} process(es), steps {step + 1}..{g.steps}"
+        + (f" (resumed from {start_from})" if start_from else ""))
+    with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None) if main else nullcontext()) as metrics, \
             Progress(TextColumn("grpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                     TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+                     TimeRemainingColumn(), console=Console(stderr=True), disable=not main) as bar:
         task = bar.add_task("grpo", total=g.steps, completed=step, info="")
         while step < g.steps:
             t0 = time.perf_counter()
-            batch = [questions[i] for i in step_prompts(len(questions), step, g.prompts_per_step, cfg.seed)]
+            chosen = step_prompts(len(questions), step, g.prompts_per_step, cfg.seed)
+            batch = [questions[chosen[p]] for p in positions]
+            seeds = [sample_seed(cfg.seed, step, p, j) for p in positions for j in range(r.n_samples)]
             model.eval()
             with torch.no_grad():
-                trajectories = rollout(batch, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
-                                       r.n_samples, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+                trajectories = rollout(batch, HFBackend(policy, tokenizer), tokenizer, client, limits, sampling,
+                                       r.n_samples, sample_seeds=seeds)
             t_rollout = time.perf_counter() - t0
             rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
             advantages = group_advantages(rewards, [t.group_id for t in trajectories], g.scale_by_std)
             model.train()
-            per_update = g.mini_batch_prompts * r.n_samples  # trajectories come grouped, in prompt order
             update_stats = []
             for u in range(updates_per_step):
                 for group in optimizer.param_groups:
                     group["lr"] = g.lr * lr_factor(step * updates_per_step + u, g.steps * updates_per_step,
                                                    g.warmup_ratio, g.schedule)
-                part = slice(u * per_update, (u + 1) * per_update)
+                part = slice(u * per_update, (u + 1) * per_update)  # trajectories come grouped, in prompt order
                 update_stats.append(policy_update(model, optimizer, trajectories[part], advantages[part], loss_cfg,
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
-                                                  g.grad_clip))
+                                                  g.grad_clip, accelerator=accelerator))
             step += 1
-            figures = _step_figures(trajectories, update_stats, optimizer, t_rollout, time.perf_counter() - t0)
-            metrics.log(figures, step=step, prefix="grpo")
+            summaries = gather_object([_summary(t) for t in trajectories]) if world > 1 else \
+                [_summary(t) for t in trajectories]
+            figures = _step_figures(summaries, update_stats, optimizer, t_rollout, time.perf_counter() - t0)
+            if main:
+                metrics.log(figures, step=step, prefix="grpo")
             skipped_in_a_row = skipped_in_a_row + 1 if figures["skipped"] == 1 else 0
             if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
                 raise RuntimeError(f"GRPO step {step}: the loss or gradient was NaN/inf in {skipped_in_a_row} "
@@ -165,8 +205,20 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                    f"or resume from the last checkpoint under {out / 'checkpoints'}")
             bar.update(task, completed=step, info=f"reward {figures['reward_mean']:.3f} kl {figures.get('kl', 0):.4f}")
             if step % g.save_every == 0 or step == g.steps:
-                save_checkpoint(out, step, model, tokenizer, optimizer, {"config": to_dict(cfg), "figures": figures})
+                state_dict = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3
+                if main:
+                    save_checkpoint(out, step, policy, tokenizer, optimizer,
+                                    {"config": to_dict(cfg), "figures": figures, "processes": world},
+                                    state_dict=state_dict if accelerator.distributed_type in
+                                    (DistributedType.FSDP, DistributedType.DEEPSPEED) else None)
+                accelerator.wait_for_everyone()
     return figures
+
+
+def _summary(t) -> SimpleNamespace:
+    """What the step's metrics need of a trajectory (small enough to gather from every process)."""
+    return SimpleNamespace(reward=t.reward, em=t.em, n_searches=t.n_searches, n_response=len(t.response_ids),
+                           n_generated=t.n_generated, group_id=t.group_id)
 
 
 def _keep_metrics_up_to(path: Path, step: int) -> None:
@@ -196,7 +248,7 @@ def _step_figures(trajectories, update_stats: list[dict], optimizer, t_rollout: 
     figures = {
         "reward_mean": sum(t.reward for t in trajectories) / n, "em_mean": sum(t.em for t in trajectories) / n,
         "searches_mean": sum(t.n_searches for t in trajectories) / n,
-        "response_tokens_mean": sum(len(t.response_ids) for t in trajectories) / n,
+        "response_tokens_mean": sum(t.n_response for t in trajectories) / n,
         # questions whose siblings all got the same reward: zero advantage, no gradient
         "same_reward_fraction": sum(len(v) == 1 for v in groups.values()) / len(groups),
         "lr": optimizer.param_groups[0]["lr"], "rollout_seconds": t_rollout, "train_seconds": t_step - t_rollout,

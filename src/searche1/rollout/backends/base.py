@@ -7,10 +7,14 @@ the sampling distribution (temperature applied, no top-p/top-k truncation), as v
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Union
 
 import torch
+
+Generators = Union[torch.Generator, Mapping[int, torch.Generator], None]
+"""What a backend samples with: one generator for the batch, one per row (row -> generator), or none."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ class Backend(Protocol):
         """Join new sequences to the running batch; returns their row numbers (never reused in a batch)."""
 
     def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
-                 generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
-        """One turn for each row: sample until a stop string, EOS or max_new_tokens; the tokens stay appended."""
+                 generator: Generators = None) -> dict[int, TurnOutput]:
+        """One turn for each row: sample until a stop string, EOS or max_new_tokens; the tokens stay appended.
+        `generator`: one for the whole batch, or one per row (draws then do not depend on the batch's make-up)."""
 
     def extend(self, ids_by_row: dict[int, list[int]]) -> None:
         """Append inserted tokens (observations) to rows, without sampling."""
@@ -56,8 +61,11 @@ class Backend(Protocol):
 
 
 def sample_next(logits: torch.Tensor, sampling: SamplingParams,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [N, V] -> (token ids [N], their log-probs [N] under softmax(logits / temperature))."""
+                generator: torch.Generator | Sequence[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [N, V] -> (token ids [N], their log-probs [N] under softmax(logits / temperature)).
+
+    `generator` is one for the batch (torch.multinomial), or a sequence of N, one per row: each row then draws
+    its own uniform and inverts its own CDF, so its token does not depend on which other rows share the batch."""
     logits = logits.float()
     if sampling.greedy:
         token = logits.argmax(dim=-1)
@@ -76,5 +84,14 @@ def sample_next(logits: torch.Tensor, sampling: SamplingParams,
         drop = probs.cumsum(dim=-1) - probs >= sampling.top_p
         sorted_logits[drop] = float("-inf")
         filtered = torch.full_like(filtered, float("-inf")).scatter(-1, order, sorted_logits)
-    token = torch.multinomial(torch.softmax(filtered, dim=-1), 1, generator=generator)[:, 0]
+    probs = torch.softmax(filtered, dim=-1)
+    if generator is None or isinstance(generator, torch.Generator):
+        token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    else:
+        if len(generator) != len(probs):
+            raise ValueError(f"{len(generator)} generators for {len(probs)} rows")
+        cdf = probs.cumsum(dim=-1)
+        u = torch.stack([torch.rand((), generator=g) for g in generator]).to(cdf) * cdf[:, -1]
+        # the first token whose cumulative mass exceeds u: never one of zero mass, since u < cdf[-1]
+        token = (cdf <= u[:, None]).sum(dim=-1)
     return token, logp.gather(-1, token[:, None])[:, 0]

@@ -13,11 +13,12 @@ quarters of the slots were such idle rows). They rejoin, padded, when the turn e
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 import torch
 
 from searche1.protocol import STOP_STRINGS
-from searche1.rollout.backends.base import SamplingParams, TurnOutput, sample_next
+from searche1.rollout.backends.base import Generators, SamplingParams, TurnOutput, sample_next
 
 STOP_WINDOW = 16  # tokens decoded to look for a stop string; more than any stop string spans
 PARK_BELOW = 0.75  # park the stopped rows once fewer than this fraction of the batch is still writing
@@ -201,7 +202,7 @@ class HFBackend:
 
     @torch.no_grad()
     def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
-                 generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
+                 generator: Generators = None) -> dict[int, TurnOutput]:
         outputs = {r: TurnOutput([], [], "length") for r in rows}
         live = torch.zeros(len(self.rows), dtype=torch.bool, device=self.device)
         live[[self._position(r) for r in rows]] = True
@@ -212,7 +213,10 @@ class HFBackend:
             if reshapeable and live.sum() < PARK_BELOW * len(live):
                 reshapeable = self._park(live)
                 live = live[live] if reshapeable else live
-            token, logp = sample_next(self.next_logits[live], sampling, generator)
+            per_row = isinstance(generator, Mapping)
+            token, logp = sample_next(self.next_logits[live], sampling,
+                                      [generator[self.rows[p]] for p in live.nonzero()[:, 0].tolist()]
+                                      if per_row else generator)
             step_ids = torch.full((len(self.rows), 1), self.pad_id, dtype=torch.long, device=self.device)
             step_ids[live, 0] = token.to(self.device)
             step_mask = live.long()[:, None]

@@ -15,11 +15,12 @@ generation at a saved LoRA adapter.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 
 from searche1.protocol import STOP_STRINGS
-from searche1.rollout.backends.base import SamplingParams, TurnOutput
+from searche1.rollout.backends.base import Generators, SamplingParams, TurnOutput
 
 
 def vllm_available() -> bool:
@@ -74,18 +75,24 @@ class VLLMBackend:
         return rows
 
     def generate(self, rows: list[int], max_new_tokens: int, sampling: SamplingParams,
-                 generator: torch.Generator | None = None) -> dict[int, TurnOutput]:
+                 generator: Generators = None) -> dict[int, TurnOutput]:
         from vllm.inputs import TokensPrompt
 
-        # A seed per call (drawn from the engine's generator when given) keeps runs reproducible.
+        # A seed per call (drawn from the engine's generator when given) keeps runs reproducible; with one
+        # generator per row, each row's seed is drawn from its own.
         self._calls += 1
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else self._calls
+        if isinstance(generator, Mapping):
+            seeds = {row: int(torch.randint(0, 2**31 - 1, (1,), generator=generator[row])) for row in rows}
+        else:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None \
+                else self._calls
+            seeds = {row: seed + row for row in rows}
         params = [self._vllm.SamplingParams(
             n=1, max_tokens=max_new_tokens, stop=list(self.stop_strings), include_stop_str_in_output=True,
             temperature=0.0 if sampling.greedy else sampling.temperature,
             top_p=1.0 if sampling.greedy else sampling.top_p,
             top_k=-1 if sampling.greedy or not sampling.top_k else sampling.top_k,
-            logprobs=0, seed=seed + row, detokenize=True) for row in rows]
+            logprobs=0, seed=seeds[row], detokenize=True) for row in rows]
         prompts = [TokensPrompt(prompt_token_ids=self.seqs[row]) for row in rows]
         results = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
         outputs = {}
