@@ -256,3 +256,20 @@ def test_two_processes_under_torchrun_equal_one_process(tiny_policy, tmp_path):
     assert any(not torch.equal(start[k], v) for k, v in wa.items())  # it trained
     for k in wa:
         assert torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.parametrize("name", ["ddp_8gpu", "fsdp_8gpu", "zero2_8gpu", "zero3_8gpu", "multinode_2x8gpu"])
+def test_shipped_accelerate_configs_load(name):
+    """The accelerate configs parse as accelerate reads them (unknown keys raise), and a DeepSpeed config's JSON
+    exists and leaves gradient accumulation to searche1."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from conftest import REPO
+
+    path = REPO / "configs" / "accelerate" / f"{name}.yaml"
+    cfg = ClusterConfig.from_yaml_file(path)
+    assert cfg.mixed_precision == "bf16" or cfg.distributed_type == "DEEPSPEED"
+    assert cfg.num_processes == 8 * cfg.num_machines
+    if cfg.distributed_type == "DEEPSPEED":
+        ds = json.loads((REPO / cfg.deepspeed_config["deepspeed_config_file"]).read_text())
+        assert ds["gradient_accumulation_steps"] == "auto" and ds["bf16"]["enabled"]

@@ -136,6 +136,8 @@ class Config:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     seed: int = 0
     """Seed of the run (one `seed_everything` call at start)."""
+    report_to: list[str] = field(default_factory=list)
+    """Mirror training metrics to `tensorboard` (RUN/tensorboard/) and/or `wandb`, besides RUN/metrics.jsonl."""
 
     def __post_init__(self):
         validate(self)
@@ -180,6 +182,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"grpo.clip_high must be > 0 or null (= clip_low), got {g.clip_high}")
     if min(g.kl_coef, g.entropy_coef, g.weight_decay) < 0:
         raise ConfigError("grpo.kl_coef, entropy_coef and weight_decay must be >= 0")
+    unknown = sorted(set(cfg.report_to) - {"tensorboard", "wandb"})
+    if unknown:
+        raise ConfigError(f"report_to: unknown {unknown}; choose from tensorboard, wandb")
 
 
 def _type_name(tp) -> str:

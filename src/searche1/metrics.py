@@ -1,11 +1,13 @@
 """One metrics writer per run: JSONL records `{"step", "time", "<prefix>/<name>": value, ...}`.
 
 Built once by the command and passed down; every phase logs through it with its prefix (world/, retrieval/,
-rollout/, grpo/, ofsd/, eval/).
+rollout/, grpo/, ofsd/, eval/). The JSONL file is the record; TensorBoard and Weights & Biases, when asked for
+(`report_to`) and installed, get a copy of each numeric value.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -13,12 +15,45 @@ import time
 from pathlib import Path
 
 
+def _mirrors(report_to, run_dir: Path, config: dict | None) -> list:
+    """(name, log(record, step), close()) for each requested mirror; a clear error when its package is missing."""
+    out = []
+    if "tensorboard" in report_to:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError("report_to: tensorboard needs the tensorboard package: pip install tensorboard") from None
+        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+        def tb_log(values: dict, step: int):
+            for name, value in values.items():
+                tb.add_scalar(name, value, step)
+            tb.flush()
+        out.append(("tensorboard", tb_log, tb.close))
+    if "wandb" in report_to:
+        try:
+            import wandb
+        except ImportError:
+            raise ImportError("report_to: wandb needs the wandb package: pip install wandb (and `wandb login`, or "
+                              "WANDB_MODE=offline)") from None
+        # the run directory names the W&B run; resuming the directory resumes the W&B run
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "searche1"), name=run_dir.name,
+                         id=f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}",
+                         resume="allow",
+                         dir=str(run_dir), config=config)
+        out.append(("wandb", lambda values, step: run.log(values, step=step), run.finish))
+    return out
+
+
 class MetricsWriter:
-    def __init__(self, path: str | os.PathLike, append: bool = False):
+    def __init__(self, path: str | os.PathLike, append: bool = False, report_to: tuple[str, ...] | list[str] = (),
+                 config: dict | None = None):
         """append=False starts the file afresh (a new run); True continues it (a resumed run). The file is a log:
-        written line by line and flushed, not atomically, so a crash keeps every completed record."""
+        written line by line and flushed, not atomically, so a crash keeps every completed record.
+        report_to: also send numeric values to "tensorboard" (next to the file, tensorboard/) and/or "wandb"."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._mirrors = _mirrors(report_to, self.path.parent, config)
         self._f = open(self.path, "a" if append else "w", encoding="utf-8")
         self._t0 = time.time()
 
@@ -31,10 +66,16 @@ class MetricsWriter:
             record[f"{prefix}/{name}"] = value
         self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._f.flush()
+        numeric = {k: v for k, v in record.items() if k not in ("step", "time") and isinstance(v, (int, float))
+                   and not isinstance(v, bool)}
+        for _, mirror_log, _ in self._mirrors:
+            mirror_log(numeric, step)
         return record
 
     def close(self):
         self._f.close()
+        for _, _, mirror_close in self._mirrors:
+            mirror_close()
 
     def __enter__(self):
         return self

@@ -142,9 +142,12 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                   world)
     updates_per_step = g.prompts_per_step // g.mini_batch_prompts
     per_update = len(positions) // updates_per_step * r.n_samples  # this process's trajectories per update
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device.startswith("cuda") else "no")
-    # set after construction: accelerate keeps one process-wide gradient state, which a previous run may have set
-    accelerator.gradient_accumulation_steps = math.ceil(per_update / g.micro_batch)
+    n_micro = math.ceil(per_update / g.micro_batch)  # micro-batches per update on each process
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device.startswith("cuda") else "no",
+                              gradient_accumulation_steps=n_micro)  # DeepSpeed's "auto" reads it from here
+    # and set again: accelerate keeps one process-wide gradient state, which a previous run may have set
+    accelerator.gradient_accumulation_steps = n_micro
+    _check_whole_weights(accelerator)
     main = accelerator.is_main_process
     log = log if main else (lambda *_: None)
     accelerator.wait_for_everyone()  # every process has checked `out` before the main one writes into it
@@ -166,7 +169,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
         f"per step over {world} process(es), steps {step + 1}..{g.steps}"
         + (f" (resumed from {start_from})" if start_from else ""))
-    with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None) if main else nullcontext()) as metrics, \
+    with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None, report_to=cfg.report_to,
+                          config=to_dict(cfg)) if main else nullcontext()) as metrics, \
             Progress(TextColumn("grpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                      TimeRemainingColumn(), console=Console(stderr=True), disable=not main) as bar:
         task = bar.add_task("grpo", total=g.steps, completed=step, info="")
@@ -213,6 +217,21 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                     (DistributedType.FSDP, DistributedType.DEEPSPEED) else None)
                 accelerator.wait_for_everyone()
     return figures
+
+
+def _check_whole_weights(accelerator) -> None:
+    """The HF rollout backend generates with this process's copy of the policy, so every process must hold the
+    whole weights: DDP and ZeRO-1/2 do, FSDP and ZeRO-3 shard them (each process's forwards would then be
+    collectives that processes generating different lengths cannot match)."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    stage = (accelerator.state.deepspeed_plugin.zero_stage if kind == DistributedType.DEEPSPEED else 0)
+    if kind == DistributedType.FSDP or stage == 3:
+        raise ConfigError(f"{'FSDP' if kind == DistributedType.FSDP else 'DeepSpeed ZeRO-3'} shards the policy's "
+                          "weights, and GRPO's HF rollouts need them whole on every process: launch with "
+                          "configs/accelerate/ddp_8gpu.yaml or zero2_8gpu.yaml (LoRA for the largest models); "
+                          "sharded training with vLLM rollouts is docs/distributed.md's next step")
 
 
 def _summary(t) -> SimpleNamespace:

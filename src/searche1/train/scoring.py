@@ -19,9 +19,11 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
     attention = torch.cat([batch["prompt_attention_mask"], batch["response_attention_mask"]], dim=1).to(device)
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
     ids = torch.cat([prompt, response], dim=1)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
-    # the logit at position i predicts token i + 1: the response starts at column P
-    logits = logits[:, prompt.shape[1] - 1:-1].float() / temperature
+    # Only the last R + 1 positions' logits are needed (the logit at i predicts token i + 1, and the response
+    # starts at column P): logits_to_keep skips the LM head over the prompt.
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions,
+                   logits_to_keep=response.shape[1] + 1).logits
+    logits = logits[:, :-1].float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, response[..., None])[..., 0] * batch["response_attention_mask"].to(device)
     entropy = None

@@ -1,0 +1,65 @@
+"""The metrics writer: the JSONL record, and its optional TensorBoard / Weights & Biases mirrors."""
+
+import json
+import sys
+import types
+
+import pytest
+
+from searche1.metrics import MetricsWriter
+
+
+def test_jsonl_records_and_non_finite_values(tmp_path):
+    with MetricsWriter(tmp_path / "m.jsonl") as m:
+        m.log({"a": 1.5, "b": float("nan"), "name": "x"}, step=1, prefix="grpo")
+    with MetricsWriter(tmp_path / "m.jsonl", append=True) as m:
+        m.log({"a": 2.0}, step=2, prefix="grpo")
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["grpo/a"] == 1.5 and records[0]["grpo/b"] is None and records[0]["grpo/name"] == "x"
+
+
+def test_tensorboard_mirror_holds_the_numeric_values(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with MetricsWriter(tmp_path / "m.jsonl", report_to=["tensorboard"]) as m:
+        for step in (1, 2):
+            m.log({"reward_mean": 0.25 * step, "skipped": 0, "note": "text is not a scalar"}, step=step,
+                  prefix="grpo")
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["grpo/reward_mean", "grpo/skipped"]
+    assert [(e.step, e.value) for e in events.Scalars("grpo/reward_mean")] == [(1, 0.25), (2, 0.5)]
+
+
+def test_wandb_mirror_logs_every_record_and_finishes(tmp_path, monkeypatch):
+    """A stand-in `wandb` module records the calls (the real package needs an account or a large install); what
+    is checked is our side of the API: one init named after the run, a log per record at its step, a finish."""
+    calls = []
+
+    class Run:
+        def log(self, values, step):
+            calls.append(("log", step, values))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: calls.append(("init", kw)) or Run()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    with MetricsWriter(tmp_path / "run" / "m.jsonl", report_to=["wandb"], config={"seed": 3}) as m:
+        m.log({"kl": 0.01}, step=7, prefix="grpo")
+    assert calls[0][0] == "init" and calls[0][1]["name"] == "run" and calls[0][1]["config"] == {"seed": 3}
+    assert calls[0][1]["resume"] == "allow" and calls[1] == ("log", 7, {"grpo/kl": 0.01}) and calls[2] == ("finish",)
+
+
+def test_a_mirror_that_is_not_installed_is_a_clear_error(tmp_path, monkeypatch):
+    from searche1.config import ConfigError, load_config
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import fails
+    with pytest.raises(ImportError, match="pip install wandb"):
+        MetricsWriter(tmp_path / "m.jsonl", report_to=["wandb"])
+    assert not (tmp_path / "m.jsonl").exists()  # nothing half-made
+    with pytest.raises(ConfigError, match="report_to: unknown"):
+        load_config("toy", ["report_to=[mlflow]"])
