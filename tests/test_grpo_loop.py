@@ -76,6 +76,8 @@ def test_grpo_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_policy
         assert key in records[-1], key
     assert figures["skipped"] == 0 and records[-1]["grpo/kl"] > 0  # the policy moved away from its reference
     assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-1", "step-2", "step-3"]
+    assert (full / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| reward_mean |" in (full / "summary.md").read_text()
     start = _weights(tiny_policy)
     assert any(not torch.equal(start[k], v) for k, v in _weights(full / "checkpoints" / "step-3").items())
 

@@ -63,3 +63,20 @@ def test_a_mirror_that_is_not_installed_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "m.jsonl").exists()  # nothing half-made
     with pytest.raises(ConfigError, match="report_to: unknown"):
         load_config("toy", ["report_to=[mlflow]"])
+
+
+def test_moving_average_and_grpo_report(tmp_path):
+    from searche1.plots import moving_average, write_grpo_report
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    with MetricsWriter(tmp_path / "metrics.jsonl") as m:
+        for step in range(1, 13):
+            m.log({"reward_mean": step / 100, "kl": 0.01, "rollout_seconds": 1.0, "train_seconds": 2.0}, step=step,
+                  prefix="grpo")
+    png, summary = write_grpo_report(tmp_path)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    text = summary.read_text()
+    assert "12 steps" in text and "| reward_mean | 0.055 | 0.075 |" in text  # means of steps 1-10 and 3-12
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "eval/x": 1}\n')
+    with pytest.raises(ValueError, match="no grpo/ records"):
+        write_grpo_report(tmp_path)

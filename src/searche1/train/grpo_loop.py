@@ -115,9 +115,9 @@ def process_positions(per_step: int, mini_batch: int, rank: int, world: int) -> 
 
 
 def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
-    """Run (or resume) GRPO into `out`: metrics.jsonl, config.yaml, checkpoints/step-N; returns the last step's
-    figures. Under torchrun / accelerate launch each process rolls out and trains on its share of every
-    mini-batch; the main process logs and writes checkpoints."""
+    """Run (or resume) GRPO into `out`: metrics.jsonl, config.yaml, checkpoints/step-N, and at the end curves.png
+    and summary.md; returns the last step's figures. Under torchrun / accelerate launch each process rolls out
+    and trains on its share of every mini-batch; the main process logs and writes checkpoints."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, gather_object
     from rich.console import Console
@@ -216,6 +216,11 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                     state_dict=state_dict if accelerator.distributed_type in
                                     (DistributedType.FSDP, DistributedType.DEEPSPEED) else None)
                 accelerator.wait_for_everyone()
+    if main:
+        from searche1.plots import write_grpo_report
+
+        png, summary = write_grpo_report(out)
+        log(f"wrote {png} and {summary}")
     return figures
 
 
