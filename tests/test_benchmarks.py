@@ -40,3 +40,26 @@ def test_rollout_benchmark_smoke(tmp_path):
     assert "naive re-tokenize loop" in res.stdout
     assert figures["pool"]["questions"] == 10 and figures["pool"]["refill_vs_chunks"] > 0
     assert all(len(r) == 2 for r in figures["seconds_each_round"].values())  # medians of 2 timed rounds
+
+
+def test_grpo_vs_trl_benchmark_smoke(tmp_path):
+    """benchmarks/grpo_vs_trl.py at toy size with a 1-step warm-started model (plumbing, not quality): both sides
+    run, and from the same weights with the same questions and per-sample seeds their first step generates the
+    same tokens."""
+    pytest.importorskip("trl")
+    from searche1.train.warmstart import WarmstartConfig, warmstart
+
+    model = tmp_path / "tiny"
+    warmstart(model, WarmstartConfig(max_steps=1, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                     intermediate_size=64, batch_tokens=512, bucket_episodes=2,
+                                     questions_per_world=1, drills_per_world=1, probe_every=0), log=lambda *_: None)
+    out = tmp_path / "g.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grpo_vs_trl.py"), f"grpo.model={model}",
+                          "rollout.max_response_length=16", "rollout.max_turns=1", "--steps", "2", "--warmup", "0",
+                          "--prompts", "2", "--micro-batch", "5", "--threads", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert len(figures["steps"]["searche1"]) == len(figures["steps"]["trl"]) == 2
+    assert figures["steps"]["searche1"][0]["tokens"] == figures["steps"]["trl"][0]["tokens"] > 0
+    assert figures["searche1_vs_trl"]["step"] > 0 and "searche1 / TRL step time" in res.stdout
