@@ -70,7 +70,8 @@ class HFBackend:
         self.parked: list[dict] = []  # stopped rows set aside during a turn (rows, kv, attention, next_logits)
         self._next_row = 0  # row numbers are never reused within a batch
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`.
-        params = inspect.signature(model.forward).parameters
+        # (a peft model's forward takes **kwargs: read the wrapped model's signature)
+        params = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         # Only the last position's logits are used (chunks are left-padded): skip the LM head elsewhere.
         keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
