@@ -63,3 +63,14 @@ def test_grpo_vs_trl_benchmark_smoke(tmp_path):
     assert len(figures["steps"]["searche1"]) == len(figures["steps"]["trl"]) == 2
     assert figures["steps"]["searche1"][0]["tokens"] == figures["steps"]["trl"][0]["tokens"] > 0
     assert figures["searche1_vs_trl"]["step"] > 0 and "searche1 / TRL step time" in res.stdout
+
+
+def test_ofsd_memory_benchmark_smoke(tmp_path):
+    out = tmp_path / "m.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ofsd_memory.py"), "--tokens", "64", "--vocab",
+                          "512", "--hidden", "32", "--chunk", "16", "--repeats", "1", "--threads", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["same_loss"] and set(figures["median"]) == {"naive", "chunked"}
+    assert "chunked / naive: memory" in res.stdout
