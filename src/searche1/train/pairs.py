@@ -1,0 +1,129 @@
+"""OFSD pair mining and the teacher's privileged context (DESIGN.md, "The method, precisely", points 3-4).
+
+Per question of the rollout pool: the reference is the shortest correct sibling (fewest generated tokens; ties ->
+fewer searches, then the lower sample index), the student the sibling that differs most from it. Questions with no
+correct sibling give no pair, and a trajectory is never its own student. Pure functions over Trajectory records;
+the KL strategy's scores are computed by the caller (a teacher-forced forward) and passed in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+from searche1 import protocol
+from searche1.rollout.trajectory import Trajectory
+
+StudentStrategy = Literal["kl", "longest", "lexical", "random", "all"]
+ReferenceStrategy = Literal["shortest", "any"]
+
+PRIVILEGED_HEADER = ("A worked solution of this same question follows, between the two marker lines. Use it: "
+                     "reason, search and answer as it does, in your own words.")
+PRIVILEGED_BEGIN = "=== worked solution ==="
+PRIVILEGED_END = "=== end of worked solution ==="
+
+
+@dataclass(frozen=True)
+class Pair:
+    reference: Trajectory
+    student: Trajectory
+
+
+def group_by_question(pool: Sequence[Trajectory]) -> dict[str, list[Trajectory]]:
+    groups: dict[str, list[Trajectory]] = {}
+    for t in pool:
+        groups.setdefault(t.group_id, []).append(t)
+    return groups
+
+
+def pick_reference(siblings: Sequence[Trajectory], strategy: ReferenceStrategy = "shortest",
+                   rng: random.Random | None = None) -> Trajectory | None:
+    """The shortest correct sibling (or, for the ablation, any correct one); None when none is correct."""
+    correct = [t for t in siblings if t.reward > 0]
+    if not correct:
+        return None
+    if strategy == "shortest":
+        return min(correct, key=lambda t: (t.n_generated, t.n_searches, t.sample_index))
+    if strategy == "any":
+        return (rng or random.Random(0)).choice(sorted(correct, key=lambda t: t.sample_index))
+    raise ValueError(f"unknown reference strategy {strategy!r}: shortest | any")
+
+
+def action_text(t: Trajectory) -> str:
+    """The trajectory's actions in order (queries, then the answer): what `lexical` compares."""
+    parts = [f"search:{turn.query}" for turn in t.turns if turn.query is not None]
+    return " | ".join(parts + [f"answer:{t.answer}"])
+
+
+def mine_pairs(pool: Sequence[Trajectory], student: StudentStrategy = "kl", reference: ReferenceStrategy = "shortest",
+               kl_scores: Callable[[Trajectory, Trajectory], float] | None = None,
+               seed: int = 0) -> list[Pair]:
+    """Pairs of the pool, in question order. `kl_scores(reference, candidate)` gives the mean per-token
+    teacher-student KL of a candidate (needed by the `kl` strategy only)."""
+    if student == "kl" and kl_scores is None:
+        raise ValueError("the kl student strategy needs kl_scores (teacher-student KL of each candidate)")
+    rng = random.Random(seed)
+    pairs = []
+    for siblings in group_by_question(pool).values():
+        ref = pick_reference(siblings, reference, rng)
+        others = sorted((t for t in siblings if t is not ref), key=lambda t: t.sample_index)
+        if ref is None or not others:
+            continue
+        if student == "all":
+            pairs += [Pair(ref, t) for t in others]
+            continue
+        if student == "kl":
+            chosen = max(others, key=lambda t: kl_scores(ref, t))
+        elif student == "longest":
+            chosen = max(others, key=lambda t: (t.n_generated, -t.sample_index))
+        elif student == "lexical":  # lowest similarity of the action sequences
+            chosen = min(others, key=lambda t: difflib.SequenceMatcher(None, action_text(ref),
+                                                                       action_text(t)).ratio())
+        elif student == "random":
+            chosen = rng.choice(others)
+        else:
+            raise ValueError(f"unknown student strategy {student!r}: kl | longest | lexical | random | all")
+        pairs.append(Pair(ref, chosen))
+    return pairs
+
+
+def pair_stats(pool: Sequence[Trajectory], pairs: Sequence[Pair]) -> dict[str, float]:
+    """What a mining pass found: share of questions with a pair, and the mean sizes of references and students."""
+    questions = len(group_by_question(pool))
+    paired = len({p.reference.group_id for p in pairs})
+
+    def mean(values):
+        values = list(values)
+        return sum(values) / len(values) if values else 0.0
+
+    return {"questions": questions, "pairs": len(pairs), "paired_fraction": paired / max(questions, 1),
+            "reference_tokens": mean(p.reference.n_generated for p in pairs),
+            "student_tokens": mean(p.student.n_generated for p in pairs),
+            "reference_searches": mean(p.reference.n_searches for p in pairs),
+            "student_searches": mean(p.student.n_searches for p in pairs)}
+
+
+def reference_text(t: Trajectory, tokenizer, with_retrieved: bool = False) -> str:
+    """What the teacher is shown of the reference: its turns as written (reasoning, queries, answer), and with
+    `with_retrieved` the retrieved <information> blocks too."""
+    parts = []
+    for turn in t.turns:
+        parts.append(tokenizer.decode(t.response_ids[turn.start:turn.end], skip_special_tokens=True).strip())
+        if with_retrieved and turn.observation is not None:
+            a, b = turn.observation
+            parts.append(tokenizer.decode(t.response_ids[a:b], skip_special_tokens=True).strip())
+    return "\n".join(p for p in parts if p)
+
+
+def privileged_prompt(question: str, reference: Trajectory, tokenizer, with_retrieved: bool = False) -> str:
+    """The teacher's context: the plain user message, then a delimited block with the reference trajectory, through
+    the same chat template as the plain prompt (protocol.make_prompt)."""
+    block = "\n".join([PRIVILEGED_HEADER, PRIVILEGED_BEGIN, reference_text(reference, tokenizer, with_retrieved),
+                       PRIVILEGED_END])
+    text = protocol.make_prompt_text(question) + "\n\n" + block
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    return text

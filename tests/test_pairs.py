@@ -1,0 +1,116 @@
+"""OFSD pair mining: shortest correct reference (ties -> fewer searches), student strategies, questions without a
+correct sibling skipped, never a trajectory paired with itself; and the teacher's privileged prompt."""
+
+import pytest
+
+from searche1 import protocol
+from searche1.rollout.trajectory import Trajectory, Turn
+from searche1.train.pairs import (
+    PRIVILEGED_BEGIN,
+    PRIVILEGED_END,
+    action_text,
+    mine_pairs,
+    pair_stats,
+    pick_reference,
+    privileged_prompt,
+)
+
+
+def traj(group, index, generated, reward, searches=0, answer="x", queries=()):
+    """A trajectory with `generated` sampled tokens, `searches` search turns (one inserted token each)."""
+    ids, mask, turns = [], [], []
+    per_turn = max(generated // (searches + 1), 1)
+    for s in range(searches):
+        start = len(ids)
+        ids += [1] * per_turn
+        mask += [1] * per_turn
+        turns.append(Turn(start, len(ids), "search", queries[s] if s < len(queries) else f"q{s}",
+                          observation=(len(ids), len(ids) + 1)))
+        ids.append(2)
+        mask.append(0)
+    rest = generated - sum(mask)
+    start = len(ids)
+    ids += [3] * rest
+    mask += [1] * rest
+    turns.append(Turn(start, len(ids), "answer"))
+    return Trajectory(group_id=group, sample_index=index, prompt_ids=[9], response_ids=ids, response_mask=mask,
+                      logprobs=[0.0] * len(ids), turns=turns, answer=answer, reward=reward, em=reward)
+
+
+@pytest.fixture
+def pool():
+    return [traj("a", 0, 30, 1.0, searches=2), traj("a", 1, 20, 1.0, searches=2), traj("a", 2, 20, 1.0, searches=1),
+            traj("a", 3, 50, 0.0, searches=3), traj("a", 4, 10, 0.0),
+            traj("b", 0, 10, 0.0), traj("b", 1, 12, 0.0),  # no correct sibling
+            traj("c", 0, 15, 1.0)]  # correct but alone: no student
+
+
+def test_reference_is_the_shortest_correct_ties_broken_by_searches(pool):
+    ref = pick_reference([t for t in pool if t.group_id == "a"])
+    assert (ref.sample_index, ref.n_generated, ref.n_searches) == (2, 20, 1)
+    assert pick_reference([t for t in pool if t.group_id == "b"]) is None
+    import random
+
+    anys = {pick_reference([t for t in pool if t.group_id == "a"], "any", random.Random(s)).sample_index
+            for s in range(30)}
+    assert anys == {0, 1, 2}  # any correct one, never an incorrect one
+
+
+@pytest.mark.parametrize("strategy", ["kl", "longest", "lexical", "random", "all"])
+def test_every_strategy_skips_unpaired_questions_and_never_self_pairs(pool, strategy):
+    pairs = mine_pairs(pool, strategy, kl_scores=lambda ref, t: float(t.sample_index))
+    assert pairs and all(p.reference is not p.student for p in pairs)
+    assert {p.reference.group_id for p in pairs} == {"a"}
+    assert all(p.reference.sample_index == 2 and p.student.group_id == "a" for p in pairs)
+    assert len(pairs) == (4 if strategy == "all" else 1)
+
+
+def test_student_choice_per_strategy(pool):
+    def student(strategy, **kw):
+        return mine_pairs(pool, strategy, **kw)[0].student.sample_index
+
+    assert student("kl", kl_scores=lambda ref, t: {0: 0.1, 1: 0.9, 3: 0.2, 4: 0.3}[t.sample_index]) == 1
+    assert student("longest") == 3
+    assert student("random", seed=1) == student("random", seed=1)
+    assert {student("random", seed=s) for s in range(40)} == {0, 1, 3, 4}
+    with pytest.raises(ValueError, match="kl_scores"):
+        mine_pairs(pool, "kl")
+
+
+def test_lexical_picks_the_most_different_action_sequence():
+    ref = traj("q", 0, 10, 1.0, searches=1, answer="Melin", queries=["Zorvak birthplace"])
+    same = traj("q", 1, 12, 0.0, searches=1, answer="Melin", queries=["Zorvak birthplace"])
+    other = traj("q", 2, 12, 0.0, searches=1, answer="Dosta", queries=["founder of Kelmar company"])
+    assert action_text(ref) == "search:Zorvak birthplace | answer:Melin"
+    assert mine_pairs([ref, same, other], "lexical")[0].student is other
+
+
+def test_pair_stats(pool):
+    pairs = mine_pairs(pool, "longest")
+    stats = pair_stats(pool, pairs)
+    assert stats["questions"] == 3 and stats["pairs"] == 1 and stats["paired_fraction"] == pytest.approx(1 / 3)
+    assert (stats["reference_tokens"], stats["student_tokens"]) == (20, 50)
+    assert (stats["reference_searches"], stats["student_searches"]) == (1, 3)
+
+
+def test_privileged_prompt_shows_the_reference_between_markers():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    tok = build_toy_tokenizer()
+    written = "<think> need the city </think> <search> Zorvak </search>"
+    info = "<information> Doc 1(Title: Zorvak) born in Melin </information>"
+    answer = "<think> Melin </think> <answer> Melin </answer>"
+    ids_w, ids_i, ids_a = (tok(x, add_special_tokens=False).input_ids for x in (written, info, answer))
+    ids = ids_w + ids_i + ids_a
+    mask = [1] * len(ids_w) + [0] * len(ids_i) + [1] * len(ids_a)
+    turns = [Turn(0, len(ids_w), "search", "Zorvak", observation=(len(ids_w), len(ids_w) + len(ids_i))),
+             Turn(len(ids_w) + len(ids_i), len(ids), "answer")]
+    ref = Trajectory(group_id="g", sample_index=0, prompt_ids=[1], response_ids=ids, response_mask=mask,
+                     logprobs=[0.0] * len(ids), turns=turns, answer="Melin", reward=1.0)
+    plain = protocol.make_prompt("Where was Zorvak born?", tok)
+    text = privileged_prompt("Where was Zorvak born?", ref, tok)
+    assert text.startswith(plain.rstrip("\n")) and PRIVILEGED_BEGIN in text and text.rstrip().endswith(PRIVILEGED_END)
+    block = text[text.index(PRIVILEGED_BEGIN):]
+    assert "<search>" in block and "Zorvak" in block and "<answer>" in block and "Melin" in block
+    assert "<information>" not in block  # retrieved text off by default
+    assert "<information>" in privileged_prompt("Where was Zorvak born?", ref, tok, with_retrieved=True)
