@@ -18,7 +18,8 @@ COMMANDS = {
     "model": "model utilities: import-gguf turns a GGUF file (default: bundled SmolLM2-135M) into an HF folder",
     "warmstart": "train the toy base policy on pretraining worlds (scripted-searcher demonstrations)",
     "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
-    "train": "train a policy: `train grpo` runs vanilla GRPO (Search-R1's recipe) with checkpoints and --resume",
+    "train": "train a policy: `train grpo` runs vanilla GRPO (Search-R1's recipe) with checkpoints and --resume; "
+             "`train ofsd` one offline self-distillation phase",
     "demo": "run the main job on the embedded default (toy world, index, checks)",
 }
 
@@ -137,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                                          "and checkpoints/step-N under --out")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    q.add_argument("--device", default="cpu")
+    _add_config_args(q)
+    q = train_sub.add_parser("ofsd", help="one offline self-distillation phase (ofsd.* in the config)",
+                             description="OFSD: a rollout pool of the policy, pairs (shortest correct sibling, most "
+                                         "divergent sibling), clipped teacher-student KL with the reference shown to "
+                                         "the teacher, a LoRA adapter merged at the end into --out/final")
+    q.add_argument("--out", required=True, help="run directory")
+    q.add_argument("--model", default=None, help="policy to distil (default: ofsd.model)")
     q.add_argument("--device", default="cpu")
     _add_config_args(q)
 
@@ -305,6 +314,12 @@ def cmd_train(args) -> int:
     cfg = load_config(args.preset, args.overrides)
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
+    if args.train_command == "ofsd":
+        from searche1.train.ofsd_loop import train_ofsd
+
+        summary = train_ofsd(cfg, args.out, model_path=args.model, device=args.device)
+        print(f"pairs {summary['pairs']['pairs']}, steps {summary['steps']}; wrote {args.out}/final")
+        return 0
     figures = train_grpo(cfg, args.out, resume=args.resume, device=args.device)
     print(f"last step: reward {figures.get('reward_mean', float('nan')):.3f}, searches "
           f"{figures.get('searches_mean', float('nan')):.2f}; wrote {args.out}")

@@ -128,12 +128,49 @@ class GRPOConfig:
 
 
 @dataclass
+class OFSDConfig:
+    """Offline self-distillation (DESIGN.md, "The method, precisely"). The paper leaves rounds, steps, LoRA rank,
+    learning rate, epochs and the teacher's view of retrieved text open: the defaults below are choices, sized for
+    the toy world on 2 CPU cores, and every run records them."""
+
+    model: str = ""
+    """Policy to distil (the post-GRPO weights); empty = the latest GRPO checkpoint of the same run (evolve)."""
+    pool_questions: int = 200
+    """Training questions sampled into the rollout pool (0 = all)."""
+    n_samples: int = 5
+    """Rollouts per pool question (G of the pool; siblings to mine pairs from)."""
+    student: typing.Literal["kl", "longest", "lexical", "random", "all"] = "kl"
+    """Student sibling: highest mean teacher-student KL (default), longest, least similar actions, random, all."""
+    reference: typing.Literal["shortest", "any"] = "shortest"
+    """Reference: the shortest correct sibling (default) or any correct one (ablation)."""
+    with_retrieved: bool = False
+    """Whether the teacher's privileged block includes the reference's retrieved documents."""
+    divergence: typing.Literal["forward", "reverse", "jsd"] = "forward"
+    tau_clip: float | None = 10.0
+    """Pointwise clip of each token's divergence; null = no clip."""
+    top_k: int = 0
+    """> 0: the teacher's distribution cut to its k best tokens (approximation, ablation)."""
+    jsd_beta: float = 0.5
+    chunk: int = 256
+    """Sequence positions per chunk of logits in the loss (memory O(chunk x vocab))."""
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lr: float = 1e-4
+    epochs: int = 1
+    """Passes over the mined pairs."""
+    pairs_per_step: int = 8
+    """Pairs per optimizer update."""
+    grad_clip: float = 1.0
+
+
+@dataclass
 class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    ofsd: OFSDConfig = field(default_factory=OFSDConfig)
     seed: int = 0
     """Seed of the run (one `seed_everything` call at start)."""
     report_to: list[str] = field(default_factory=list)
@@ -182,6 +219,19 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"grpo.clip_high must be > 0 or null (= clip_low), got {g.clip_high}")
     if min(g.kl_coef, g.entropy_coef, g.weight_decay) < 0:
         raise ConfigError("grpo.kl_coef, entropy_coef and weight_decay must be >= 0")
+    o = cfg.ofsd
+    if min(o.n_samples, o.chunk, o.lora_rank, o.epochs, o.pairs_per_step) < 1 or o.pool_questions < 0:
+        raise ConfigError("ofsd.n_samples, chunk, lora_rank, epochs and pairs_per_step must be >= 1, "
+                          "ofsd.pool_questions >= 0")
+    if o.n_samples < 2:
+        raise ConfigError("ofsd.n_samples must be >= 2: a pair is two siblings of one question")
+    if o.lr <= 0 or o.grad_clip <= 0 or (o.tau_clip is not None and o.tau_clip <= 0) or o.top_k < 0:
+        raise ConfigError("ofsd.lr and grad_clip must be > 0, ofsd.tau_clip > 0 or null, ofsd.top_k >= 0")
+    if not 0 < o.jsd_beta < 1:
+        raise ConfigError(f"ofsd.jsd_beta must be in (0, 1), got {o.jsd_beta}")
+    if o.top_k and o.divergence == "reverse":
+        raise ConfigError("ofsd.top_k with ofsd.divergence=reverse: the reverse KL is infinite outside the teacher's "
+                          "top k; use forward or jsd")
     unknown = sorted(set(cfg.report_to) - {"tensorboard", "wandb"})
     if unknown:
         raise ConfigError(f"report_to: unknown {unknown}; choose from tensorboard, wandb")

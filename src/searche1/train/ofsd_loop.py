@@ -1,0 +1,181 @@
+"""`searche1 train ofsd`: one offline self-distillation phase, one plain loop (DESIGN.md, points 2-6).
+
+pool: G rollouts of the current policy per sampled training question -> pairs: (shortest correct sibling,
+most divergent sibling) -> loss: the student's own tokens teacher-forced under the privileged context (teacher =
+the policy with the LoRA adapter off, under no_grad) and under the plain prompt (student = adapter on), clipped
+token-level divergence, chunked over the sequence -> the adapter is merged into the weights, saved as a plain HF
+folder for the next GRPO round.
+
+Outputs under RUN: pool.jsonl (the rollout pool), pairs.jsonl (which siblings were paired, with their scores),
+metrics.jsonl (ofsd/... per optimizer step, plus one ofsd/pairs record), final/ (merged model, atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from searche1.config import Config, ConfigError, save_config
+from searche1.train.ofsd import chunked_distill_loss
+from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
+
+
+def pool_questions(questions: list, n: int, seed: int) -> list:
+    """The pool's questions: a seeded sample of n (all when n is 0 or covers them)."""
+    if not n or n >= len(questions):
+        return list(questions)
+    return random.Random(seed * 1_000_003 + 17).sample(questions, n)
+
+
+def _decoder_and_head(model):
+    """The transformer body (last hidden states, final norm applied) and the LM-head weight of an HF causal LM,
+    through a peft wrapper if there is one (its LoRA layers live inside the body)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings().weight
+
+
+def scored_hidden(model, prefix_ids: list[int], trajectory) -> torch.Tensor:
+    """Last hidden states [N, H] that predict the trajectory's N sampled tokens (mask 1), with `prefix_ids` as the
+    context before its response: the plain prompt for the student, the privileged one for the teacher."""
+    decoder, _ = _decoder_and_head(model)
+    device = next(model.parameters()).device
+    ids = torch.tensor([prefix_ids + trajectory.response_ids], device=device)
+    hidden = decoder(input_ids=ids).last_hidden_state[0]
+    # the hidden state at position i predicts token i + 1
+    positions = [len(prefix_ids) - 1 + j for j, m in enumerate(trajectory.response_mask) if m]
+    return hidden[torch.tensor(positions, dtype=torch.long, device=device)]
+
+
+def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True):
+    """(loss, stats) of one pair: the student's sampled tokens under the privileged teacher (adapter off,
+    no_grad) against the student (adapter on, plain prompt)."""
+    o = cfg.ofsd
+    teacher_prefix = tokenizer(privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved),
+                               add_special_tokens=False).input_ids
+    with torch.no_grad(), model.disable_adapter():
+        teacher = scored_hidden(model, teacher_prefix, pair.student)
+    with torch.set_grad_enabled(grad):
+        student = scored_hidden(model, pair.student.prompt_ids, pair.student)
+        _, head = _decoder_and_head(model)
+        return chunked_distill_loss(student, head, teacher, head.detach(), torch.ones(len(student)), o.divergence,
+                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk)
+
+
+def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, device: str = "cpu",
+               log=print) -> dict:
+    """One OFSD phase from `model_path` (default ofsd.model) into `out`; returns its figures. The merged model is
+    written to out/final/."""
+    from peft import LoraConfig, get_peft_model
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from searche1.fileio import atomic_dir, atomic_write, write_jsonl
+    from searche1.metrics import MetricsWriter
+    from searche1.models import load_model
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.trajectory import save_trajectories
+    from searche1.train.grpo_loop import _questions_and_client, sample_seed
+
+    o, r, out = cfg.ofsd, cfg.rollout, Path(out)
+    model_path = model_path or o.model
+    if not model_path:
+        raise ConfigError("ofsd.model is empty: set it to the policy to distil (an HF folder or toy-base)")
+    if (out / "final").exists():
+        raise FileExistsError(f"{out / 'final'} exists: this OFSD phase is done; choose another --out")
+    t_start = time.perf_counter()
+    questions, client = _questions_and_client(cfg)
+    base, tokenizer = load_model(model_path, device, "float32")
+    save_config(cfg, out / "config.yaml")
+
+    # 1. the rollout pool: the current policy, G samples per question, seeded per sample
+    chosen = pool_questions(questions, o.pool_questions, cfg.seed)
+    by_group = {q.group_id: q for q in chosen}
+    log(f"OFSD: {model_path} -> {out}: pool of {len(chosen)} questions x {o.n_samples}")
+    base.eval()
+    with torch.no_grad():
+        pool = rollout(chosen, HFBackend(base, tokenizer), tokenizer, client, EngineLimits.from_config(r),
+                       SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
+                       sample_seeds=[sample_seed(cfg.seed, 10**6, p, j) for p in range(len(chosen))
+                                     for j in range(o.n_samples)])
+    save_trajectories(out / "pool.jsonl", pool)
+    t_pool = time.perf_counter() - t_start
+
+    # 2. pairs (the kl strategy scores every candidate under the fresh adapter: teacher vs the plain policy)
+    model = get_peft_model(base, LoraConfig(r=o.lora_rank, lora_alpha=o.lora_alpha, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+    scores: dict[tuple[str, int], float] = {}
+
+    def kl_score(ref, t):
+        key = (t.group_id, t.sample_index)
+        if key not in scores:
+            scores[key] = pair_loss(model, tokenizer, by_group[t.group_id].question, Pair(ref, t), cfg,
+                                    grad=False)[1]["kl"]
+        return scores[key]
+
+    model.eval()
+    pairs = mine_pairs(pool, o.student, o.reference, kl_score, seed=cfg.seed)
+    stats = pair_stats(pool, pairs)
+    write_jsonl(out / "pairs.jsonl", ({"group_id": p.reference.group_id, "reference": p.reference.sample_index,
+                                      "student": p.student.sample_index,
+                                      "student_kl": scores.get((p.student.group_id, p.student.sample_index))}
+                                     for p in pairs))
+    log(f"OFSD pairs: {stats['pairs']} from {stats['questions']} questions ({stats['paired_fraction']:.1%} with a "
+        f"correct sibling); reference {stats['reference_tokens']:.0f} tokens / {stats['reference_searches']:.2f} "
+        f"searches, student {stats['student_tokens']:.0f} / {stats['student_searches']:.2f}")
+
+    # 3. distillation: the adapter learns to act, from the plain prompt, as the teacher would with the reference
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=o.lr, weight_decay=0.0)
+    order_rng = random.Random(cfg.seed)
+    steps = [(e, s) for e in range(o.epochs) for s in range(0, len(pairs), o.pairs_per_step)]
+    figures: dict = {"pairs": stats}
+    model.train()
+    with MetricsWriter(out / "metrics.jsonl", report_to=cfg.report_to) as metrics, \
+            Progress(TextColumn("ofsd"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                     TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        metrics.log({**stats, "pool_seconds": t_pool}, step=0, prefix="ofsd")
+        task = bar.add_task("ofsd", total=len(steps), info="")
+        epoch_order: list[int] = []
+        for n, (epoch, start) in enumerate(steps, start=1):
+            if start == 0:
+                epoch_order = order_rng.sample(range(len(pairs)), len(pairs))
+            batch = [pairs[i] for i in epoch_order[start:start + o.pairs_per_step]]
+            tokens = sum(p.student.n_generated for p in batch)
+            optimizer.zero_grad(set_to_none=True)
+            sums = {"loss": 0.0, "kl": 0.0, "clipped_fraction": 0.0}
+            for pair in batch:  # token-mean over the step's pairs
+                loss, pstats = pair_loss(model, tokenizer, by_group[pair.student.group_id].question, pair, cfg)
+                weight = pair.student.n_generated / max(tokens, 1)
+                (loss * weight).backward()
+                sums["loss"] += loss.item() * weight
+                sums["kl"] += pstats["kl"] * weight
+                sums["clipped_fraction"] += pstats["clipped_fraction"] * weight
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, o.grad_clip))
+            skipped = not (math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values()))
+            if skipped:
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                optimizer.step()
+            figures = {**sums, "grad_norm": grad_norm, "skipped": int(skipped), "tokens": tokens, "epoch": epoch}
+            metrics.log(figures, step=n, prefix="ofsd")
+            bar.update(task, completed=n, info=f"loss {sums['loss']:.4f}")
+
+    # 4. merge the adapter: the next phase starts from plain weights
+    merged = model.merge_and_unload()
+    with atomic_dir(out / "final", marker="config.json", what="OFSD model") as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    seconds = time.perf_counter() - t_start
+    summary = {"pairs": stats, "steps": len(steps), "seconds": seconds, "pool_seconds": t_pool,
+               "last": {k: v for k, v in figures.items() if k != "pairs"}}
+    with atomic_write(out / "summary.json") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    log(f"OFSD: {len(steps)} steps over {len(pairs)} pairs in {seconds:.0f} s; wrote {out / 'final'}")
+    return summary

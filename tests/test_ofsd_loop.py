@@ -1,0 +1,111 @@
+"""The OFSD phase: hidden states line up with the model's logits, the loss of a pair falls as the adapter trains,
+teacher = adapter off, the merged model equals base + adapter, and `searche1 train ofsd` runs end to end."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_qwen2
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    return build_toy_tokenizer()
+
+
+def _pair(tokenizer):
+    from searche1 import protocol
+    from searche1.rollout.trajectory import Trajectory, Turn
+    from searche1.train.pairs import Pair
+
+    def make(index, texts, reward):
+        ids, mask, turns = [], [], []
+        for kind, text in texts:
+            new = tokenizer(text, add_special_tokens=False).input_ids
+            if kind == "obs":
+                turns[-1].observation = (len(ids), len(ids) + len(new))
+            else:
+                turns.append(Turn(len(ids), len(ids) + len(new), kind))
+            ids += new
+            mask += [int(kind != "obs")] * len(new)
+        prompt = tokenizer(protocol.make_prompt("Where was Zorvak born?", tokenizer), add_special_tokens=False)
+        return Trajectory(group_id="g", sample_index=index, prompt_ids=prompt.input_ids, response_ids=ids,
+                          response_mask=mask, logprobs=[0.0] * len(ids), turns=turns, answer="x", reward=reward)
+
+    reference = make(0, [("search", "<search> Zorvak </search>"),
+                         ("obs", "<information> Doc 1(Title: Zorvak) born in Melin </information>"),
+                         ("answer", "<answer> Melin </answer>")], 1.0)
+    student = make(1, [("search", "<search> Zorvak city </search>"),
+                       ("obs", "<information> Doc 1(Title: Zorvak) born in Melin </information>"),
+                       ("answer", "<answer> Dosta </answer>")], 0.0)
+    return Pair(reference, student)
+
+
+def test_scored_hidden_predicts_the_sampled_tokens(tokenizer):
+    from searche1.train.ofsd_loop import _decoder_and_head, scored_hidden
+
+    model = tiny_qwen2(len(tokenizer))
+    pair = _pair(tokenizer)
+    t = pair.student
+    hidden = scored_hidden(model, t.prompt_ids, t)
+    _, head = _decoder_and_head(model)
+    logits = model(input_ids=torch.tensor([t.prompt_ids + t.response_ids])).logits[0]
+    rows = [len(t.prompt_ids) - 1 + j for j, m in enumerate(t.response_mask) if m]
+    assert hidden.shape[0] == sum(t.response_mask) and torch.allclose(hidden @ head.T, logits[rows], atol=1e-5)
+
+
+def test_pair_loss_falls_as_the_adapter_learns_and_the_merge_equals_base_plus_adapter(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from searche1.config import load_config
+    from searche1.train.ofsd_loop import pair_loss
+
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_qwen2(len(tokenizer)), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    cfg = load_config("toy", ["ofsd.chunk=5"])
+    pair = _pair(tokenizer)
+    before, stats = pair_loss(model, tokenizer, "Where was Zorvak born?", pair, cfg, grad=False)
+    assert before.item() > 0 and stats["kl"] > 0  # the privileged context changes the teacher's predictions
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(15):
+        opt.zero_grad()
+        loss, _ = pair_loss(model, tokenizer, "Where was Zorvak born?", pair, cfg)
+        loss.backward()
+        opt.step()
+    after, _ = pair_loss(model, tokenizer, "Where was Zorvak born?", pair, cfg, grad=False)
+    assert after.item() < 0.5 * before.item()
+
+    ids = torch.tensor([pair.student.prompt_ids + pair.student.response_ids])
+    with torch.no_grad():
+        with model.disable_adapter():
+            base_logits = model(input_ids=ids).logits
+        adapted = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    assert not torch.allclose(adapted, base_logits, atol=1e-4)  # the adapter changed the policy
+    assert torch.allclose(merged, adapted, atol=1e-4)
+
+
+def test_train_ofsd_cli_end_to_end(tmp_path, capsys):
+    """toy-base on a small pool: pairs are mined from real rollouts, the adapter trains, final/ is a plain HF
+    folder that loads and differs from the start, and the outputs are written."""
+    from searche1.cli import main
+    from searche1.models import load_model
+
+    out = tmp_path / "ofsd"
+    args = ["--threads", "1", "train", "ofsd", "--out", str(out), "--model", "toy-base", "ofsd.pool_questions=60",
+            "ofsd.n_samples=4", "ofsd.pairs_per_step=4", "rollout.max_response_length=64"]
+    assert main(args) == 0
+    assert "pairs" in capsys.readouterr().out
+    pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert len(pool) == 240 and pairs, "no question of the pool had a correct and an incorrect sibling"
+    assert all(p["reference"] != p["student"] and p["student_kl"] is not None for p in pairs)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["ofsd/pairs"] == len(pairs) and records[-1]["ofsd/skipped"] == 0
+    final, _ = load_model(str(out / "final"))
+    start, _ = load_model("toy-base")
+    assert any(not torch.equal(a, b) for a, b in zip(final.state_dict().values(), start.state_dict().values()))
+    assert main(args) == 2  # the phase is done: refused
