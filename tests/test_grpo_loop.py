@@ -209,6 +209,14 @@ def test_grpo_with_lora_trains_an_adapter_and_resumes_exactly(tiny_policy, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_sample_seeds_fit_torch_for_any_run_seed():
+    from searche1.train.grpo_loop import sample_seed
+
+    for seed in (0, 2_000_000, 20250101, 2**40):
+        torch.Generator().manual_seed(sample_seed(seed, 1005, 511, 4))  # no overflow
+    assert len({sample_seed(0, s, p, j) for s in range(3) for p in range(4) for j in range(5)}) == 60
+
+
 def test_process_positions_split_every_mini_batch():
     from searche1.config import ConfigError
     from searche1.train.grpo_loop import process_positions

@@ -154,3 +154,5 @@ def test_sample_next_with_a_generator_per_row_follows_the_distribution_and_ignor
     assert alone[0] == paired[0]
     with pytest.raises(ValueError, match="2 generators for 1 rows"):
         sample_next(logits[:1], SamplingParams(), gens)
+    with pytest.raises(ValueError, match="non-finite"):
+        sample_next(torch.tensor([[0.0, float("nan")]]), SamplingParams(), [torch.Generator()])

@@ -31,6 +31,12 @@ def test_tensorboard_mirror_holds_the_numeric_values(tmp_path):
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["grpo/reward_mean", "grpo/skipped"]
     assert [(e.step, e.value) for e in events.Scalars("grpo/reward_mean")] == [(1, 0.25), (2, 0.5)]
+    # resumed after step 1's checkpoint: step 2 runs again and replaces what the killed run wrote
+    with MetricsWriter(tmp_path / "m.jsonl", append=True, report_to=["tensorboard"], first_step=2) as m:
+        m.log({"reward_mean": 0.75}, step=2, prefix="grpo")
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("grpo/reward_mean")] == [(1, 0.25), (2, 0.75)]
 
 
 def test_wandb_mirror_logs_every_record_and_finishes(tmp_path, monkeypatch):
@@ -39,8 +45,11 @@ def test_wandb_mirror_logs_every_record_and_finishes(tmp_path, monkeypatch):
     calls = []
 
     class Run:
-        def log(self, values, step):
-            calls.append(("log", step, values))
+        def define_metric(self, name, step_metric):
+            calls.append(("define", name, step_metric))
+
+        def log(self, values):
+            calls.append(("log", values))
 
         def finish(self):
             calls.append(("finish",))
@@ -51,7 +60,15 @@ def test_wandb_mirror_logs_every_record_and_finishes(tmp_path, monkeypatch):
     with MetricsWriter(tmp_path / "run" / "m.jsonl", report_to=["wandb"], config={"seed": 3}) as m:
         m.log({"kl": 0.01}, step=7, prefix="grpo")
     assert calls[0][0] == "init" and calls[0][1]["name"] == "run" and calls[0][1]["config"] == {"seed": 3}
-    assert calls[0][1]["resume"] == "allow" and calls[1] == ("log", 7, {"grpo/kl": 0.01}) and calls[2] == ("finish",)
+    assert calls[0][1]["resume"] == "allow" and calls[1] == ("define", "*", "step")
+    assert calls[2] == ("log", {"grpo/kl": 0.01, "step": 7}) and calls[3] == ("finish",)
+    first_id = calls[0][1]["id"]
+    calls.clear()
+    MetricsWriter(tmp_path / "run" / "m.jsonl", append=True, report_to=["wandb"]).close()  # resumed: same W&B run
+    assert calls[0][1]["id"] == first_id
+    calls.clear()
+    MetricsWriter(tmp_path / "run" / "m.jsonl", report_to=["wandb"]).close()  # a new run in the same place: new id
+    assert calls[0][1]["id"] != first_id
 
 
 def test_a_mirror_that_is_not_installed_is_a_clear_error(tmp_path, monkeypatch):

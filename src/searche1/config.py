@@ -164,6 +164,26 @@ class OFSDConfig:
 
 
 @dataclass
+class EvolveConfig:
+    """Self-evolution: rounds of GRPO -> OFSD, every phase checkpointed and evaluated (`searche1 train`)."""
+
+    rounds: int = 2
+    """Rounds of GRPO -> OFSD (the paper's count is unknown; gains per round are recorded)."""
+    grpo_steps: int = 0
+    """GRPO steps per round (0 = grpo.steps)."""
+    mode: typing.Literal["both", "grpo-only", "ofsd-only"] = "both"
+    """both = Search-E1; grpo-only = the baseline at the same rollout budget (OFSD's pool rollouts become GRPO
+    steps); ofsd-only = the other arm."""
+    eval_data: list[str] = field(default_factory=list)
+    """QA files or directories to evaluate each phase on (through retrieval.index); empty = the toy world's seven
+    test sets."""
+    eval_limit: int = 0
+    """Questions per test set (0 = all)."""
+    eval_batch: int = 128
+    """Questions in flight during evaluation."""
+
+
+@dataclass
 class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -171,6 +191,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     ofsd: OFSDConfig = field(default_factory=OFSDConfig)
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
     seed: int = 0
     """Seed of the run (one `seed_everything` call at start)."""
     report_to: list[str] = field(default_factory=list)
@@ -232,6 +253,9 @@ def validate(cfg: Config) -> None:
     if o.top_k and o.divergence == "reverse":
         raise ConfigError("ofsd.top_k with ofsd.divergence=reverse: the reverse KL is infinite outside the teacher's "
                           "top k; use forward or jsd")
+    e = cfg.evolve
+    if e.rounds < 1 or min(e.grpo_steps, e.eval_limit) < 0 or e.eval_batch < 1:
+        raise ConfigError("evolve.rounds and eval_batch must be >= 1, evolve.grpo_steps and eval_limit >= 0")
     unknown = sorted(set(cfg.report_to) - {"tensorboard", "wandb"})
     if unknown:
         raise ConfigError(f"report_to: unknown {unknown}; choose from tensorboard, wandb")

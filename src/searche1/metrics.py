@@ -7,15 +7,15 @@ rollout/, grpo/, ofsd/, eval/). The JSONL file is the record; TensorBoard and We
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import time
+import uuid
 from pathlib import Path
 
 
-def _mirrors(report_to, run_dir: Path, config: dict | None) -> list:
+def _mirrors(report_to, run_dir: Path, config: dict | None, append: bool, first_step: int) -> list:
     """(name, log(record, step), close()) for each requested mirror; a clear error when its package is missing."""
     out = []
     if "tensorboard" in report_to:
@@ -23,7 +23,8 @@ def _mirrors(report_to, run_dir: Path, config: dict | None) -> list:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ImportError("report_to: tensorboard needs the tensorboard package: pip install tensorboard") from None
-        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        # a resumed run logs its re-run steps again: drop what the killed run wrote from first_step on
+        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_step if append else None)
 
         def tb_log(values: dict, step: int):
             for name, value in values.items():
@@ -36,24 +37,28 @@ def _mirrors(report_to, run_dir: Path, config: dict | None) -> list:
         except ImportError:
             raise ImportError("report_to: wandb needs the wandb package: pip install wandb (and `wandb login`, or "
                               "WANDB_MODE=offline)") from None
-        # the run directory names the W&B run; resuming the directory resumes the W&B run
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "searche1"), name=run_dir.name,
-                         id=f"{run_dir.name}-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]}",
-                         resume="allow",
-                         dir=str(run_dir), config=config)
-        out.append(("wandb", lambda values, step: run.log(values, step=step), run.finish))
+        # The W&B run id lives in the run directory: a resumed run continues its W&B run, a new run gets a new
+        # one. The step is logged as a metric (not W&B's own step, which only grows), so re-run steps appear.
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if append and id_file.is_file() else uuid.uuid4().hex[:12]
+        id_file.write_text(run_id + "\n")
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "searche1"), name=run_dir.name, id=run_id,
+                         resume="allow", dir=str(run_dir), config=config)
+        run.define_metric("*", step_metric="step")
+        out.append(("wandb", lambda values, step: run.log({**values, "step": step}), run.finish))
     return out
 
 
 class MetricsWriter:
     def __init__(self, path: str | os.PathLike, append: bool = False, report_to: tuple[str, ...] | list[str] = (),
-                 config: dict | None = None):
+                 config: dict | None = None, first_step: int = 1):
         """append=False starts the file afresh (a new run); True continues it (a resumed run). The file is a log:
         written line by line and flushed, not atomically, so a crash keeps every completed record.
-        report_to: also send numeric values to "tensorboard" (next to the file, tensorboard/) and/or "wandb"."""
+        report_to: also send numeric values to "tensorboard" (next to the file, tensorboard/) and/or "wandb";
+        first_step: the first step this writer will log (a resumed run's mirrors drop what came after it)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._mirrors = _mirrors(report_to, self.path.parent, config)
+        self._mirrors = _mirrors(report_to, self.path.parent, config, append, first_step)
         self._f = open(self.path, "a" if append else "w", encoding="utf-8")
         self._t0 = time.time()
 

@@ -23,13 +23,11 @@ def checkpoint_dir(run: str | Path, step: int) -> Path:
     return Path(run) / "checkpoints" / f"step-{step}"
 
 
-def save_checkpoint(run: str | Path, step: int, model, tokenizer, optimizer, state: dict,
-                    state_dict: dict | None = None) -> Path:
-    """Write checkpoint `step` of `run` atomically (a crash mid-write leaves the previous ones intact).
-    `state_dict`: the full weights when the model is sharded (FSDP / ZeRO-3 gather them first)."""
+def save_checkpoint(run: str | Path, step: int, model, tokenizer, optimizer, state: dict) -> Path:
+    """Write checkpoint `step` of `run` atomically (a crash mid-write leaves the previous ones intact)."""
     path = checkpoint_dir(run, step)
     with atomic_dir(path, marker=STATE_FILE, what="checkpoint") as tmp:
-        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=2) + "\n")

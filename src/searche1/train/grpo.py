@@ -187,7 +187,8 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
         weight = share(part) / total
         with accelerator.accumulate(model) if accelerator is not None else nullcontext():
             batch = collate(part, pad_id)
-            ref = reference_logprobs(plain, ref_model, batch, temperature) if cfg.kl_coef else None
+            with accelerator.autocast() if accelerator is not None else nullcontext():  # the policy's precision
+                ref = reference_logprobs(plain, ref_model, batch, temperature) if cfg.kl_coef else None
             logp, entropy = response_logprobs(model, batch, temperature, with_entropy=True,
                                               entropy_grad=bool(cfg.entropy_coef))
             loss, stats = grpo_loss(logp, batch["logprobs"].to(device),
@@ -208,7 +209,11 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
     grad_norm = (accelerator.clip_grad_norm_(params, grad_clip) if accelerator is not None
                  else torch.nn.utils.clip_grad_norm_(params, grad_clip))
     grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-    if finite and math.isfinite(grad_norm):
+    deepspeed = accelerator is not None and accelerator.distributed_type.value == "DEEPSPEED"
+    if deepspeed:  # DeepSpeed already stepped inside backward: nothing can be skipped, so nothing is reported so
+        optimizer.step()
+        skipped = 0
+    elif finite and math.isfinite(grad_norm):
         optimizer.step()
         skipped = 0
     else:

@@ -101,7 +101,7 @@ def _policy(cfg: Config, resume_from: Path | None, device: str):
 def sample_seed(seed: int, step: int, position: int, sibling: int) -> int:
     """The sampling seed of one rollout: a function of (run seed, step, the question's position in the step, its
     sibling number) alone, so a step split over several processes draws what one process would."""
-    return ((seed * 1_000_003 + step) * 65_537 + position) * 257 + sibling
+    return (((seed * 1_000_003 + step) * 65_537 + position) * 257 + sibling) % (2**63 - 1)  # torch takes int64
 
 
 def process_positions(per_step: int, mini_batch: int, rank: int, world: int) -> list[int]:
@@ -143,10 +143,21 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     updates_per_step = g.prompts_per_step // g.mini_batch_prompts
     per_update = len(positions) // updates_per_step * r.n_samples  # this process's trajectories per update
     n_micro = math.ceil(per_update / g.micro_batch)  # micro-batches per update on each process
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device.startswith("cuda") else "no",
+    # bf16 autocast on GPU unless `accelerate launch` set mixed_precision (its config file, or --mixed_precision)
+    precision = None if "ACCELERATE_MIXED_PRECISION" in os.environ else (
+        "bf16" if device.startswith("cuda") else "no")
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision,
                               gradient_accumulation_steps=n_micro)  # DeepSpeed's "auto" reads it from here
     # and set again: accelerate keeps one process-wide gradient state, which a previous run may have set
     accelerator.gradient_accumulation_steps = n_micro
+    if (accelerator.num_processes, accelerator.process_index) != (world, int(os.environ.get("RANK", "0"))):
+        raise RuntimeError(f"accelerate sees process {accelerator.process_index} of {accelerator.num_processes}, the "
+                           f"environment says RANK={os.environ.get('RANK')} of WORLD_SIZE={world}: launch with "
+                           "torchrun or accelerate launch")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and resume:
+        raise ConfigError("--resume under DeepSpeed is not supported yet: ZeRO partitions the optimizer state, and "
+                          "checkpoints hold the main process's view only; restart from a checkpoint's weights "
+                          "(grpo.model=RUN/checkpoints/step-N) in a new run")
     _check_whole_weights(accelerator)
     main = accelerator.is_main_process
     log = log if main else (lambda *_: None)
@@ -170,7 +181,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
         f"per step over {world} process(es), steps {step + 1}..{g.steps}"
         + (f" (resumed from {start_from})" if start_from else ""))
     with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None, report_to=cfg.report_to,
-                          config=to_dict(cfg)) if main else nullcontext()) as metrics, \
+                        config=to_dict(cfg), first_step=step + 1) if main else nullcontext()) as metrics, \
             Progress(TextColumn("grpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                      TimeRemainingColumn(), console=Console(stderr=True), disable=not main) as bar:
         task = bar.add_task("grpo", total=g.steps, completed=step, info="")
@@ -185,7 +196,9 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                        r.n_samples, sample_seeds=seeds)
             t_rollout = time.perf_counter() - t0
             rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
-            advantages = group_advantages(rewards, [t.group_id for t in trajectories], g.scale_by_std)
+            # groups by position in the step: a question drawn twice (an epoch boundary) makes two groups
+            groups = [positions[i // r.n_samples] for i in range(len(trajectories))]
+            advantages = group_advantages(rewards, groups, g.scale_by_std)
             model.train()
             update_stats = []
             for u in range(updates_per_step):
@@ -197,8 +210,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
                                                   g.grad_clip, accelerator=accelerator))
             step += 1
-            summaries = gather_object([_summary(t) for t in trajectories]) if world > 1 else \
-                [_summary(t) for t in trajectories]
+            mine = [_summary(t, group) for t, group in zip(trajectories, groups)]
+            summaries = gather_object(mine) if world > 1 else mine
             figures = _step_figures(summaries, update_stats, optimizer, t_rollout, time.perf_counter() - t0)
             if main:
                 metrics.log(figures, step=step, prefix="grpo")
@@ -209,12 +222,9 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                                    f"or resume from the last checkpoint under {out / 'checkpoints'}")
             bar.update(task, completed=step, info=f"reward {figures['reward_mean']:.3f} kl {figures.get('kl', 0):.4f}")
             if step % g.save_every == 0 or step == g.steps:
-                state_dict = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3
-                if main:
+                if main:  # every process holds the whole weights (sharded ones are refused at start)
                     save_checkpoint(out, step, policy, tokenizer, optimizer,
-                                    {"config": to_dict(cfg), "figures": figures, "processes": world},
-                                    state_dict=state_dict if accelerator.distributed_type in
-                                    (DistributedType.FSDP, DistributedType.DEEPSPEED) else None)
+                                    {"config": to_dict(cfg), "figures": figures, "processes": world})
                 accelerator.wait_for_everyone()
     if main:
         from searche1.plots import write_grpo_report
@@ -239,10 +249,10 @@ def _check_whole_weights(accelerator) -> None:
                           "sharded training with vLLM rollouts is docs/distributed.md's next step")
 
 
-def _summary(t) -> SimpleNamespace:
+def _summary(t, group: int) -> SimpleNamespace:
     """What the step's metrics need of a trajectory (small enough to gather from every process)."""
     return SimpleNamespace(reward=t.reward, em=t.em, n_searches=t.n_searches, n_response=len(t.response_ids),
-                           n_generated=t.n_generated, group_id=t.group_id)
+                           n_generated=t.n_generated, group_id=group)
 
 
 def _keep_metrics_up_to(path: Path, step: int) -> None:

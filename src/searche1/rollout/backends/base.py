@@ -92,6 +92,9 @@ def sample_next(logits: torch.Tensor, sampling: SamplingParams,
             raise ValueError(f"{len(generator)} generators for {len(probs)} rows")
         cdf = probs.cumsum(dim=-1)
         u = torch.stack([torch.rand((), generator=g) for g in generator]).to(cdf) * cdf[:, -1]
-        # the first token whose cumulative mass exceeds u: never one of zero mass, since u < cdf[-1]
-        token = (cdf <= u[:, None]).sum(dim=-1)
+        if not torch.isfinite(cdf[:, -1]).all():
+            raise ValueError("non-finite logits: cannot sample")
+        # the first token of non-zero mass whose cumulative mass exceeds u (u < cdf[-1], so one exists); the
+        # mass test guards against a parallel scan (GPU) nudging the CDF across zero-mass tokens
+        token = ((cdf > u[:, None]) & (probs > 0)).int().argmax(dim=-1)
     return token, logp.gather(-1, token[:, None])[:, 0]
