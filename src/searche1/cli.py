@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     q.add_argument("--device", default="cpu")
     _add_config_args(q)
+    q = train_sub.add_parser("evolve", help="self-evolution: rounds of GRPO -> OFSD, each phase evaluated (the "
+                                            "default: `searche1 train --preset P --out RUN` runs this)",
+                             description="rounds of GRPO -> OFSD (evolve.* in the config), every phase checkpointed "
+                                         "and evaluated on the test sets; a per-phase table (summary.md) and "
+                                         "phases.png under --out")
+    q.add_argument("--out", required=True, help="run directory")
+    q.add_argument("--resume", action="store_true", help="skip finished phases, resume an interrupted one")
+    arm = q.add_mutually_exclusive_group()
+    arm.add_argument("--no-ofsd", action="store_true", help="GRPO only, at the same rollout budget (the baseline)")
+    arm.add_argument("--ofsd-only", action="store_true", help="OFSD phases only (the other arm)")
+    q.add_argument("--device", default="cpu")
+    _add_config_args(q)
     q = train_sub.add_parser("ofsd", help="one offline self-distillation phase (ofsd.* in the config)",
                              description="OFSD: a rollout pool of the policy, pairs (shortest correct sibling, most "
                                          "divergent sibling), clipped teacher-student KL with the reference shown to "
@@ -314,6 +326,14 @@ def cmd_train(args) -> int:
     cfg = load_config(args.preset, args.overrides)
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
+    if args.train_command == "evolve":
+        from searche1.train.evolve import phase_table, run_evolve
+
+        if args.no_ofsd or args.ofsd_only:
+            cfg.evolve.mode = "grpo-only" if args.no_ofsd else "ofsd-only"
+        rows = run_evolve(cfg, args.out, resume=args.resume, device=args.device)
+        print(phase_table(rows) + f"wrote {args.out}/summary.md, summary.json and phases.png")
+        return 0
     if args.train_command == "ofsd":
         from searche1.train.ofsd_loop import train_ofsd
 
@@ -333,6 +353,12 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `searche1 train --preset P --out RUN` = `searche1 train evolve ...` (the algorithm word is optional there)
+    if "train" in argv:
+        i = argv.index("train")
+        if i + 1 < len(argv) and argv[i + 1] not in ("grpo", "ofsd", "evolve", "-h", "--help"):
+            argv.insert(i + 1, "evolve")
     args = build_parser().parse_args(argv)
     from searche1.runtime import configure_threads
 

@@ -1,0 +1,191 @@
+"""`searche1 train`: self-evolution, rounds of GRPO -> OFSD, each phase followed by an evaluation.
+
+RUN/
+  phases/00-base/eval.json                      the starting policy, evaluated
+  phases/01-grpo-r1/   (a GRPO run: checkpoints/, metrics.jsonl, curves.png) + eval.json
+  phases/02-ofsd-r1/   (an OFSD phase: pool.jsonl, pairs.jsonl, final/) + eval.json
+  ...
+  summary.json, summary.md (the per-phase table), phases.png
+A phase with its eval.json is done; `--resume` skips it, resumes an interrupted GRPO phase from its checkpoint,
+and re-runs an interrupted OFSD phase (it is seeded, so it redoes the same work). Each phase starts from the
+previous phase's model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.fileio import atomic_write
+
+
+def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
+    """[(kind, round, grpo steps)]: the base evaluation, then per round a GRPO and/or an OFSD phase. In grpo-only
+    mode each round's GRPO phase also gets the steps that OFSD's pool rollouts would have cost (matched budget)."""
+    e, g, o, r = cfg.evolve, cfg.grpo, cfg.ofsd, cfg.rollout
+    steps = e.grpo_steps or g.steps
+    if e.mode == "grpo-only":
+        pool = (o.pool_questions or len_train(cfg)) * o.n_samples
+        steps += math.ceil(pool / (g.prompts_per_step * r.n_samples))
+    phases = [("base", 0, 0)]
+    for n in range(1, e.rounds + 1):
+        if e.mode != "ofsd-only":
+            phases.append(("grpo", n, steps))
+        if e.mode != "grpo-only":
+            phases.append(("ofsd", n, 0))
+    return phases
+
+
+def len_train(cfg: Config) -> int:
+    from searche1.train.grpo_loop import _questions_and_client
+
+    return len(_questions_and_client(cfg)[0])
+
+
+def _benchmarks_and_client(cfg: Config):
+    from searche1.eval import load_benchmarks
+    from searche1.retrieval.client import InProcessClient, make_client
+
+    e, r = cfg.evolve, cfg.retrieval
+    if e.eval_data:
+        if not r.index:
+            raise ConfigError("evolve.eval_data is set but retrieval.index is empty")
+        return load_benchmarks(e.eval_data, e.eval_limit or None), make_client(r.index, topk=r.topk)
+    from searche1.data.toyworld.generator import generate_world
+    from searche1.retrieval.bm25 import BM25Retriever
+
+    world = generate_world(cfg.world)
+    tests = {name: exs[:e.eval_limit] if e.eval_limit else exs for name, exs in world.tests.items()}
+    return tests, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
+
+
+def evaluate_model(cfg: Config, model_path: str, out: Path, device: str) -> dict:
+    """Greedy EM of `model_path` on the evaluation sets -> out/eval.json (+ trajectories)."""
+    from searche1.eval import evaluate, write_report
+    from searche1.models import load_model
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import EngineLimits
+
+    benchmarks, client = _benchmarks_and_client(cfg)
+    model, tokenizer = load_model(model_path, device, "float32")
+    report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
+                                    EngineLimits.from_config(cfg.rollout), batch_size=cfg.evolve.eval_batch,
+                                    seed=cfg.seed)
+    report.update(model=str(model_path))
+    write_report(out / "eval.json", report, trajectories)
+    return report
+
+
+def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str, path: Path, device: str,
+               log) -> tuple[str, dict]:
+    """Train one phase into `path`; (its output model, its cost figures)."""
+    if kind == "base":
+        return start_model, {}
+    phase_cfg = copy.deepcopy(cfg)
+    if kind == "grpo":
+        from searche1.train.checkpoint import latest_checkpoint
+        from searche1.train.grpo_loop import train_grpo
+
+        phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
+        phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
+        train_grpo(phase_cfg, path, resume=(path / "metrics.jsonl").exists(), device=device, log=log)
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        cost = {"train_tokens": round(sum(r["grpo/generated_tokens_per_second"] * r["grpo/rollout_seconds"]
+                                          for r in rows)),
+                "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples}
+        return str(latest_checkpoint(path)), cost
+    from searche1.train.ofsd_loop import train_ofsd
+
+    if path.exists() and not (path / "final").exists():
+        shutil.rmtree(path)  # an interrupted OFSD phase: seeded, so it is simply redone
+    phase_cfg.seed = cfg.seed * 1000 + round_  # a new pool each round
+    summary = train_ofsd(phase_cfg, path, model_path=start_model, device=device, log=log) \
+        if not (path / "final").exists() else json.loads((path / "summary.json").read_text())
+    pool = [json.loads(line) for line in (path / "pool.jsonl").read_text().splitlines()]
+    cost = {"train_tokens": sum(sum(t["response_mask"]) for t in pool), "rollouts": len(pool),
+            "pairs": summary["pairs"]["pairs"]}
+    return str(path / "final"), cost
+
+
+def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> list[dict]:
+    """All phases of cfg.evolve into `out`; returns the per-phase rows (also in out/summary.json)."""
+    out = Path(out)
+    if not resume and (out / "phases").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    save_config(cfg, out / "config.yaml")
+    model = cfg.grpo.model
+    rows: list[dict] = []
+    phases = plan_phases(cfg)
+    for i, (kind, round_, steps) in enumerate(phases):
+        name = "base" if kind == "base" else f"{kind}-r{round_}"
+        path = out / "phases" / f"{i:02d}-{name}"
+        done = path / "eval.json"
+        if done.exists() and (path / "phase.json").exists():
+            record = json.loads((path / "phase.json").read_text())
+            log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
+        else:
+            log(f"[{i + 1}/{len(phases)}] {name}: from {model}")
+            t0 = time.perf_counter()
+            path.mkdir(parents=True, exist_ok=True)
+            model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log)
+            t_train = time.perf_counter() - t0
+            report = evaluate_model(cfg, model_out, path, device)
+            record = {"phase": name, "kind": kind, "round": round_, "model": model_out,
+                      "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
+                      "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
+                      "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
+                      "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
+            with atomic_write(path / "phase.json") as f:
+                json.dump(record, f, indent=2)
+            log(f"[{i + 1}/{len(phases)}] {name}: average EM {record['average_em']:.3f}")
+        model = record["model"]
+        rows.append(record)
+    write_summary(out, rows, cfg)
+    return rows
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def phase_table(rows: list[dict]) -> str:
+    """Markdown: EM per benchmark and the average per phase, with searches, tokens and cost."""
+    names = list(rows[0]["em"])
+    head = ("| phase | " + " | ".join(names) + " | average | searches | tokens/answer | train s | rollouts |\n"
+            + "|---" * (len(names) + 6) + "|\n")
+    body = "".join(f"| {r['phase']} | " + " | ".join(f"{r['em'][n]:.3f}" for n in names)
+                   + f" | **{r['average_em']:.3f}** | {r['searches']:.2f} | {r['generated_tokens']:.0f} | "
+                   f"{r['train_seconds']:.0f} | {r.get('rollouts', 0)} |\n" for r in rows)
+    return head + body
+
+
+def write_summary(out: Path, rows: list[dict], cfg: Config) -> None:
+    """summary.json, summary.md and phases.png (average and per-benchmark EM by phase)."""
+    with atomic_write(out / "summary.json") as f:
+        json.dump({"phases": rows, "config": to_dict(cfg)}, f, indent=2)
+    with atomic_write(out / "summary.md") as f:
+        f.write(f"# searche1 train ({cfg.evolve.mode}, {cfg.evolve.rounds} rounds)\n\n" + phase_table(rows))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = range(len(rows))
+    for name in rows[0]["em"]:
+        ax.plot(x, [r["em"][name] for r in rows], alpha=0.4, marker=".", label=name)
+    ax.plot(x, [r["average_em"] for r in rows], color="black", linewidth=2, marker="o", label="average")
+    ax.set_xticks(list(x), [r["phase"] for r in rows], rotation=30)
+    ax.set_ylabel("greedy EM")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_write(out / "phases.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+    plt.close(fig)

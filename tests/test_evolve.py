@@ -1,0 +1,51 @@
+"""Self-evolution: the phase plan (matched rollout budget for the GRPO-only arm), and `searche1 train` end to end
+on toy-base at toy size: per-phase evaluations, the table and figure, and --resume skipping finished phases."""
+
+import json
+
+from searche1.config import load_config
+
+
+def test_plan_phases_and_the_matched_budget_of_grpo_only():
+    from searche1.train.evolve import plan_phases
+
+    base = ["evolve.rounds=2", "evolve.grpo_steps=10", "grpo.prompts_per_step=16", "rollout.n_samples=5",
+            "ofsd.pool_questions=200", "ofsd.n_samples=5"]
+    assert plan_phases(load_config("toy", base)) == [("base", 0, 0), ("grpo", 1, 10), ("ofsd", 1, 0),
+                                                      ("grpo", 2, 10), ("ofsd", 2, 0)]
+    # OFSD's pool is 200 x 5 = 1000 rollouts = 12.5 GRPO steps of 16 x 5: the baseline gets 13 more per round
+    assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo-only"])) == [
+        ("base", 0, 0), ("grpo", 1, 23), ("grpo", 2, 23)]
+    assert plan_phases(load_config("toy", [*base, "evolve.mode=ofsd-only"])) == [
+        ("base", 0, 0), ("ofsd", 1, 0), ("ofsd", 2, 0)]
+
+
+def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsys):
+    from searche1.cli import main
+
+    out = tmp_path / "run"
+    args = ["--threads", "1", "train", "--out", str(out), "evolve.rounds=1", "evolve.grpo_steps=2",
+            "evolve.eval_limit=6", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=4", "grpo.micro_batch=8",
+            "rollout.n_samples=3", "rollout.max_response_length=48", "ofsd.pool_questions=30", "ofsd.n_samples=3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    phases = sorted(p.name for p in (out / "phases").iterdir())
+    assert phases == ["00-base", "01-grpo-r1", "02-ofsd-r1"]
+    summary = json.loads((out / "summary.json").read_text())["phases"]
+    assert [r["phase"] for r in summary] == ["base", "grpo-r1", "ofsd-r1"]
+    assert all(len(r["em"]) == 7 and 0 <= r["average_em"] <= 1 for r in summary)
+    assert summary[1]["rollouts"] == 2 * 4 * 3 and summary[2]["rollouts"] == 30 * 3
+    assert summary[1]["model"].endswith("step-2") and summary[2]["model"].endswith("final")
+    assert "| grpo-r1 |" in printed and (out / "phases.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "phases" / "01-grpo-r1" / "curves.png").is_file()
+
+    # a run whose last phase did not finish: --resume keeps the finished ones and redoes the last, identically
+    (out / "phases" / "02-ofsd-r1" / "phase.json").unlink()
+    grpo_record = (out / "phases" / "01-grpo-r1" / "phase.json").read_text()
+    assert main(args) == 2  # without --resume: refused
+    capsys.readouterr()
+    assert main([*args[:3], "--resume", *args[3:]]) == 0
+    assert "grpo-r1: done earlier" in capsys.readouterr().out
+    again = json.loads((out / "summary.json").read_text())["phases"]
+    assert (out / "phases" / "01-grpo-r1" / "phase.json").read_text() == grpo_record
+    assert again[2]["em"] == summary[2]["em"] and again[2]["pairs"] == summary[2]["pairs"]
