@@ -82,11 +82,17 @@ def test_world_command(tmp_path, capsys):
 
 def test_demo_runs_end_to_end_on_a_small_world(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["demo", "--out", str(run), "world.n_test=10", "world.n_test_bamboogle=5",
-                 "world.n_train_single=20", "world.n_train_bridge=20"]) == 0
+    assert main(["--threads", "1", "demo", "--out", str(run), "world.n_test=10", "world.n_test_bamboogle=5",
+                 "world.n_train_single=20", "world.n_train_bridge=20", "evolve.rounds=1", "evolve.grpo_steps=1",
+                 "evolve.eval_limit=3", "grpo.prompts_per_step=2", "grpo.mini_batch_prompts=2",
+                 "rollout.n_samples=2", "rollout.max_response_length=24", "ofsd.pool_questions=4",
+                 "ofsd.n_samples=2"]) == 0
     out = capsys.readouterr().out
     assert "<information>Doc 1(Title:" in out and "returned the same documents" in out
+    assert "| grpo-r1 |" in out and "| ofsd-r1 |" in out  # the per-phase table
     summary = json.loads((run / "summary.json").read_text())
+    assert [p["phase"] for p in summary["phases"]] == ["base", "grpo-r1", "ofsd-r1"]
+    assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
     assert summary["config"]["world"]["n_test"] == 10
     assert 0 < summary["world_checks"]["single_hop_retrieval"]["overall"]["recall@3"] <= 1
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -20,7 +20,8 @@ COMMANDS = {
     "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
     "train": "train a policy: `train grpo` runs vanilla GRPO (Search-R1's recipe) with checkpoints and --resume; "
              "`train ofsd` one offline self-distillation phase",
-    "demo": "run the main job on the embedded default (toy world, index, checks)",
+    "demo": "run the main job on the embedded default: toy world, index, checks, then the shipped base policy "
+            "evaluated, GRPO -> OFSD -> GRPO -> OFSD with evaluations, the per-phase table and RUN/final",
 }
 
 

@@ -1,8 +1,10 @@
 """`searche1 demo`: the main job on the embedded default (the toy world).
 
-What it runs today: toy world -> BM25 index -> world checks -> what the agent would see for a few training
-questions (prompt + <information> block), through the in-process client and through a live HTTP server, checked to
-agree. The training phases (warm-started base policy, GRPO, OFSD rounds) join this command as they land.
+What it runs: toy world -> BM25 index -> world checks -> what the agent would see for a few training questions
+(prompt + <information> block), through the in-process client and through a live HTTP server, checked to agree ->
+the shipped warm-started base policy (toy-base), evaluated -> GRPO -> OFSD -> GRPO -> OFSD, each phase evaluated
+(`searche1 train`'s loop, sized by DEMO_SIZES to fit ~15 minutes on 2 CPU cores) -> RUN/final/ (the last
+phase's model, a plain HF folder) and the per-phase table in RUN/summary.json and RUN/evolve/summary.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from searche1.protocol import information_block, make_prompt_text
 from searche1.retrieval.client import HttpClient, InProcessClient
 from searche1.retrieval.index import IndexOptions, build_index, open_index
 from searche1.runtime import seed_everything
+from searche1.train.evolve import phase_table, run_evolve
 
 
 def _serve_in_thread(retriever, port: int = 0):
@@ -43,9 +46,14 @@ def _serve_in_thread(retriever, port: int = 0):
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+DEMO_SIZES = ["evolve.rounds=2", "evolve.grpo_steps=12", "evolve.eval_limit=40", "ofsd.pool_questions=120",
+              "ofsd.n_samples=5"]
+"""The training phases' sizes in the demo (before the user's overrides, which win): two rounds on 2 CPU cores."""
+
+
 def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None = None) -> int:
     console = Console(soft_wrap=True)  # long lines (prompt, passages) stay whole, as a model sees them
-    cfg = load_config(preset, overrides)
+    cfg = load_config(preset, DEMO_SIZES + list(overrides or []))
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run / "config.yaml")
@@ -59,7 +67,7 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
         world = generate_world(cfg.world)
         write_world(world, run / "world")
         timings["world"] = time.perf_counter() - t0
-        console.print(f"[1/4] world: {len(world.docs)} passages, {len(world.train)} train questions, "
+        console.print(f"[1/5] world: {len(world.docs)} passages, {len(world.train)} train questions, "
                       f"{sum(len(v) for v in world.tests.values())} test questions ({timings['world']:.1f}s)")
 
         t0 = time.perf_counter()
@@ -68,15 +76,15 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
                            IndexOptions(r.method, r.model, r.faiss_type), show_progress=False)
         retriever = open_index(run / "index")
         timings["index"] = time.perf_counter() - t0
-        console.print(f"[2/4] {meta['method']} index over {meta['n_docs']} passages ({timings['index']:.2f}s)")
+        console.print(f"[2/5] {meta['method']} index over {meta['n_docs']} passages ({timings['index']:.2f}s)")
 
         t0 = time.perf_counter()
         report = check_world(world, topk=cfg.retrieval.topk)
         timings["checks"] = time.perf_counter() - t0
-        console.print("[3/4] world checks\n" + format_check_report(report))
+        console.print("[3/5] world checks\n" + format_check_report(report))
         metrics.log(_flat_numbers(report), step=0, prefix="world")
 
-        console.print("[4/4] what the agent sees: prompt, then one search of the question text")
+        console.print("[4/5] what the agent sees: prompt, then one search of the question text")
         questions = [ex.question for ex in world.train[:3]]
         local = InProcessClient(retriever, cfg.retrieval.topk).retrieve(questions)
         server, thread, url = _serve_in_thread(retriever)
@@ -92,10 +100,19 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
                       + information_block(local[0]), markup=False, highlight=False)
         console.print(f"golden answers: {ex.golden_answers}; HTTP server at {url} returned the same documents "
                       f"for {len(questions)} questions")
+        console.print(f"[5/5] training: {cfg.grpo.model} evaluated, then {cfg.evolve.rounds} rounds of GRPO "
+                      f"({cfg.evolve.grpo_steps or cfg.grpo.steps} steps) -> OFSD (pool of "
+                      f"{cfg.ofsd.pool_questions} x {cfg.ofsd.n_samples}), each evaluated on "
+                      f"{cfg.evolve.eval_limit or 'all'} questions per test set")
+        t0 = time.perf_counter()
+        rows = run_evolve(cfg, run / "evolve", resume=True, log=lambda msg: console.print(msg, markup=False,
+                                                                                          highlight=False))
+        _publish_final(Path(rows[-1]["model"]), run / "final")
+        timings["training"] = time.perf_counter() - t0
         metrics.log({f"{k}_seconds": round(v, 3) for k, v in timings.items()}, step=0, prefix="time")
 
-    summary = {"config": to_dict(cfg), "world_checks": report, "seconds": timings,
-               "phases_not_yet_available": ["warmstart", "grpo", "ofsd", "eval"]}
+    console.print(phase_table(rows), markup=False, highlight=False)
+    summary = {"config": to_dict(cfg), "world_checks": report, "seconds": timings, "phases": rows}
     with atomic_write(run / "summary.json") as f:
         json.dump(summary, f, indent=2)
     table = Table(title="demo summary")
@@ -104,9 +121,22 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
     for k, v in timings.items():
         table.add_row(k, f"{v:.1f}")
     console.print(table)
-    console.print(f"wrote {run}/summary.json, metrics.jsonl, config.yaml, world/, index/. The warm-start, GRPO and "
-                  "OFSD phases are not part of this build yet (see the open issues).")
+    console.print(f"wrote {run}/summary.json (the per-phase table), final/ (the last phase's model), evolve/ (each "
+                  "phase: checkpoints, pool, pairs, evaluations, phases.png), metrics.jsonl, config.yaml, world/, "
+                  "index/")
     return 0
+
+
+def _publish_final(model_dir: Path, final: Path) -> None:
+    """Copy the last phase's model to RUN/final as a plain HF folder (weights, config, tokenizer), atomically."""
+    import shutil
+
+    from searche1.fileio import atomic_dir
+
+    with atomic_dir(final, marker="config.json", what="final model") as tmp:
+        for f in model_dir.iterdir():
+            if f.is_file() and f.name not in ("optimizer.pt", "trainer_state.json"):
+                shutil.copy2(f, tmp / f.name)
 
 
 def _flat_numbers(d: dict, prefix: str = "") -> dict:
