@@ -63,10 +63,11 @@ def run_trl(cfg, out: Path) -> list[dict]:
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.train.grpo_loop import _questions_and_client, sample_seed, step_prompts
+    from searche1.train.grpo_loop import sample_seed, step_prompts
+    from searche1.train.sources import training_questions
 
     g, r = cfg.grpo, cfg.rollout
-    questions, client = _questions_and_client(cfg)  # the retriever searche1 builds, built the same way
+    questions, client = training_questions(cfg)  # the retriever searche1 builds, built the same way
     by_question = {ex.question: ex for ex in questions}
     if len(by_question) != len(questions):
         raise SystemExit("the train questions are not unique: rollout_func finds examples by their text")

@@ -166,16 +166,17 @@ def test_grpo_trains_on_qa_files_through_an_index(tiny_policy, tmp_path):
     from searche1.config import ConfigError
     from searche1.data.toyworld.generator import WorldConfig, generate_world, write_world
     from searche1.retrieval.index import IndexOptions, build_index
-    from searche1.train.grpo_loop import _questions_and_client, train_grpo
+    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.sources import training_questions
 
     write_world(generate_world(WorldConfig(seed=5)), tmp_path / "w")
     build_index(tmp_path / "w" / "corpus.jsonl", tmp_path / "idx", IndexOptions("bm25", "minilm", "flat"),
                 show_progress=False)
     data = [f"grpo.train_data=[{tmp_path / 'w' / 'test' / 'toy-nq.jsonl'}]"]
     with pytest.raises(ConfigError, match="retrieval.index"):
-        _questions_and_client(_config(tiny_policy, extra=data))
+        training_questions(_config(tiny_policy, extra=data))
     cfg = _config(tiny_policy, steps=1, extra=[*data, f"retrieval.index={tmp_path / 'idx'}"])
-    questions, client = _questions_and_client(cfg)
+    questions, client = training_questions(cfg)
     assert len(questions) == 100 and questions[0].dataset == "toy-nq"
     assert client.retrieve([questions[0].question])[0]  # the index answers
     train_grpo(cfg, tmp_path / "run", log=lambda *_: None)

@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.config import Config, save_config, to_dict
 from searche1.fileio import atomic_write
 
 
@@ -42,26 +42,9 @@ def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
 
 
 def len_train(cfg: Config) -> int:
-    from searche1.train.grpo_loop import _questions_and_client
+    from searche1.train.sources import training_questions
 
-    return len(_questions_and_client(cfg)[0])
-
-
-def _benchmarks_and_client(cfg: Config):
-    from searche1.eval import load_benchmarks
-    from searche1.retrieval.client import InProcessClient, make_client
-
-    e, r = cfg.evolve, cfg.retrieval
-    if e.eval_data:
-        if not r.index:
-            raise ConfigError("evolve.eval_data is set but retrieval.index is empty")
-        return load_benchmarks(e.eval_data, e.eval_limit or None), make_client(r.index, topk=r.topk)
-    from searche1.data.toyworld.generator import generate_world
-    from searche1.retrieval.bm25 import BM25Retriever
-
-    world = generate_world(cfg.world)
-    tests = {name: exs[:e.eval_limit] if e.eval_limit else exs for name, exs in world.tests.items()}
-    return tests, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
+    return len(training_questions(cfg)[0])
 
 
 def evaluate_model(cfg: Config, model_path: str, out: Path, device: str) -> dict:
@@ -70,8 +53,9 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str) -> dict
     from searche1.models import load_model
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import EngineLimits
+    from searche1.train.sources import eval_benchmarks
 
-    benchmarks, client = _benchmarks_and_client(cfg)
+    benchmarks, client = eval_benchmarks(cfg)
     model, tokenizer = load_model(model_path, device, "float32")
     report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
                                     EngineLimits.from_config(cfg.rollout), batch_size=cfg.evolve.eval_batch,

@@ -23,6 +23,7 @@ import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
 from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+from searche1.train.sources import training_questions
 
 MAX_SKIPPED_IN_A_ROW = 3
 """A non-finite loss or gradient skips that update (logged); this many whole steps skipped in a row stop the run."""
@@ -49,30 +50,6 @@ def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[
             permutations[epoch] = random.Random(seed * 1_000_003 + epoch).sample(range(n_questions), n_questions)
         out.append(permutations[epoch][offset])
     return out
-
-
-def _questions_and_client(cfg: Config):
-    """(questions, retrieval client): grpo.train_data through retrieval.index, or by default the toy world's train
-    split with an in-process BM25 index over its corpus."""
-    from searche1.retrieval.client import InProcessClient, make_client
-
-    r = cfg.retrieval
-    if cfg.grpo.train_data:
-        from searche1.data.qa import load_qa
-        from searche1.eval import find_qa_files
-
-        if not r.index:
-            raise ConfigError("grpo.train_data is set but retrieval.index is empty: set it to an index directory "
-                              "or a retrieval server URL")
-        questions = [ex for f in find_qa_files(cfg.grpo.train_data) for ex in load_qa(f)]
-        if not questions:
-            raise ConfigError(f"grpo.train_data {cfg.grpo.train_data} holds no questions")
-        return questions, make_client(r.index, topk=r.topk, timeout=r.timeout, retries=r.retries)
-    from searche1.data.toyworld.generator import generate_world
-    from searche1.retrieval.bm25 import BM25Retriever
-
-    world = generate_world(cfg.world)
-    return world.train, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
 
 
 def _policy(cfg: Config, resume_from: Path | None, device: str):
@@ -162,7 +139,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     main = accelerator.is_main_process
     log = log if main else (lambda *_: None)
     accelerator.wait_for_everyone()  # every process has checked `out` before the main one writes into it
-    questions, client = _questions_and_client(cfg)
+    questions, client = training_questions(cfg)
     model, tokenizer, reference = _policy(cfg, start_from, str(accelerator.device))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=g.lr, weight_decay=g.weight_decay)

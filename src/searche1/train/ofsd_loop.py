@@ -81,7 +81,8 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import EngineLimits, rollout
     from searche1.rollout.trajectory import save_trajectories
-    from searche1.train.grpo_loop import _questions_and_client, sample_seed
+    from searche1.train.grpo_loop import sample_seed
+    from searche1.train.sources import training_questions
 
     o, r, out = cfg.ofsd, cfg.rollout, Path(out)
     model_path = model_path or o.model
@@ -90,7 +91,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     if (out / "final").exists():
         raise FileExistsError(f"{out / 'final'} exists: this OFSD phase is done; choose another --out")
     t_start = time.perf_counter()
-    questions, client = _questions_and_client(cfg)
+    questions, client = training_questions(cfg)
     base, tokenizer = load_model(model_path, device, "float32")
     save_config(cfg, out / "config.yaml")
 
