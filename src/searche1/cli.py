@@ -20,6 +20,9 @@ COMMANDS = {
     "eval": "greedy rollouts of a model over QA files: EM per benchmark and the average, as a table and JSON",
     "train": "train a policy: `train grpo` runs vanilla GRPO (Search-R1's recipe) with checkpoints and --resume; "
              "`train ofsd` one offline self-distillation phase",
+    "ablate": "the ablations the paper lacks: GRPO-only vs GRPO+OFSD at a matched budget, student and reference "
+              "strategies, tau_clip, KL direction, gain per round, cost; one `searche1 train` run per arm and seed, "
+              "then report.md + ablate.png",
     "demo": "run the main job on the embedded default: toy world, index, checks, then the shipped base policy "
             "evaluated, GRPO -> OFSD -> GRPO -> OFSD with evaluations, the per-phase table and RUN/final",
 }
@@ -161,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", default=None, help="policy to distil (default: ofsd.model)")
     q.add_argument("--device", default="cpu")
     _add_config_args(q)
+
+    p = sub.add_parser("ablate", help=h["ablate"], description=h["ablate"])
+    p.add_argument("--out", required=True, help="run directory (finished arm/seed runs in it are reused)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (cfg.seed, seed+1, ...)")
+    p.add_argument("--arms", default=None, help="comma-separated arms (default: all; see train/ablate.py ARMS)")
+    p.add_argument("--device", default="cpu")
+    _add_config_args(p)
 
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -344,6 +354,21 @@ def cmd_train(args) -> int:
     figures = train_grpo(cfg, args.out, resume=args.resume, device=args.device)
     print(f"last step: reward {figures.get('reward_mean', float('nan')):.3f}, searches "
           f"{figures.get('searches_mean', float('nan')):.2f}; wrote {args.out}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from searche1.config import load_config
+    from searche1.train.ablate import ARMS, report_markdown, run_ablation
+
+    cfg = load_config(args.preset, args.overrides)
+    arms = args.arms.split(",") if args.arms else list(ARMS)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or args.seeds < 1:
+        raise ValueError(f"unknown arms {unknown} (choose from {', '.join(ARMS)})" if unknown else
+                         "--seeds must be >= 1")
+    report = run_ablation(cfg, args.out, arms, args.seeds, device=args.device)
+    print(report_markdown(report, cfg) + f"\nwrote {args.out}/report.md, report.json and ablate.png")
     return 0
 
 

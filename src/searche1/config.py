@@ -381,6 +381,13 @@ def load_config(preset: str | os.PathLike | None = None, overrides: list[str] | 
     return cfg
 
 
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply dotted overrides to a loaded config in place (validated again); returns it."""
+    _apply(cfg, parse_overrides(overrides))
+    validate(cfg)
+    return cfg
+
+
 def to_dict(cfg: Any) -> dict:
     def plain(v):
         if isinstance(v, enum.Enum):

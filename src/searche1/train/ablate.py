@@ -1,0 +1,130 @@
+"""`searche1 ablate`: the experiments the paper lacks, as one command over seeds (issue 5).
+
+Each arm is a `searche1 train` run (train/evolve.py) with a few overrides on top of the preset; every arm runs for
+every seed (cfg.seed: data order and sampling; the world stays fixed), into RUN/<arm>/seed-<k>/, resumable. The
+report (RUN/report.md, RUN/report.json, RUN/ablate.png) compares the arms' final average EM (mean and spread over
+seeds), their gain per round, and their cost (rollouts, training seconds).
+
+The default arm (`search-e1`) is GRPO -> OFSD with the defaults of DESIGN.md; each other arm changes one thing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from pathlib import Path
+
+from searche1.config import Config, ConfigError, apply_overrides, to_dict
+from searche1.fileio import atomic_write
+
+ARMS: dict[str, list[str]] = {
+    "search-e1": [],                                  # GRPO -> OFSD, kl student, shortest reference, tau 10
+    "grpo-only": ["evolve.mode=grpo-only"],           # the baseline at the same rollout budget
+    "ofsd-only": ["evolve.mode=ofsd-only"],
+    "student-longest": ["ofsd.student=longest"],
+    "student-lexical": ["ofsd.student=lexical"],
+    "student-random": ["ofsd.student=random"],
+    "student-all": ["ofsd.student=all"],
+    "reference-any": ["ofsd.reference=any"],          # any correct sibling instead of the shortest
+    "tau-1": ["ofsd.tau_clip=1"],
+    "tau-none": ["ofsd.tau_clip=null"],
+    "kl-reverse": ["ofsd.divergence=reverse"],
+    "kl-jsd": ["ofsd.divergence=jsd"],
+}
+"""The arms: name -> overrides on top of the preset. Rounds 1..R are read from every arm's per-phase rows."""
+
+
+def arm_config(base: Config, arm: str, seed: int) -> Config:
+    if arm not in ARMS:
+        raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    cfg = copy.deepcopy(base)
+    apply_overrides(cfg, ARMS[arm] + [f"seed={seed}"])
+    return cfg
+
+
+def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, device: str = "cpu",
+                 log=print) -> dict:
+    """Every arm x seed (finished ones are reused), then the report."""
+    from searche1.train.evolve import run_evolve
+
+    out = Path(out)
+    runs: dict[str, list[list[dict]]] = {}
+    for arm in arms:
+        for k in range(seeds):
+            cfg = arm_config(base, arm, base.seed + k)
+            log(f"== {arm}, seed {cfg.seed} ==")
+            rows = run_evolve(cfg, out / arm / f"seed-{cfg.seed}", resume=True, device=device, log=log)
+            runs.setdefault(arm, []).append(rows)
+    report = summarize(runs)
+    write_report(out, report, base)
+    return report
+
+
+def summarize(runs: dict[str, list[list[dict]]]) -> dict:
+    """Per arm: final average EM over seeds (mean, std, each), average EM after each round (mean over seeds), and
+    cost (rollouts, training seconds; mean over seeds)."""
+    out = {}
+    for arm, seed_rows in runs.items():
+        finals = [rows[-1]["average_em"] for rows in seed_rows]
+        by_round: dict[int, list[float]] = {}
+        for rows in seed_rows:
+            for row in rows:
+                by_round.setdefault(row["round"], [])
+            for r in by_round:  # EM at the end of each round (its last phase)
+                last = [row for row in rows if row["round"] == r]
+                if last:
+                    by_round[r].append(last[-1]["average_em"])
+        out[arm] = {
+            "final_em_mean": statistics.mean(finals),
+            "final_em_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "final_em": finals,
+            "em_by_round": {r: statistics.mean(v) for r, v in sorted(by_round.items()) if v},
+            "rollouts": statistics.mean(sum(row.get("rollouts", 0) for row in rows) for rows in seed_rows),
+            "train_seconds": statistics.mean(sum(row["train_seconds"] for row in rows) for rows in seed_rows),
+            "seeds": len(seed_rows),
+        }
+    return out
+
+
+def report_markdown(report: dict, base: Config) -> str:
+    rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
+    head = ("| arm | final average EM (mean ± std) | per seed | " + " | ".join(
+        "base" if r == 0 else f"after round {r}" for r in rounds) + " | rollouts | train s |\n"
+            + "|---" * (len(rounds) + 5) + "|\n")
+    body = ""
+    for arm, r in report.items():
+        body += (f"| {arm} | {r['final_em_mean']:.3f} ± {r['final_em_std']:.3f} | "
+                 + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
+                 + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
+                 + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |\n")
+    e = base.evolve
+    return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
+            f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {next(iter(report.values()))['seeds']} "
+            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS).\n\n" + head + body)
+
+
+def write_report(out: Path, report: dict, base: Config) -> None:
+    with atomic_write(out / "report.json") as f:
+        json.dump({"arms": report, "overrides": {a: ARMS[a] for a in report}, "config": to_dict(base)}, f,
+                  indent=2)
+    with atomic_write(out / "report.md") as f:
+        f.write(report_markdown(report, base))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(report)
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(arms)), 3.5))
+    ax.bar(range(len(arms)), [report[a]["final_em_mean"] for a in arms],
+           yerr=[report[a]["final_em_std"] for a in arms], capsize=3, color="tab:blue", alpha=0.7)
+    for i, a in enumerate(arms):
+        ax.plot([i] * len(report[a]["final_em"]), report[a]["final_em"], "k.", markersize=4)
+    ax.set_xticks(range(len(arms)), arms, rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("final greedy average EM")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(out / "ablate.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+    plt.close(fig)
