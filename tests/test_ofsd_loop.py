@@ -109,3 +109,12 @@ def test_train_ofsd_cli_end_to_end(tmp_path, capsys):
     start, _ = load_model("toy-base")
     assert any(not torch.equal(a, b) for a, b in zip(final.state_dict().values(), start.state_dict().values()))
     assert main(args) == 2  # the phase is done: refused
+    # in a longer process (searche1 train's rounds) the global RNG is wherever earlier phases left it: the same
+    # config still gives the same phase (LoRA's random init is seeded by the phase)
+    from searche1.config import load_config
+    from searche1.train.ofsd_loop import train_ofsd
+
+    torch.rand(3)
+    train_ofsd(load_config("toy", args[8:]), tmp_path / "again", model_path="toy-base", log=lambda *_: None)
+    again, _ = load_model(str(tmp_path / "again" / "final"))
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), again.state_dict().values()))

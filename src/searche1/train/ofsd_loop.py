@@ -109,6 +109,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     t_pool = time.perf_counter() - t_start
 
     # 2. pairs (the kl strategy scores every candidate under the fresh adapter: teacher vs the plain policy)
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from the global RNG: same seed, same phase
     model = get_peft_model(base, LoraConfig(r=o.lora_rank, lora_alpha=o.lora_alpha, target_modules="all-linear",
                                             task_type="CAUSAL_LM"))
     scores: dict[tuple[str, int], float] = {}
