@@ -211,11 +211,9 @@ def main() -> None:
                "max_turns": cfg.rollout.max_turns, "turn_tokens": cfg.rollout.max_response_length,
                "warmup": args.warmup, "trl_first": args.trl_first, "overrides": args.overrides, "median_seconds": med,
                "searche1_vs_trl": ratio, "steps": {"searche1": ours, "trl": theirs}}
-    from searche1.fileio import atomic_write
+    from searche1.fileio import write_json
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out) as f:
-        json.dump(figures, f, indent=2)
+    write_json(args.out, figures)
     print(f"\nwrote {args.out}")
 
 

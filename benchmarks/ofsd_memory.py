@@ -108,11 +108,9 @@ def main() -> None:
     figures = {"machine": f"{platform.machine()} {args.threads} threads", "tokens": args.tokens, "vocab": args.vocab,
                "hidden": args.hidden, "chunk": args.chunk, "train_head": args.train_head, "median": med,
                "chunked_vs_naive": ratio, "same_loss": same, "runs": runs}
-    from searche1.fileio import atomic_write
+    from searche1.fileio import write_json
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out) as f:
-        json.dump(figures, f, indent=2)
+    write_json(args.out, figures)
     print(f"\nwrote {args.out}")
 
 

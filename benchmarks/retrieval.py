@@ -232,11 +232,9 @@ def main():
         print("| " + " | ".join(f.format(r[c]) if c in r else "-" for c, f in cols) + " |")
     meta = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
             "clients": args.clients, "topk": args.topk, "command": " ".join(sys.argv)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    from searche1.fileio import atomic_write
+    from searche1.fileio import write_json
 
-    with atomic_write(args.out) as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    write_json(args.out, {"meta": meta, "rows": rows})
     print(f"\nwrote {args.out}")
     goal = all(r["concurrent_vs_serial"] >= 5 and r["errors"] == 0 for r in rows)
     print(f"goal (concurrent >= 5x serial, 0 errors): {'met' if goal else 'NOT met'}")

@@ -24,7 +24,6 @@ shared machine hits them alike) and each figure is the median of its rounds. Pri
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -174,11 +173,9 @@ def main() -> None:
     print(f"\n{len(pool)} questions through {args.questions} places: refilled as samples finish "
           f"{pool_rates['refill']:.0f} tokens/s, fixed chunks {pool_rates['chunks']:.0f} tokens/s "
           f"({pool_rates['refill'] / pool_rates['chunks']:.2f}x)")
-    from searche1.fileio import atomic_write
+    from searche1.fileio import write_json
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out) as f:
-        json.dump(figures, f, indent=2)
+    write_json(args.out, figures)
     print(f"\nwrote {args.out}")
 
 

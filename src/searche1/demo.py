@@ -9,7 +9,6 @@ phase's model, a plain HF folder) and the per-phase table in RUN/summary.json an
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.table import Table
 from searche1.config import dump_config, load_config, save_config, to_dict
 from searche1.data.toyworld.checks import check_world, format_check_report
 from searche1.data.toyworld.generator import generate_world, write_world
-from searche1.fileio import atomic_write
+from searche1.fileio import write_json
 from searche1.metrics import MetricsWriter
 from searche1.protocol import information_block, make_prompt_text
 from searche1.retrieval.client import HttpClient, InProcessClient
@@ -113,8 +112,7 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
 
     console.print(phase_table(rows), markup=False, highlight=False)
     summary = {"config": to_dict(cfg), "world_checks": report, "seconds": timings, "phases": rows}
-    with atomic_write(run / "summary.json") as f:
-        json.dump(summary, f, indent=2)
+    write_json(run / "summary.json", summary)
     table = Table(title="demo summary")
     for col in ("phase", "seconds"):
         table.add_column(col)

@@ -6,7 +6,6 @@ generated tokens, answer rate), as a markdown table and a JSON file.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +13,7 @@ from typing import Sequence
 import torch
 
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
-from searche1.fileio import InputError, atomic_write
+from searche1.fileio import InputError, write_json
 from searche1.progress import progress
 from searche1.retrieval.client import RetrievalClient
 from searche1.rollout.backends.base import Backend, SamplingParams
@@ -117,8 +116,7 @@ def markdown_table(report: dict) -> str:
 def write_report(path: str | os.PathLike, report: dict, trajectories: Sequence[Trajectory]) -> Path:
     """The JSON report at `path` and the trajectories beside it (`<stem>.trajectories.jsonl`)."""
     path = Path(path)
-    with atomic_write(path) as f:
-        json.dump(report, f, indent=2)
+    write_json(path, report)
     traj_path = path.with_name(path.stem + ".trajectories.jsonl")
     save_trajectories(traj_path, trajectories)
     return traj_path

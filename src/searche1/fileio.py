@@ -101,6 +101,14 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None, what: str = "
         raise
 
 
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write one JSON document (indented, for people reading it), atomically; the parent folder is created."""
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    return Path(path)
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     """Write dicts as UTF-8 JSON lines (non-ASCII kept as is), atomically. Returns the number of rows."""
     n = 0

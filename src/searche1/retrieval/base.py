@@ -11,7 +11,7 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from searche1.data.corpus import Document
-from searche1.fileio import InputError, atomic_write
+from searche1.fileio import InputError, atomic_write, write_json
 
 MAX_TOPK = 100
 
@@ -104,8 +104,7 @@ META_FILE = "meta.json"
 
 
 def write_meta(directory: str | os.PathLike, meta: dict) -> None:
-    with atomic_write(Path(directory) / META_FILE) as f:
-        json.dump(meta, f, indent=2)
+    write_json(Path(directory) / META_FILE, meta)
 
 
 def read_meta(directory: str | os.PathLike) -> dict:

@@ -11,12 +11,11 @@ The default arm (`search-e1`) is GRPO -> OFSD with the defaults of DESIGN.md; ea
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 from pathlib import Path
 
 from searche1.config import Config, ConfigError, apply_overrides, to_dict
-from searche1.fileio import atomic_write
+from searche1.fileio import atomic_write, write_json
 
 ARMS: dict[str, list[str]] = {
     "search-e1": [],                                  # GRPO -> OFSD, kl student, shortest reference, tau 10
@@ -105,9 +104,8 @@ def report_markdown(report: dict, base: Config) -> str:
 
 
 def write_report(out: Path, report: dict, base: Config) -> None:
-    with atomic_write(out / "report.json") as f:
-        json.dump({"arms": report, "overrides": {a: ARMS[a] for a in report}, "config": to_dict(base)}, f,
-                  indent=2)
+    write_json(out / "report.json", {"arms": report, "overrides": {a: ARMS[a] for a in report},
+                                     "config": to_dict(base)})
     with atomic_write(out / "report.md") as f:
         f.write(report_markdown(report, base))
     import matplotlib

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from searche1.config import Config, save_config, to_dict
-from searche1.fileio import atomic_write
+from searche1.fileio import atomic_write, write_json
 
 
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
@@ -124,8 +124,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
                       "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
                       "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
-            with atomic_write(path / "phase.json") as f:
-                json.dump(record, f, indent=2)
+            write_json(path / "phase.json", record)
             log(f"[{i + 1}/{len(phases)}] {name}: average EM {record['average_em']:.3f}")
         model = record["model"]
         rows.append(record)
@@ -151,8 +150,7 @@ def phase_table(rows: list[dict]) -> str:
 
 def write_summary(out: Path, rows: list[dict], cfg: Config) -> None:
     """summary.json, summary.md and phases.png (average and per-benchmark EM by phase)."""
-    with atomic_write(out / "summary.json") as f:
-        json.dump({"phases": rows, "config": to_dict(cfg)}, f, indent=2)
+    write_json(out / "summary.json", {"phases": rows, "config": to_dict(cfg)})
     with atomic_write(out / "summary.md") as f:
         f.write(f"# searche1 train ({cfg.evolve.mode}, {cfg.evolve.rounds} rounds)\n\n" + phase_table(rows))
     import matplotlib

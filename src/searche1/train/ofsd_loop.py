@@ -12,7 +12,6 @@ metrics.jsonl (ofsd/... per optimizer step, plus one ofsd/pairs record), final/ 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -74,7 +73,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from searche1.fileio import atomic_dir, atomic_write, write_jsonl
+    from searche1.fileio import atomic_dir, write_json, write_jsonl
     from searche1.metrics import MetricsWriter
     from searche1.models import load_model
     from searche1.rollout.backends.base import SamplingParams
@@ -177,7 +176,6 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     seconds = time.perf_counter() - t_start
     summary = {"pairs": stats, "steps": len(steps), "seconds": seconds, "pool_seconds": t_pool,
                "last": {k: v for k, v in figures.items() if k != "pairs"}}
-    with atomic_write(out / "summary.json") as f:
-        f.write(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     log(f"OFSD: {len(steps)} steps over {len(pairs)} pairs in {seconds:.0f} s; wrote {out / 'final'}")
     return summary
