@@ -1,4 +1,4 @@
-"""Curves and a readable summary of a run, from its metrics.jsonl (PNG via matplotlib's file backend)."""
+"""Every figure a run writes (PNG via matplotlib's file backend), and the GRPO run's readable summary."""
 
 from __future__ import annotations
 
@@ -33,13 +33,27 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_curves(rows: list[dict], names: tuple[str, ...], out: str | Path, title: str, window: int = 10) -> Path:
-    """One panel per metric: each step as a faint dot, and its moving average over `window` steps."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_png(fig, out: str | Path) -> Path:
+    """Write `fig` to `out` atomically and free it."""
+    out = Path(out)
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+    _pyplot().close(fig)
+    return out
+
+
+def plot_curves(rows: list[dict], names: tuple[str, ...], out: str | Path, title: str, window: int = 10) -> Path:
+    """One panel per metric: each step as a faint dot, and its moving average over `window` steps."""
+    plt = _pyplot()
     names = tuple(n for n in names if any(r.get(n) is not None for r in rows))
     cols = 4
     fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(4 * cols, 3 * ((len(names) + 3) // 4)),
@@ -56,11 +70,37 @@ def plot_curves(rows: list[dict], names: tuple[str, ...], out: str | Path, title
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)
-    return out
+    return _save_png(fig, out)
+
+
+def plot_phases(rows: list[dict], out: str | Path) -> Path:
+    """Greedy EM by phase of a `searche1 train` run: each benchmark faint, the average bold."""
+    fig, ax = _pyplot().subplots(figsize=(8, 4))
+    x = range(len(rows))
+    for name in rows[0]["em"]:
+        ax.plot(x, [r["em"][name] for r in rows], alpha=0.4, marker=".", label=name)
+    ax.plot(x, [r["average_em"] for r in rows], color="black", linewidth=2, marker="o", label="average")
+    ax.set_xticks(list(x), [r["phase"] for r in rows], rotation=30)
+    ax.set_ylabel("greedy EM")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save_png(fig, out)
+
+
+def plot_arms(report: dict, out: str | Path) -> Path:
+    """Final average EM per ablation arm: the mean over seeds as a bar with its std, each seed as a dot."""
+    arms = list(report)
+    fig, ax = _pyplot().subplots(figsize=(max(5, 0.8 * len(arms)), 3.5))
+    ax.bar(range(len(arms)), [report[a]["final_em_mean"] for a in arms],
+           yerr=[report[a]["final_em_std"] for a in arms], capsize=3, color="tab:blue", alpha=0.7)
+    for i, a in enumerate(arms):
+        ax.plot([i] * len(report[a]["final_em"]), report[a]["final_em"], "k.", markersize=4)
+    ax.set_xticks(range(len(arms)), arms, rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("final greedy average EM")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save_png(fig, out)
 
 
 def grpo_summary(rows: list[dict], window: int = 10) -> str:

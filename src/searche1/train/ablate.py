@@ -68,12 +68,9 @@ def summarize(runs: dict[str, list[list[dict]]]) -> dict:
         finals = [rows[-1]["average_em"] for rows in seed_rows]
         by_round: dict[int, list[float]] = {}
         for rows in seed_rows:
-            for row in rows:
-                by_round.setdefault(row["round"], [])
-            for r in by_round:  # EM at the end of each round (its last phase)
-                last = [row for row in rows if row["round"] == r]
-                if last:
-                    by_round[r].append(last[-1]["average_em"])
+            end_of_round = {row["round"]: row["average_em"] for row in rows}  # a round's last phase wins
+            for r, em in end_of_round.items():
+                by_round.setdefault(r, []).append(em)
         out[arm] = {
             "final_em_mean": statistics.mean(finals),
             "final_em_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
@@ -108,21 +105,6 @@ def write_report(out: Path, report: dict, base: Config) -> None:
                                      "config": to_dict(base)})
     with atomic_write(out / "report.md") as f:
         f.write(report_markdown(report, base))
-    import matplotlib
+    from searche1.plots import plot_arms
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms = list(report)
-    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(arms)), 3.5))
-    ax.bar(range(len(arms)), [report[a]["final_em_mean"] for a in arms],
-           yerr=[report[a]["final_em_std"] for a in arms], capsize=3, color="tab:blue", alpha=0.7)
-    for i, a in enumerate(arms):
-        ax.plot([i] * len(report[a]["final_em"]), report[a]["final_em"], "k.", markersize=4)
-    ax.set_xticks(range(len(arms)), arms, rotation=40, ha="right", fontsize=8)
-    ax.set_ylabel("final greedy average EM")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(out / "ablate.png", "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)
+    plot_arms(report, out / "ablate.png")

@@ -78,9 +78,11 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
         phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
         phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
         train_grpo(phase_cfg, path, resume=(path / "metrics.jsonl").exists(), device=device, log=log)
-        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
-        cost = {"train_tokens": round(sum(r["grpo/generated_tokens_per_second"] * r["grpo/rollout_seconds"]
-                                          for r in rows)),
+        from searche1.plots import read_metrics
+
+        steps_logged = read_metrics(path / "metrics.jsonl", "grpo")
+        cost = {"train_tokens": round(sum(r["generated_tokens_per_second"] * r["rollout_seconds"]
+                                          for r in steps_logged)),
                 "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples}
         return str(latest_checkpoint(path)), cost
     from searche1.train.ofsd_loop import train_ofsd
@@ -90,8 +92,10 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
     phase_cfg.seed = cfg.seed * 1000 + round_  # a new pool each round
     summary = train_ofsd(phase_cfg, path, model_path=start_model, device=device, log=log) \
         if not (path / "final").exists() else json.loads((path / "summary.json").read_text())
-    pool = [json.loads(line) for line in (path / "pool.jsonl").read_text().splitlines()]
-    cost = {"train_tokens": sum(sum(t["response_mask"]) for t in pool), "rollouts": len(pool),
+    from searche1.rollout.trajectory import load_trajectories
+
+    pool = load_trajectories(path / "pool.jsonl")
+    cost = {"train_tokens": sum(t.n_generated for t in pool), "rollouts": len(pool),
             "pairs": summary["pairs"]["pairs"]}
     return str(path / "final"), cost
 
@@ -153,21 +157,6 @@ def write_summary(out: Path, rows: list[dict], cfg: Config) -> None:
     write_json(out / "summary.json", {"phases": rows, "config": to_dict(cfg)})
     with atomic_write(out / "summary.md") as f:
         f.write(f"# searche1 train ({cfg.evolve.mode}, {cfg.evolve.rounds} rounds)\n\n" + phase_table(rows))
-    import matplotlib
+    from searche1.plots import plot_phases
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = range(len(rows))
-    for name in rows[0]["em"]:
-        ax.plot(x, [r["em"][name] for r in rows], alpha=0.4, marker=".", label=name)
-    ax.plot(x, [r["average_em"] for r in rows], color="black", linewidth=2, marker="o", label="average")
-    ax.set_xticks(list(x), [r["phase"] for r in rows], rotation=30)
-    ax.set_ylabel("greedy EM")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_write(out / "phases.png", "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)
+    plot_phases(rows, out / "phases.png")

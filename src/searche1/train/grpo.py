@@ -209,11 +209,9 @@ def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor
     grad_norm = (accelerator.clip_grad_norm_(params, grad_clip) if accelerator is not None
                  else torch.nn.utils.clip_grad_norm_(params, grad_clip))
     grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+    # DeepSpeed already stepped inside backward: nothing can be skipped there, so no skip is reported
     deepspeed = accelerator is not None and accelerator.distributed_type.value == "DEEPSPEED"
-    if deepspeed:  # DeepSpeed already stepped inside backward: nothing can be skipped, so nothing is reported so
-        optimizer.step()
-        skipped = 0
-    elif finite and math.isfinite(grad_norm):
+    if deepspeed or (finite and math.isfinite(grad_norm)):
         optimizer.step()
         skipped = 0
     else:
