@@ -47,15 +47,15 @@ def len_train(cfg: Config) -> int:
     return len(training_questions(cfg)[0])
 
 
-def evaluate_model(cfg: Config, model_path: str, out: Path, device: str) -> dict:
-    """Greedy EM of `model_path` on the evaluation sets -> out/eval.json (+ trajectories)."""
+def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: tuple) -> dict:
+    """Greedy EM of `model_path` on the evaluation sets `sets` = (benchmarks, retrieval client) -> out/eval.json
+    (+ trajectories)."""
     from searche1.eval import evaluate, write_report
     from searche1.models import load_model
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import EngineLimits
-    from searche1.train.sources import eval_benchmarks
 
-    benchmarks, client = eval_benchmarks(cfg)
+    benchmarks, client = sets
     model, tokenizer = load_model(model_path, device, "float32")
     report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
                                     EngineLimits.from_config(cfg.rollout), batch_size=cfg.evolve.eval_batch,
@@ -109,6 +109,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     model = cfg.grpo.model
     rows: list[dict] = []
     phases = plan_phases(cfg)
+    sets = None
     for i, (kind, round_, steps) in enumerate(phases):
         name = "base" if kind == "base" else f"{kind}-r{round_}"
         path = out / "phases" / f"{i:02d}-{name}"
@@ -122,7 +123,11 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             path.mkdir(parents=True, exist_ok=True)
             model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log)
             t_train = time.perf_counter() - t0
-            report = evaluate_model(cfg, model_out, path, device)
+            if sets is None:  # built once, for the first phase that needs an evaluation
+                from searche1.train.sources import eval_benchmarks
+
+                sets = eval_benchmarks(cfg)
+            report = evaluate_model(cfg, model_out, path, device, sets)
             record = {"phase": name, "kind": kind, "round": round_, "model": model_out,
                       "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
                       "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
