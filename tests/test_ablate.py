@@ -51,5 +51,24 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     # grpo-only gets OFSD's 4 x 2 pool rollouts as 2 more GRPO steps of 2 x 2: the same budget
     assert report["grpo-only"]["rollouts"] == report["search-e1"]["rollouts"] == 4 + 8
     assert (out / "ablate.png").read_bytes()[:4] == b"\x89PNG" and "± " in (out / "report.md").read_text()
+    for k in (0, 1):  # the base evaluation is the same work in both arms: done once per seed
+        shared = json.loads((out / "grpo-only" / f"seed-{k}" / "phases" / "00-base" / "phase.json").read_text())
+        assert shared["shared_from"] == str((out / "search-e1" / f"seed-{k}" / "phases" / "00-base").resolve())
+        assert not (out / "grpo-only" / f"seed-{k}" / "phases" / "01-grpo-r1" / "phase.json").read_text().count(
+            "shared_from")
     assert main(args) == 0  # everything reused
     assert main([*args[:3], "--out", str(out), "--arms", "bogus"]) == 2
+
+
+def test_phase_keys_tell_which_phases_arms_share():
+    from searche1.train.ablate import arm_config
+    from searche1.train.evolve import phase_keys
+
+    base = load_config("toy", ["evolve.rounds=2"])
+    e1, tau, grpo_only = (phase_keys(arm_config(base, arm, 0)) for arm in ("search-e1", "tau-1", "grpo-only"))
+    assert len(e1) == 5 and len(set(e1)) == 5
+    assert tau[:2] == e1[:2] and tau[2] != e1[2]  # base and GRPO round 1 do not read ofsd.*
+    assert grpo_only[0] == e1[0] and grpo_only[1] != e1[1]  # more GRPO steps per round
+    assert phase_keys(arm_config(base, "search-e1", 1))[0] != e1[0]  # another seed
+    lr = phase_keys(load_config("toy", ["evolve.rounds=2", "grpo.lr=3e-4"]))
+    assert lr[0] == e1[0] and all(a != b for a, b in zip(lr[1:], e1[1:]))  # every phase after a change differs

@@ -11,6 +11,8 @@ The default arm (`search-e1`) is GRPO -> OFSD with the defaults of DESIGN.md; ea
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -49,15 +51,51 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
 
     out = Path(out)
     runs: dict[str, list[list[dict]]] = {}
-    for arm in arms:
-        for k in range(seeds):
+    for k in range(seeds):
+        for arm in arms:
             cfg = arm_config(base, arm, base.seed + k)
             log(f"== {arm}, seed {cfg.seed} ==")
-            rows = run_evolve(cfg, out / arm / f"seed-{cfg.seed}", resume=True, device=device, log=log)
-            runs.setdefault(arm, []).append(rows)
+            run = out / arm / f"seed-{cfg.seed}"
+            shared = adopt_shared_phases(cfg, run, [out / a / f"seed-{cfg.seed}" for a in arms if a != arm])
+            if shared:
+                log(f"sharing {', '.join(shared)} with the arms before it (same work: train/evolve.py phase_keys)")
+            runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
     report = summarize(runs)
     write_report(out, report, base)
     return report
+
+
+def adopt_shared_phases(cfg: Config, run: Path, donors: list[Path]) -> list[str]:
+    """Copy into `run` the leading phases that a donor run has already done with the same phase key (their record
+    and evaluation; the model stays where the donor wrote it). Returns the adopted phase names."""
+    from searche1.train.evolve import phase_dirs, phase_keys
+
+    adopted = []
+    for i, (path, key) in enumerate(zip(phase_dirs(cfg, run), phase_keys(cfg))):
+        if (path / "phase.json").exists():
+            continue
+        donor = next((d / "phases" / path.name for d in donors
+                      if _done_key(d / "phases" / path.name) == key), None)
+        if donor is None:
+            break  # a later phase starts from this one's model: it cannot be shared either
+        record = json.loads((donor / "phase.json").read_text())
+        if Path(record["model"]).exists():
+            record["model"] = str(Path(record["model"]).resolve())
+        record["shared_from"] = str(donor.resolve())
+        path.mkdir(parents=True, exist_ok=True)
+        for name in ("eval.json", "eval.trajectories.jsonl"):
+            if (donor / name).exists():
+                shutil.copyfile(donor / name, path / name)
+        write_json(path / "phase.json", record)  # written last: a phase is done once its phase.json exists
+        adopted.append(path.name)
+    return adopted
+
+
+def _done_key(phase: Path) -> str | None:
+    try:
+        return json.loads((phase / "phase.json").read_text()).get("key")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def summarize(runs: dict[str, list[list[dict]]]) -> dict:

@@ -14,6 +14,7 @@ previous phase's model.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import shutil
@@ -39,6 +40,33 @@ def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
         if e.mode != "grpo-only":
             phases.append(("ofsd", n, 0))
     return phases
+
+
+_NOT_READ = ("evolve.mode", "evolve.rounds", "evolve.grpo_steps")  # their effect on a phase is its kind and steps
+_NOT_READ_BY_KIND = {"base": _NOT_READ + ("grpo", "ofsd"), "grpo": _NOT_READ + ("ofsd",), "ofsd": _NOT_READ}
+"""Config fields a phase never reads: two runs whose configs differ only there share that phase's result."""
+
+
+def phase_keys(cfg: Config) -> list[str]:
+    """One key per planned phase: a hash of the phase (kind, round, steps), the config fields it reads and the key
+    of the phase before it (its start model). Equal keys mean the same work, so `searche1 ablate` lets arms share
+    a phase (e.g. the base evaluation, and the first GRPO round of arms that differ only in ofsd.*)."""
+    keys, before = [], cfg.grpo.model
+    for kind, round_, steps in plan_phases(cfg):
+        read = to_dict(cfg)
+        for dotted in _NOT_READ_BY_KIND[kind]:
+            section, _, name = dotted.partition(".")
+            (read[section].pop(name) if name else read.pop(section))
+        blob = json.dumps([before, kind, round_, steps, read], sort_keys=True, default=str)
+        before = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        keys.append(before)
+    return keys
+
+
+def phase_dirs(cfg: Config, out: Path) -> list[Path]:
+    """RUN/phases/NN-name for each planned phase."""
+    return [out / "phases" / (f"{i:02d}-base" if kind == "base" else f"{i:02d}-{kind}-r{round_}")
+            for i, (kind, round_, _) in enumerate(plan_phases(cfg))]
 
 
 def len_train(cfg: Config) -> int:
@@ -110,11 +138,9 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     rows: list[dict] = []
     phases = plan_phases(cfg)
     sets = None
-    for i, (kind, round_, steps) in enumerate(phases):
-        name = "base" if kind == "base" else f"{kind}-r{round_}"
-        path = out / "phases" / f"{i:02d}-{name}"
-        done = path / "eval.json"
-        if done.exists() and (path / "phase.json").exists():
+    for i, ((kind, round_, steps), path, key) in enumerate(zip(phases, phase_dirs(cfg, out), phase_keys(cfg))):
+        name = path.name[3:]
+        if (path / "eval.json").exists() and (path / "phase.json").exists():
             record = json.loads((path / "phase.json").read_text())
             log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
         else:
@@ -128,7 +154,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
 
                 sets = eval_benchmarks(cfg)
             report = evaluate_model(cfg, model_out, path, device, sets)
-            record = {"phase": name, "kind": kind, "round": round_, "model": model_out,
+            record = {"phase": name, "kind": kind, "round": round_, "model": model_out, "key": key,
                       "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
                       "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
                       "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
