@@ -57,6 +57,16 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
         assert not (out / "grpo-only" / f"seed-{k}" / "phases" / "01-grpo-r1" / "phase.json").read_text().count(
             "shared_from")
     assert main(args) == 0  # everything reused
+    # a 2-round ablation reuses round 1 of the 1-round one and runs round 2 only
+    more = tmp_path / "abl2"
+    assert main([*args[:3], "--out", str(more), "--reuse", str(out), "--seeds", "1", "--arms", "search-e1",
+                 *args[9:], "evolve.rounds=2"]) == 0
+    phases = sorted((more / "search-e1" / "seed-0" / "phases").iterdir())
+    assert [p.name for p in phases] == ["00-base", "01-grpo-r1", "02-ofsd-r1", "03-grpo-r2", "04-ofsd-r2"]
+    shared = [json.loads((p / "phase.json").read_text()).get("shared_from") for p in phases]
+    assert shared[:3] == [str((out / "search-e1" / "seed-0" / "phases" / p.name).resolve()) for p in phases[:3]]
+    assert shared[3:] == [None, None]
+    assert main([*args[:3], "--out", str(more), "--reuse", str(tmp_path / "nope")]) == 2
     assert main([*args[:3], "--out", str(out), "--arms", "bogus"]) == 2
 
 

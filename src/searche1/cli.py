@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 COMMANDS = {
     "world": "generate a seeded toy world: corpus, train split and seven test sets",
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (finished arm/seed runs in it are reused)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (cfg.seed, seed+1, ...)")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; see train/ablate.py ARMS)")
+    p.add_argument("--reuse", nargs="+", default=[], metavar="DIR",
+                   help="earlier ablation directories whose phases are reused where they are the same work (e.g. "
+                        "rounds 1-2 of a 2-round ablation inside a 3-round one)")
     p.add_argument("--device", default="cpu")
     _add_config_args(p)
 
@@ -367,7 +371,10 @@ def cmd_ablate(args) -> int:
     if unknown or args.seeds < 1:
         raise ValueError(f"unknown arms {unknown} (choose from {', '.join(ARMS)})" if unknown else
                          "--seeds must be >= 1")
-    report = run_ablation(cfg, args.out, arms, args.seeds, device=args.device)
+    missing = [r for r in args.reuse if not Path(r).is_dir()]
+    if missing:
+        raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")
+    report = run_ablation(cfg, args.out, arms, args.seeds, device=args.device, reuse=args.reuse)
     print(report_markdown(report, cfg) + f"\nwrote {args.out}/report.md, report.json and ablate.png")
     return 0
 

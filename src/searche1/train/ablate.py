@@ -45,8 +45,9 @@ def arm_config(base: Config, arm: str, seed: int) -> Config:
 
 
 def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, device: str = "cpu",
-                 log=print) -> dict:
-    """Every arm x seed (finished ones are reused), then the report."""
+                 reuse: list[str | Path] = (), log=print) -> dict:
+    """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
+    the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
     from searche1.train.evolve import run_evolve
 
     out = Path(out)
@@ -56,9 +57,11 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
             cfg = arm_config(base, arm, base.seed + k)
             log(f"== {arm}, seed {cfg.seed} ==")
             run = out / arm / f"seed-{cfg.seed}"
-            shared = adopt_shared_phases(cfg, run, [out / a / f"seed-{cfg.seed}" for a in arms if a != arm])
+            donors = [out / a / f"seed-{cfg.seed}" for a in arms if a != arm]
+            donors += [Path(r) / a / f"seed-{cfg.seed}" for r in reuse for a in ARMS]
+            shared = adopt_shared_phases(cfg, run, donors)
             if shared:
-                log(f"sharing {', '.join(shared)} with the arms before it (same work: train/evolve.py phase_keys)")
+                log(f"sharing {', '.join(shared)} with a run that did the same work (train/evolve.py phase_keys)")
             runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
     report = summarize(runs)
     write_report(out, report, base)
