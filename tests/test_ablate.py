@@ -50,6 +50,9 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())["arms"]
     # grpo-only gets OFSD's 4 x 2 pool rollouts as 2 more GRPO steps of 2 x 2: the same budget
     assert report["grpo-only"]["rollouts"] == report["search-e1"]["rollouts"] == 4 + 8
+    paired = report["grpo-only"]["paired"]  # 2 seeds x 7 sets x 2 questions compared with search-e1
+    assert paired["vs"] == "search-e1" and 0 <= paired["won"] + paired["lost"] <= 28 and 0 < paired["p"] <= 1
+    assert "paired" not in report["search-e1"] and "| (reference) |" in (out / "report.md").read_text()
     assert (out / "ablate.png").read_bytes()[:4] == b"\x89PNG" and "± " in (out / "report.md").read_text()
     for k in (0, 1):  # the base evaluation is the same work in both arms: done once per seed
         shared = json.loads((out / "grpo-only" / f"seed-{k}" / "phases" / "00-base" / "phase.json").read_text())
@@ -82,3 +85,29 @@ def test_phase_keys_tell_which_phases_arms_share():
     assert phase_keys(arm_config(base, "search-e1", 1))[0] != e1[0]  # another seed
     lr = phase_keys(load_config("toy", ["evolve.rounds=2", "grpo.lr=3e-4"]))
     assert lr[0] == e1[0] and all(a != b for a, b in zip(lr[1:], e1[1:]))  # every phase after a change differs
+
+
+def test_paired_comparison_counts_questions_won_and_lost_per_seed(tmp_path):
+    import itertools
+
+    from searche1.train.ablate import paired_against, sign_test
+
+    def finals(name, *ems_per_seed):
+        paths = []
+        for k, ems in enumerate(ems_per_seed):
+            path = tmp_path / f"{name}-{k}.jsonl"
+            path.write_text("".join(json.dumps({"group_id": f"b/q{i}", "em": em}) + "\n" for i, em in enumerate(ems)))
+            paths.append(path)
+        return paths
+
+    runs = {"ref": finals("ref", [1, 0, 0, 1], [0, 0, 1, 1]), "arm": finals("arm", [1, 1, 1, 0], [1, 0, 0, 1])}
+    paired = paired_against(runs, "ref")
+    assert list(paired) == ["arm"]  # seed 0: won q1 q2, lost q3; seed 1: won q0, lost q2
+    assert paired["arm"] == {"vs": "ref", "won": 3, "lost": 2, "p": sign_test(3, 2)}
+    # the sign test against enumerating every way n changed questions could split
+    for won, lost in [(19, 6), (3, 2), (0, 4), (7, 7), (0, 0)]:
+        n = won + lost
+        splits = [sum(s) for s in itertools.product((0, 1), repeat=n)]
+        extreme = [w for w in splits if abs(w - n / 2) >= abs(won - n / 2)]
+        assert sign_test(won, lost) == pytest.approx(len(extreme) / len(splits))
+    assert sign_test(19, 6) == pytest.approx(0.0146, abs=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -48,10 +49,11 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
                  reuse: list[str | Path] = (), log=print) -> dict:
     """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
     the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
-    from searche1.train.evolve import run_evolve
+    from searche1.train.evolve import phase_dirs, run_evolve
 
     out = Path(out)
     runs: dict[str, list[list[dict]]] = {}
+    finals: dict[str, list[Path]] = {}  # each run's last evaluation, for the paired comparison
     for k in range(seeds):
         for arm in arms:
             cfg = arm_config(base, arm, base.seed + k)
@@ -63,7 +65,10 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
             if shared:
                 log(f"sharing {', '.join(shared)} with a run that did the same work (train/evolve.py phase_keys)")
             runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
+            finals.setdefault(arm, []).append(phase_dirs(cfg, run)[-1] / "eval.trajectories.jsonl")
     report = summarize(runs)
+    for arm, paired in paired_against(finals, arms[0]).items():
+        report[arm]["paired"] = paired
     write_report(out, report, base)
     return report
 
@@ -101,6 +106,34 @@ def _done_key(phase: Path) -> str | None:
         return None
 
 
+def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
+    """Each arm's final greedy answers against the reference arm's, question by question and seed by seed: the
+    questions it gets right that the reference gets wrong (won), the reverse (lost), and a two-sided sign test's p.
+    Averages hide this; at toy EM levels a few questions decide the difference."""
+    out = {}
+    for arm, paths in finals.items():
+        if arm == reference:
+            continue
+        won = lost = 0
+        for mine, theirs in zip(paths, finals[reference]):
+            a, b = _em_by_question(mine), _em_by_question(theirs)
+            won += sum(1 for q in a if q in b and a[q] > b[q])
+            lost += sum(1 for q in a if q in b and a[q] < b[q])
+        out[arm] = {"vs": reference, "won": won, "lost": lost, "p": sign_test(won, lost)}
+    return out
+
+
+def _em_by_question(path: Path) -> dict[str, float]:
+    with open(path) as f:
+        return {t["group_id"]: t["em"] for t in map(json.loads, f)}
+
+
+def sign_test(won: int, lost: int) -> float:
+    """Two-sided exact sign test: P(a split at least this uneven | each changed question is a fair coin)."""
+    n, k = won + lost, min(won, lost)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+
+
 def summarize(runs: dict[str, list[list[dict]]]) -> dict:
     """Per arm: final average EM over seeds (mean, std, each), average EM after each round (mean over seeds), and
     cost (rollouts, training seconds; mean over seeds)."""
@@ -126,19 +159,24 @@ def summarize(runs: dict[str, list[list[dict]]]) -> dict:
 
 def report_markdown(report: dict, base: Config) -> str:
     rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
-    head = ("| arm | final average EM (mean ± std) | per seed | " + " | ".join(
-        "base" if r == 0 else f"after round {r}" for r in rounds) + " | rollouts | train s |\n"
-            + "|---" * (len(rounds) + 5) + "|\n")
+    head = ("| arm | final average EM (mean ± std) | per seed | "
+            + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
+            + " | won / lost vs the first arm (sign-test p) | rollouts | train s |\n"
+            + "|---" * (len(rounds) + 6) + "|\n")
     body = ""
     for arm, r in report.items():
         body += (f"| {arm} | {r['final_em_mean']:.3f} ± {r['final_em_std']:.3f} | "
                  + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
                  + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
+                 + (f" | {r['paired']['won']} / {r['paired']['lost']} (p={r['paired']['p']:.2g})" if "paired" in r
+                    else " | (reference)")
                  + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |\n")
     e = base.evolve
     return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
             f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {next(iter(report.values()))['seeds']} "
-            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS).\n\n" + head + body)
+            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS). Won / lost: questions that "
+            f"the arm's final model answers right and the first arm's wrong (and the reverse), over all seeds.\n\n"
+            + head + body)
 
 
 def write_report(out: Path, report: dict, base: Config) -> None:
