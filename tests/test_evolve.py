@@ -3,6 +3,8 @@ on toy-base at toy size: per-phase evaluations, the table and figure, and --resu
 
 import json
 
+import pytest
+
 from searche1.config import load_config
 
 
@@ -18,6 +20,17 @@ def test_plan_phases_and_the_matched_budget_of_grpo_only():
         ("base", 0, 0), ("grpo", 1, 23), ("grpo", 2, 23)]
     assert plan_phases(load_config("toy", [*base, "evolve.mode=ofsd-only"])) == [
         ("base", 0, 0), ("ofsd", 1, 0), ("ofsd", 2, 0)]
+
+
+def test_answers_changed_compares_greedy_responses_question_by_question(tmp_path):
+    from searche1.train.evolve import answers_changed
+
+    for name, responses in {"a": ["x", "y", "z", "w"], "b": ["x", "Y", "z"]}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.trajectories.jsonl").write_text("".join(
+            json.dumps({"group_id": f"q{i}", "response_text": r}) + "\n" for i, r in enumerate(responses)))
+    assert answers_changed(tmp_path / "a", tmp_path / "b") == pytest.approx(1 / 3)  # q3 is in one only
+    assert answers_changed(tmp_path / "a", tmp_path / "a") == 0
 
 
 def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsys):
@@ -37,6 +50,7 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     assert summary[1]["rollouts"] == 2 * 4 * 3 and summary[2]["rollouts"] == 30 * 3
     assert summary[1]["model"].endswith("step-2") and summary[2]["model"].endswith("final")
     assert "| grpo-r1 |" in printed and (out / "phases.png").read_bytes()[:4] == b"\x89PNG"
+    assert "answers_changed" not in summary[0] and all(0 <= r["answers_changed"] <= 1 for r in summary[1:])
     assert (out / "phases" / "01-grpo-r1" / "curves.png").is_file()
 
     # a run whose last phase did not finish: --resume keeps the finished ones and redoes the last, identically

@@ -159,12 +159,25 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
                       "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
                       "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
+            if i:  # how far the phase moved the policy, even where EM did not move
+                record["answers_changed"] = answers_changed(phase_dirs(cfg, out)[i - 1], path)
             write_json(path / "phase.json", record)
             log(f"[{i + 1}/{len(phases)}] {name}: average EM {record['average_em']:.3f}")
         model = record["model"]
         rows.append(record)
     write_summary(out, rows, cfg)
     return rows
+
+
+def answers_changed(before: Path, after: Path) -> float:
+    """The fraction of evaluation questions whose greedy response differs between two phases' evaluations."""
+    def responses(phase: Path) -> dict[str, str]:
+        with open(phase / "eval.trajectories.jsonl") as f:
+            return {t["group_id"]: t["response_text"] for t in map(json.loads, f)}
+
+    a, b = responses(before), responses(after)
+    both = a.keys() & b.keys()
+    return sum(a[q] != b[q] for q in both) / len(both) if both else 0.0
 
 
 def _mean(values) -> float:
@@ -175,11 +188,12 @@ def _mean(values) -> float:
 def phase_table(rows: list[dict]) -> str:
     """Markdown: EM per benchmark and the average per phase, with searches, tokens and cost."""
     names = list(rows[0]["em"])
-    head = ("| phase | " + " | ".join(names) + " | average | searches | tokens/answer | train s | rollouts |\n"
-            + "|---" * (len(names) + 6) + "|\n")
+    head = ("| phase | " + " | ".join(names) + " | average | searches | tokens/answer | answers changed | train s "
+            "| rollouts |\n" + "|---" * (len(names) + 7) + "|\n")
     body = "".join(f"| {r['phase']} | " + " | ".join(f"{r['em'][n]:.3f}" for n in names)
                    + f" | **{r['average_em']:.3f}** | {r['searches']:.2f} | {r['generated_tokens']:.0f} | "
-                   f"{r['train_seconds']:.0f} | {r.get('rollouts', 0)} |\n" for r in rows)
+                   + (f"{r['answers_changed']:.0%} | " if "answers_changed" in r else "- | ")
+                   + f"{r['train_seconds']:.0f} | {r.get('rollouts', 0)} |\n" for r in rows)
     return head + body
 
 
