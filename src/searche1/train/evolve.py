@@ -108,10 +108,13 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
         train_grpo(phase_cfg, path, resume=(path / "metrics.jsonl").exists(), device=device, log=log)
         from searche1.plots import read_metrics
 
-        steps_logged = read_metrics(path / "metrics.jsonl", "grpo")
+        # the last record of each step: a resumed phase re-logs the steps after its checkpoint
+        steps_logged = list({r["step"]: r for r in read_metrics(path / "metrics.jsonl", "grpo")}.values())
         cost = {"train_tokens": round(sum(r["generated_tokens_per_second"] * r["rollout_seconds"]
                                           for r in steps_logged)),
-                "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples}
+                "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples,
+                # the steps' own seconds, whichever process ran them (a resumed phase's wall time misses them)
+                "train_seconds": sum(r["rollout_seconds"] + r["train_seconds"] for r in steps_logged)}
         return str(latest_checkpoint(path)), cost
     from searche1.train.ofsd_loop import train_ofsd
 
