@@ -69,6 +69,12 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     shared = [json.loads((p / "phase.json").read_text()).get("shared_from") for p in phases]
     assert shared[:3] == [str((out / "search-e1" / "seed-0" / "phases" / p.name).resolve()) for p in phases[:3]]
     assert shared[3:] == [None, None]
+    # an arm adopting a copy is pointed at the original: where the phase's model and metrics live
+    assert main([*args[:3], "--out", str(more), "--reuse", str(out), "--seeds", "1", "--arms", "search-e1,tau-1",
+                 *args[9:], "evolve.rounds=2"]) == 0
+    tau = [json.loads((more / "tau-1" / "seed-0" / "phases" / p.name / "phase.json").read_text()).get("shared_from")
+           for p in phases]
+    assert tau[:2] == shared[:2] and tau[2:] == [None, None, None]
     assert main([*args[:3], "--out", str(more), "--reuse", str(tmp_path / "nope")]) == 2
     assert main([*args[:3], "--out", str(out), "--arms", "bogus"]) == 2
 

@@ -89,7 +89,7 @@ def adopt_shared_phases(cfg: Config, run: Path, donors: list[Path]) -> list[str]
         record = json.loads((donor / "phase.json").read_text())
         if Path(record["model"]).exists():
             record["model"] = str(Path(record["model"]).resolve())
-        record["shared_from"] = str(donor.resolve())
+        record["shared_from"] = record.get("shared_from") or str(donor.resolve())  # where the work was done
         path.mkdir(parents=True, exist_ok=True)
         for name in ("eval.json", "eval.trajectories.jsonl"):
             if (donor / name).exists():
