@@ -52,7 +52,8 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     assert summary[1]["train_seconds"] == pytest.approx(sum(  # the GRPO steps' own seconds: they survive a resume
         r["grpo/rollout_seconds"] + r["grpo/train_seconds"] for r in logged if "grpo/rollout_seconds" in r))
     assert summary[1]["model"].endswith("step-2") and summary[2]["model"].endswith("final")
-    assert "| grpo-r1 |" in printed and (out / "phases.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| grpo-r1 |" in printed and "| tokens generated |" in printed
+    assert (out / "phases.png").read_bytes()[:4] == b"\x89PNG"
     assert "answers_changed" not in summary[0] and all(0 <= r["answers_changed"] <= 1 for r in summary[1:])
     assert (out / "phases" / "01-grpo-r1" / "curves.png").is_file()
 

@@ -189,14 +189,16 @@ def _mean(values) -> float:
 
 
 def phase_table(rows: list[dict]) -> str:
-    """Markdown: EM per benchmark and the average per phase, with searches, tokens and cost."""
+    """Markdown: EM per benchmark and the average per phase, with searches, tokens per answer, how many answers the
+    phase changed, and its cost (train seconds, rollouts sampled and the tokens they generated)."""
     names = list(rows[0]["em"])
     head = ("| phase | " + " | ".join(names) + " | average | searches | tokens/answer | answers changed | train s "
-            "| rollouts |\n" + "|---" * (len(names) + 7) + "|\n")
+            "| rollouts | tokens generated |\n" + "|---" * (len(names) + 8) + "|\n")
     body = "".join(f"| {r['phase']} | " + " | ".join(f"{r['em'][n]:.3f}" for n in names)
                    + f" | **{r['average_em']:.3f}** | {r['searches']:.2f} | {r['generated_tokens']:.0f} | "
                    + (f"{r['answers_changed']:.0%} | " if "answers_changed" in r else "- | ")
-                   + f"{r['train_seconds']:.0f} | {r.get('rollouts', 0)} |\n" for r in rows)
+                   + f"{r['train_seconds']:.0f} | {r.get('rollouts', 0)} | {r.get('train_tokens', 0)} |\n"
+                   for r in rows)
     return head + body
 
 
