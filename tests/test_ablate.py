@@ -96,13 +96,14 @@ def test_phase_keys_tell_which_phases_arms_share():
 def test_paired_comparison_counts_questions_won_and_lost_per_seed(tmp_path):
     import itertools
 
+    from searche1.rollout.trajectory import Trajectory, save_trajectories
     from searche1.train.ablate import paired_against, sign_test
 
     def finals(name, *ems_per_seed):
         paths = []
         for k, ems in enumerate(ems_per_seed):
             path = tmp_path / f"{name}-{k}.jsonl"
-            path.write_text("".join(json.dumps({"group_id": f"b/q{i}", "em": em}) + "\n" for i, em in enumerate(ems)))
+            save_trajectories(path, [Trajectory(f"b/q{i}", 0, [], [], [], [], em=em) for i, em in enumerate(ems)])
             paths.append(path)
         return paths
 

@@ -23,12 +23,12 @@ def test_plan_phases_and_the_matched_budget_of_grpo_only():
 
 
 def test_answers_changed_compares_greedy_responses_question_by_question(tmp_path):
+    from searche1.rollout.trajectory import Trajectory, save_trajectories
     from searche1.train.evolve import answers_changed
 
     for name, responses in {"a": ["x", "y", "z", "w"], "b": ["x", "Y", "z"]}.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "eval.trajectories.jsonl").write_text("".join(
-            json.dumps({"group_id": f"q{i}", "response_text": r}) + "\n" for i, r in enumerate(responses)))
+        save_trajectories(tmp_path / name / "eval.trajectories.jsonl", [
+            Trajectory(f"q{i}", 0, [], [], [], [], response_text=r) for i, r in enumerate(responses)])
     assert answers_changed(tmp_path / "a", tmp_path / "b") == pytest.approx(1 / 3)  # q3 is in one only
     assert answers_changed(tmp_path / "a", tmp_path / "a") == 0
 

@@ -124,8 +124,9 @@ def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, d
 
 
 def _em_by_question(path: Path) -> dict[str, float]:
-    with open(path) as f:
-        return {t["group_id"]: t["em"] for t in map(json.loads, f)}
+    from searche1.rollout.trajectory import load_trajectories
+
+    return {t.group_id: t.em for t in load_trajectories(path)}
 
 
 def sign_test(won: int, lost: int) -> float:

@@ -141,7 +141,8 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     rows: list[dict] = []
     phases = plan_phases(cfg)
     sets = None
-    for i, ((kind, round_, steps), path, key) in enumerate(zip(phases, phase_dirs(cfg, out), phase_keys(cfg))):
+    dirs = phase_dirs(cfg, out)
+    for i, ((kind, round_, steps), path, key) in enumerate(zip(phases, dirs, phase_keys(cfg))):
         name = path.name[3:]
         if (path / "eval.json").exists() and (path / "phase.json").exists():
             record = json.loads((path / "phase.json").read_text())
@@ -163,7 +164,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
                       "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
             if i:  # how far the phase moved the policy, even where EM did not move
-                record["answers_changed"] = answers_changed(phase_dirs(cfg, out)[i - 1], path)
+                record["answers_changed"] = answers_changed(dirs[i - 1], path)
             write_json(path / "phase.json", record)
             log(f"[{i + 1}/{len(phases)}] {name}: average EM {record['average_em']:.3f}")
         model = record["model"]
@@ -174,9 +175,10 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
 
 def answers_changed(before: Path, after: Path) -> float:
     """The fraction of evaluation questions whose greedy response differs between two phases' evaluations."""
+    from searche1.rollout.trajectory import load_trajectories
+
     def responses(phase: Path) -> dict[str, str]:
-        with open(phase / "eval.trajectories.jsonl") as f:
-            return {t["group_id"]: t["response_text"] for t in map(json.loads, f)}
+        return {t.group_id: t.response_text for t in load_trajectories(phase / "eval.trajectories.jsonl")}
 
     a, b = responses(before), responses(after)
     both = a.keys() & b.keys()
