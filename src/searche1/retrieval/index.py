@@ -91,15 +91,7 @@ def _build_dense(docs, n_docs: int, tmp: Path, opts: IndexOptions, meta: dict, b
     target = tmp / dense.DenseRetriever.FAISS_FILE
     if opts.faiss_index:
         index = dense.read_faiss(opts.faiss_index)
-        problems = []
-        if index.ntotal != n_docs:
-            problems.append(f"holds {index.ntotal} vectors but the corpus has {n_docs} documents")
-        if index.d != dim:
-            problems.append(f"has {index.d}-d vectors but --model {opts.model} makes {dim}-d embeddings")
-        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            problems.append("is not an inner-product index (Search-R1's e5 indexes are)")
-        if problems:
-            raise InputError(opts.faiss_index, "; ".join(problems))
+        dense.check_faiss_index(index, opts.faiss_index, opts.model, dim, n_docs)
         meta["faiss_type"] = "imported"
         del index
         try:  # a hard link costs nothing on the same filesystem; a copy otherwise
