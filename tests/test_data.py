@@ -34,7 +34,7 @@ GOOD = '{"id": "a", "question": "who?", "golden_answers": ["x"]}\n'
     ('{"id": "b", "question": "  ", "golden_answers": ["x"]}', "'question' is empty"),
     ('{"id": [1], "question": "q", "golden_answers": ["x"]}', "'id' must be a string"),
     ('{"id": "b", "question": "q", "golden_answers": ["x"], "metadata": 3}', "'metadata' must be an object"),
-    ('{"id": "a", "question": "q", "golden_answers": ["x"]}', "duplicate id 'a' (first on line 1)"),
+    ('{"id": "a", "question": "q", "golden_answers": ["x"]}', "duplicate id 'a' in 'bad' (first on line 1)"),
 ])
 def test_malformed_qa_names_file_and_line(tmp_path, line, message):
     path = _write(tmp_path / "bad.jsonl", GOOD + "\n" + line + "\n")  # blank line 2 is skipped; bad one is line 3
@@ -202,7 +202,7 @@ def test_parquet_duplicate_ids_and_bad_metadata(tmp_path):
     pq.write_table(pa.Table.from_pylist([row, dict(row)]), path)
     with pytest.raises(InputError) as e:
         read_searchr1_parquet(path)
-    assert str(e.value) == f"{path}: row 1: duplicate id '1' (first on row 0)"
+    assert str(e.value) == f"{path}: row 1: duplicate id '1' in 'x: y' (first on row 0)"
     bad = dict(row, extra_info={"split": "", "index": 0, "metadata": "{not json"})
     pq.write_table(pa.Table.from_pylist([bad]), path)
     with pytest.raises(InputError, match=r"row 0: extra_info.metadata is not JSON text"):

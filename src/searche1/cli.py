@@ -66,14 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="dense encoder device (cpu, cuda)")
     _add_config_args(p)
 
-    p = sub.add_parser("serve", help=h["serve"], description=h["serve"])
-    p.add_argument("--index", required=True, help="index directory from `searche1 index`")
+    p = sub.add_parser("serve", help=h["serve"], description=(
+        h["serve"] + ". Serves one of: an index directory from `searche1 index` (--index); a Search-R1 setup as it "
+        "lies on disk, its faiss file plus its corpus jsonl (--faiss-index e5_Flat.index --corpus wiki-18.jsonl "
+        "--model intfloat/e5-base-v2; checked: inner product, the encoder's dimension, one vector per corpus line); "
+        "or a pyserini Lucene BM25 index (--pyserini-index DIR, needs `pip install 'searche1[pyserini]'` and Java "
+        "21; --corpus only if the index stores no raw documents)"))
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", default=None, help="index directory from `searche1 index`")
+    source.add_argument("--faiss-index", default=None, metavar="FILE",
+                        help="a faiss inner-product index whose row i is line i of --corpus (Search-R1's "
+                             "e5_Flat.index), memory-mapped")
+    source.add_argument("--pyserini-index", default=None, metavar="DIR",
+                        help="a pyserini Lucene index directory (Search-R1's BM25 index)")
+    p.add_argument("--corpus", default=None, help="corpus jsonl ({id, contents} or {id, title, text}), read lazily "
+                                                   "by byte offset: required with --faiss-index")
+    p.add_argument("--model", default=None, help="--faiss-index: query encoder, an HF id or path, or minilm "
+                                                  "(default retrieval.model; the searchr1 preset: "
+                                                  "intfloat/e5-base-v2)")
+    p.add_argument("--query-prefix", default=None, help="--faiss-index: override the query prefix (e5 models: "
+                                                         "'query: ', others none)")
     p.add_argument("--host", default=None, help="bind address (default server.host: 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="default server.port: 8000")
     p.add_argument("--topk", type=int, default=None, help="documents per query when a request says topk: null "
                                                           "(default retrieval.topk: 3)")
-    p.add_argument("--workers", type=int, default=1, help="server processes (each opens the mmap'd index)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--workers", type=int, default=1, help="server processes (each opens the mmap'd index; "
+                                                          "--index only)")
+    p.add_argument("--device", default=None, help="dense query encoder device (cpu, cuda)")
     _add_config_args(p)
 
     p = sub.add_parser("search", help=h["search"], description=h["search"])
@@ -112,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warmup, then cosine to 10%%)")
     p.add_argument("--init-from", default=None,
                    help="continue from this warm-start folder's weights (its warmstart.json is kept as the parent)")
+    p.add_argument("--base-model", default=None,
+                   help="fine-tune this pretrained HF model (its own tokenizer), e.g. smollm2-135m, on "
+                        "scripted-searcher episodes instead of training the toy model: a format warm-up (drills off; "
+                        "try --lr 5e-5)")
     p.add_argument("--first-world", type=int, default=0,
                    help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
     p.add_argument("--restate-need", action="store_true",
@@ -219,9 +242,9 @@ def cmd_index(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     from searche1.config import load_config
-    from searche1.retrieval.base import read_meta
-    from searche1.retrieval.index import open_index
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
 
     cfg = load_config(args.preset, args.overrides)
@@ -230,16 +253,53 @@ def cmd_serve(args) -> int:
                           max_query_chars=cfg.server.max_query_chars, max_body_bytes=cfg.server.max_body_bytes)
     if not 1 <= limits.default_topk <= 100 or args.workers < 1 or not 0 <= port <= 65535:
         raise ValueError("--topk must be in 1..100, --workers >= 1 and --port in 0..65535")
-    meta = read_meta(args.index)
+    dense_flags = args.model is not None or args.query_prefix is not None
+    if args.index is not None and (args.corpus is not None or dense_flags):
+        raise ValueError("--corpus, --model and --query-prefix go with --faiss-index or --pyserini-index; an index "
+                         "directory holds its documents and model")
+    if args.pyserini_index is not None and dense_flags:
+        raise ValueError("--model and --query-prefix are for dense retrieval (--faiss-index), not --pyserini-index")
+    if args.faiss_index is not None and args.corpus is None:
+        raise ValueError("--faiss-index needs --corpus CORPUS.jsonl, the corpus whose line i is row i of the index")
+    if args.workers > 1 and args.index is None:  # each worker would scan the corpus again
+        raise ValueError("--workers > 1 needs --index DIR; serve this with one worker, or import it once with "
+                         "`searche1 index --method dense --faiss-index FILE --corpus CORPUS --model M --out DIR`")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
-    print(f"serving {meta['method']} index {args.index} ({meta['n_docs']} docs) on http://{host}:{port}"
-          f" (POST /retrieve, GET /health), {args.workers} worker(s)", flush=True)
-    if args.workers > 1:
-        serve_workers(args.index, args.workers, host, port, limits, args.device)
-        return 0
-    serve(open_index(args.index, device=args.device), host, port, limits,
-          info={"method": meta["method"], "n_docs": meta["n_docs"]})
+    if args.index is not None:
+        from searche1.retrieval.base import read_meta
+        from searche1.retrieval.index import open_index
+
+        meta = read_meta(args.index)
+        info = {"method": meta["method"], "n_docs": meta["n_docs"]}
+        source = f"{meta['method']} index {args.index}"
+        if args.workers > 1:
+            print(f"serving {source} ({meta['n_docs']} docs) on http://{host}:{port} (POST /retrieve, GET /health), "
+                  f"{args.workers} workers", flush=True)
+            serve_workers(args.index, args.workers, host, port, limits, args.device)
+            return 0
+        retriever = open_index(args.index, device=args.device)
+    elif args.faiss_index is not None:
+        from searche1.retrieval.dense import open_faiss_and_corpus
+
+        model = _pick(args.model, cfg.retrieval.model)
+        retriever = open_faiss_and_corpus(args.faiss_index, args.corpus, model, args.device, args.query_prefix)
+        info = {"method": "dense", "n_docs": len(retriever.docs), "model": model}
+        source = f"faiss index {args.faiss_index} + {args.corpus} (model {model}, query prefix " \
+                 f"{retriever.query_prefix!r})"
+    else:
+        from searche1.retrieval.pyserini_bm25 import PyseriniUnavailable, open_pyserini
+
+        try:  # configure_threads resolved the thread count into OMP_NUM_THREADS; Lucene's batch search uses it too
+            retriever = open_pyserini(args.pyserini_index, args.corpus, int(os.environ.get("OMP_NUM_THREADS", 1)))
+        except PyseriniUnavailable as e:
+            print(f"searche1 serve: error: {e}", file=sys.stderr)
+            return 2
+        info = {"method": "bm25-pyserini", "n_docs": int(retriever.searcher.num_docs)}
+        source = f"pyserini index {args.pyserini_index}"
+    print(f"serving {source} ({info['n_docs']} docs) on http://{host}:{port} (POST /retrieve, GET /health), "
+          "1 worker", flush=True)
+    serve(retriever, host, port, limits, info=info)
     return 0
 
 
@@ -299,20 +359,20 @@ def cmd_warmstart(args) -> int:
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
                                         init_from=args.init_from, first_world=args.first_world,
-                                        restate_need=args.restate_need))
+                                        restate_need=args.restate_need, base_model=args.base_model))
     return 0
 
 
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
     from searche1.eval import evaluate, load_benchmarks, markdown_table, write_report
-    from searche1.models import load_model
     from searche1.retrieval.client import make_client
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.backends.select import check_backend, generation_backend
     from searche1.rollout.engine import EngineLimits
 
     cfg = load_config(args.preset, args.overrides)
+    check_backend(cfg.rollout)
     target = _pick(args.index, cfg.retrieval.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
@@ -320,11 +380,11 @@ def cmd_eval(args) -> int:
         raise ValueError("--samples and --batch-size must be >= 1")
     benchmarks = load_benchmarks(args.data, args.limit)
     client = make_client(target, topk=cfg.retrieval.topk, timeout=cfg.retrieval.timeout, retries=cfg.retrieval.retries)
-    model, tokenizer = load_model(args.model, args.device, args.dtype)
+    backend, tokenizer = generation_backend(cfg.rollout, args.model, args.device, args.dtype, cfg.seed)
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
                 else SamplingParams(r.temperature, r.top_p, r.top_k))
-    report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
                                     EngineLimits.from_config(r), sampling, args.samples, args.batch_size, cfg.seed)
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
     traj_path = write_report(args.out, report, trajectories)
@@ -335,10 +395,12 @@ def cmd_eval(args) -> int:
 
 def cmd_train(args) -> int:
     from searche1.config import dump_config, load_config
+    from searche1.rollout.backends.select import check_backend
     from searche1.runtime import seed_everything
     from searche1.train.grpo_loop import train_grpo
 
     cfg = load_config(args.preset, args.overrides)
+    check_backend(cfg.rollout)
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
     if args.train_command == "evolve":

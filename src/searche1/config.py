@@ -81,6 +81,13 @@ class RolloutConfig:
     """Nucleus sampling; Search-R1 trained with 0.95 (the searchr1 preset)."""
     top_k: int = 0
     """0 = off."""
+    backend: typing.Literal["hf", "vllm"] = "hf"
+    """Generation backend: hf (transformers; CPU and GPU) or vllm (GPU; pip install 'searche1[vllm]'). Training
+    always scores with the HF model; vLLM holds a copy of the weights, refreshed after every update."""
+    vllm_gpu_memory_utilization: float = 0.4
+    """vLLM: fraction of the GPU's memory its engine may take (the rest is the trainer's)."""
+    vllm_max_model_len: int = 0
+    """vLLM: longest sequence in tokens (0 = max_prompt_length + max_response_length)."""
 
 
 @dataclass
@@ -228,6 +235,8 @@ def validate(cfg: Config) -> None:
                           "n_samples must be >= 1")
     if r.temperature <= 0 or not 0 < r.top_p <= 1 or r.top_k < 0:
         raise ConfigError("rollout.temperature must be > 0, rollout.top_p in (0, 1], rollout.top_k >= 0")
+    if not 0 < r.vllm_gpu_memory_utilization < 1 or r.vllm_max_model_len < 0:
+        raise ConfigError("rollout.vllm_gpu_memory_utilization must be in (0, 1), rollout.vllm_max_model_len >= 0")
     g = cfg.grpo
     if min(g.steps, g.prompts_per_step, g.mini_batch_prompts, g.micro_batch, g.save_every) < 1:
         raise ConfigError("grpo.steps, prompts_per_step, mini_batch_prompts, micro_batch and save_every must be >= 1")

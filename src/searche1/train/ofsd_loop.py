@@ -77,7 +77,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     from searche1.metrics import MetricsWriter
     from searche1.models import load_model
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.backends.select import phase_backend
     from searche1.rollout.engine import EngineLimits, rollout
     from searche1.rollout.trajectory import save_trajectories
     from searche1.train.grpo_loop import sample_seed
@@ -100,8 +100,8 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     log(f"OFSD: {model_path} -> {out}: pool of {len(chosen)} questions x {o.n_samples}")
     base.eval()
     with torch.no_grad():
-        pool = rollout(chosen, HFBackend(base, tokenizer), tokenizer, client, EngineLimits.from_config(r),
-                       SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
+        pool = rollout(chosen, phase_backend(r, base, tokenizer, model_path, cfg.seed), tokenizer, client,
+                       EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
                        sample_seeds=[sample_seed(cfg.seed, 10**6, p, j) for p in range(len(chosen))
                                      for j in range(o.n_samples)])
     save_trajectories(out / "pool.jsonl", pool)

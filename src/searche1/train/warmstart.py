@@ -38,6 +38,10 @@ class WarmstartConfig:
     """Index of the first pretraining world (a continuation uses worlds its parent run never reached)."""
     init_from: str | None = None
     """Continue from this warm-start folder's weights instead of random ones (same architecture)."""
+    base_model: str | None = None
+    """Fine-tune this pretrained HF model (with its own tokenizer and chat template) instead of the toy model: a
+    format warm-up on scripted-searcher episodes, so that a small real model (smollm2-135m) ever emits the
+    protocol's tags and gets a reward GRPO can learn from. Drills and probes are toy-model tools: off here."""
     questions_per_world: int = 8
     """Scripted-searcher episodes drawn from each pretraining world (many worlds, few questions each)."""
     drills_per_world: int = 8
@@ -235,6 +239,17 @@ def model_card(report: dict) -> str:
     last = report["probes"][-1] if report["probes"] else {}
     probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
     first_loss, last_loss = report["loss_first_last_10"]
+    if cfg.get("base_model"):
+        return f"""# {cfg['base_model']} after a searche1 format warm-up
+
+{report['parameters'] / 1e6:.1f}M parameters, fine-tuned for {report['steps']} steps ({report['tokens']} tokens,
+{report['seconds']:.0f} s) on demonstrations of the toy world's scripted searcher (pretraining worlds only), so that
+it emits the Search-R1 protocol's tags. Made with:
+
+    {_command(cfg, "DIR", None)}
+
+Loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}. Licence: that of {cfg['base_model']}.
+"""
     return f"""# Toy base policy (searche1 warm start)
 
 A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
@@ -263,6 +278,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
     flags += " --restate-need" if cfg.get("restate_need") else ""
     flags += f" --init-from {parent_out}" if parent_out else ""
+    flags += f" --base-model {cfg['base_model']}" if cfg.get("base_model") else ""
     return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
 
 
@@ -303,7 +319,16 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     rng = random.Random(cfg.seed)
     tokenizer = build_toy_tokenizer()
     parent = None
-    if cfg.init_from:
+    if cfg.base_model:
+        from searche1.models import load_model
+
+        if cfg.init_from:
+            raise ValueError("--base-model and --init-from: choose one starting point")
+        model, tokenizer = load_model(cfg.base_model, "cpu", "float32")
+        model.train()
+        cfg.drills_per_world = cfg.copy_drills_per_world = cfg.induction_drills_per_world = cfg.probe_every = 0
+        cfg.warmup_steps = min(cfg.warmup_steps, 5)  # a pretrained model's warm-up is tens of steps, not thousands
+    elif cfg.init_from:
         from transformers import AutoModelForCausalLM
 
         parent_file = Path(cfg.init_from) / "warmstart.json"
@@ -327,8 +352,9 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     probes = {"pretrain": held_out_demos(tokenizer, cfg, WorldConfig(seed=cfg.world_seed, pretrain_index=10**6)),
               "fresh": held_out_demos(tokenizer, cfg, WorldConfig(seed=10**6))} if cfg.probe_every else {}
     probe_log = []
-    token_weight = torch.ones(len(tokenizer))
-    token_weight[tokenizer.convert_tokens_to_ids(value_words())] = cfg.value_weight
+    token_weight = torch.ones(max(len(tokenizer), model.config.vocab_size))
+    if not cfg.base_model:  # the toy vocabulary's value words (names, years) are what copying is about
+        token_weight[tokenizer.convert_tokens_to_ids(value_words())] = cfg.value_weight
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     with Progress(TextColumn("warm start"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

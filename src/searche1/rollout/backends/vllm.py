@@ -15,7 +15,7 @@ generation at a saved LoRA adapter.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -42,10 +42,13 @@ class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.5,
                  max_model_len: int = 8192, enable_lora: bool = False, max_lora_rank: int = 64, seed: int = 0,
                  stop_strings: tuple[str, ...] = STOP_STRINGS, **engine_kwargs):
+        # The engine's model in this process (no engine core process): load_weights then hands tensors over by
+        # reference instead of pickling gigabytes, as colocated trainers do. Set it to 1 to override.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # and where it does run in worker processes, load_weights ships a function to them: allowed explicitly
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         vllm = _import_vllm()
         self._vllm = vllm
-        # load_weights ships a function to the engine's worker process(es); vLLM refuses that unless allowed
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         self.llm = vllm.LLM(model=str(model_path), dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                             max_model_len=max_model_len, enable_prefix_caching=True, enable_lora=enable_lora,
                             max_lora_rank=max_lora_rank, seed=seed, logprobs_mode="processed_logprobs",
@@ -118,9 +121,12 @@ class VLLMBackend:
             self.seqs.pop(row, None)
 
     # -- after a training phase ------------------------------------------------------------------------------
-    def load_weights(self, model: torch.nn.Module) -> None:
-        """Copy a trained HF model's weights (same architecture) into the running engine."""
-        weights = [(name, tensor.detach().cpu()) for name, tensor in model.state_dict().items()]
+    def load_weights(self, weights: torch.nn.Module | Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy weights into the running engine: a trained HF model of the same architecture, or (name, tensor)
+        pairs under HF names (rollout.backends.select.plain_named_weights / folder_weights)."""
+        if isinstance(weights, torch.nn.Module):
+            weights = weights.state_dict().items()
+        weights = [(name, tensor.detach()) for name, tensor in weights]
 
         def load(vllm_model):
             vllm_model.load_weights(weights)
