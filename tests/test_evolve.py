@@ -67,3 +67,33 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     again = json.loads((out / "summary.json").read_text())["phases"]
     assert (out / "phases" / "01-grpo-r1" / "phase.json").read_text() == grpo_record
     assert again[2]["em"] == summary[2]["em"] and again[2]["pairs"] == summary[2]["pairs"]
+
+
+def test_evolve_under_torchrun_trains_grpo_on_both_processes_and_ofsd_once(tmp_path):
+    """`searche1 train` under torchrun (2 CPU processes, gloo): the GRPO phase is shared by both processes, the
+    OFSD phase and the evaluations run on the main process only, and the phases equal those of one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    overrides = ["evolve.rounds=1", "evolve.grpo_steps=1", "evolve.eval_limit=3", "grpo.prompts_per_step=4",
+                 "grpo.mini_batch_prompts=2", "grpo.micro_batch=2", "rollout.n_samples=2",
+                 "rollout.max_response_length=24", "ofsd.pool_questions=8", "ofsd.n_samples=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = ["-m", "searche1.cli", "--threads", "1", "train"]
+    one = subprocess.run([sys.executable, *cli, "--out", str(tmp_path / "one"), *overrides], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(port), *cli, "--out", str(tmp_path / "two"), *overrides],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("OFSD pairs:") == 1 and two.stdout.count("ofsd-r1: average EM") == 1
+    a, b = (json.loads((tmp_path / run / "summary.json").read_text())["phases"] for run in ("one", "two"))
+    assert [r["phase"] for r in b] == ["base", "grpo-r1", "ofsd-r1"]
+    for ra, rb in zip(a, b):
+        assert rb["em"] == ra["em"], rb["phase"]  # fp32 on CPU: the same rollouts, updates and evaluations

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -132,9 +133,18 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
 def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> list[dict]:
     """All phases of cfg.evolve into `out`; returns the per-phase rows (also in out/summary.json)."""
     out = Path(out)
-    if not resume and (out / "phases").exists():
+    # Under torchrun / accelerate launch every process trains the GRPO phases together; the main process alone
+    # runs OFSD phases and evaluations while the others wait for its phase record (on the filesystem: no
+    # collective is left pending for an hour, and a failed main process ends the launch).
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main and not resume and (out / "phases").exists():  # (the others would see the main process's first phase)
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    save_config(cfg, out / "config.yaml")
+    if not main:
+        log = _quiet
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
+    if main:
+        save_config(cfg, out / "config.yaml")
     model = cfg.grpo.model
     rows: list[dict] = []
     phases = plan_phases(cfg)
@@ -145,6 +155,10 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
         if (path / "eval.json").exists() and (path / "phase.json").exists():
             record = json.loads((path / "phase.json").read_text())
             log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
+        elif not main:
+            if kind == "grpo":
+                _run_phase(cfg, kind, round_, steps, model, path, device, log)
+            record = _wait_for_record(path / "phase.json")
         else:
             log(f"[{i + 1}/{len(phases)}] {name}: from {model}")
             t0 = time.perf_counter()
@@ -167,8 +181,20 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             log(f"[{i + 1}/{len(phases)}] {name}: average EM {record['average_em']:.3f}")
         model = record["model"]
         rows.append(record)
-    write_summary(out, rows, cfg)
+    if main:
+        write_summary(out, rows, cfg)
     return rows
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
+
+
+def _wait_for_record(path: Path, poll_seconds: float = 5.0) -> dict:
+    """A non-main process: wait until the main process has written a phase's record."""
+    while not path.exists():
+        time.sleep(poll_seconds)
+    return json.loads(path.read_text())
 
 
 def answers_changed(before: Path, after: Path) -> float:
