@@ -49,3 +49,59 @@ def test_vllm_greedy_matches_hf_and_logprobs_rescore(saved_model, smollm2_tokeni
     updated = rollout(_examples(), backend, smollm2_tokenizer, client, limits, greedy)
     expected = rollout(_examples(), HFBackend(model, smollm2_tokenizer), smollm2_tokenizer, client, limits, greedy)
     assert [t.response_ids for t in updated] == [t.response_ids for t in expected]
+
+
+# -- issue 6's GPU path: the SmolLM2 HF folder through the training code with rollout.backend=vllm ---------------
+
+
+def _smollm2_cfg(tmp_path, extra=()):
+    from searche1.config import load_config
+
+    return load_config("smollm2-135m-cpu", ["rollout.backend=vllm", "rollout.vllm_gpu_memory_utilization=0.25",
+                                            "rollout.max_response_length=48", *extra])
+
+
+LOGPROB_TOLERANCE = 0.05
+"""Mean |vLLM - trainer| log-prob per sampled token: bf16 engine against the fp32 trainer under bf16 autocast."""
+
+
+def test_vllm_logprobs_match_the_trainers_after_each_sync(tmp_path):
+    from searche1.models import load_model, resolve_model_path
+    from searche1.rollout.backends.select import PolicyGenerator
+    from searche1.train.grpo import rescore_old_logprobs
+    from searche1.train.sources import training_questions
+
+    cfg = _smollm2_cfg(tmp_path)
+    questions, client = training_questions(cfg)
+    path = resolve_model_path("smollm2-135m")
+    policy, tokenizer = load_model(path, "cuda", "float32")
+    generator = PolicyGenerator(cfg.rollout, tokenizer, path)
+    limits, sampling = EngineLimits.from_config(cfg.rollout), SamplingParams(1.0)
+
+    def gap() -> float:
+        trajectories = rollout(questions[:8], generator.backend(policy), tokenizer, client, limits, sampling, 2,
+                               torch.Generator().manual_seed(0))
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            return rescore_old_logprobs(policy, trajectories, tokenizer.pad_token_id, 8)
+
+    assert gap() < LOGPROB_TOLERANCE
+    with torch.no_grad():  # a training step's worth of change, then the engine is stale until synced
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.02 * p.std())
+    stale = gap()
+    generator.sync(policy)
+    synced = gap()
+    assert synced < LOGPROB_TOLERANCE and synced < stale
+
+
+def test_one_bf16_grpo_step_and_one_ofsd_step_on_gpu(tmp_path):
+    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.ofsd_loop import train_ofsd
+
+    cfg = _smollm2_cfg(tmp_path, ["grpo.steps=1", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=2",
+                                  "ofsd.pool_questions=8", "ofsd.n_samples=4"])
+    figures = train_grpo(cfg, tmp_path / "grpo", device="cuda")
+    assert figures["rollout_logprob_gap"] < LOGPROB_TOLERANCE and figures["skipped"] == 0
+    summary = train_ofsd(cfg, tmp_path / "ofsd", model_path=str(tmp_path / "grpo" / "checkpoints" / "step-1"),
+                         device="cuda")
+    assert (tmp_path / "ofsd" / "final" / "config.json").is_file() and summary["pairs"]["questions"] == 8
