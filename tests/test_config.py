@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from searche1.config import Config, ConfigError, dump_config, load_config, parse_overrides, save_config
+from searche1.config import PRESET_DIR, Config, ConfigError, dump_config, load_config, parse_overrides, save_config
 from searche1.reward import EMMode
 
 
@@ -24,6 +24,43 @@ def test_searchr1_preset():
         (1e-6, 0.285, 512, 256, 5)
     assert (g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef) == (0.2, None, 0.001, "low_var_kl", 0.001)
     assert (cfg.rollout.temperature, cfg.rollout.top_p, g.steps) == (1.0, 0.95, 1005)
+
+
+@pytest.mark.parametrize("preset", ["searchr1", "qwen2.5-3b-search-e1", "qwen2.5-7b-search-e1"])
+def test_paper_presets_pin_search_r1s_numbers(preset):
+    cfg = load_config(preset)
+    g, r = cfg.grpo, cfg.rollout
+    assert (g.lr, g.warmup_ratio, g.prompts_per_step, g.mini_batch_prompts, r.n_samples) == (1e-6, 0.285, 512, 256, 5)
+    assert (g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef) == (0.2, None, 0.001, "low_var_kl", 0.001)
+    assert (r.temperature, r.top_p, r.max_turns, r.max_obs_length, r.max_response_length, cfg.retrieval.topk) == \
+        (1.0, 0.95, 4, 500, 500, 3)
+    assert (r.max_start_length, r.max_prompt_length, cfg.retrieval.model) == (2048, 4096, "intfloat/e5-base-v2")
+
+
+@pytest.mark.parametrize("preset, model", [("qwen2.5-3b-search-e1", "Qwen/Qwen2.5-3B"),
+                                           ("qwen2.5-7b-search-e1", "Qwen/Qwen2.5-7B")])
+def test_search_e1_presets_use_vllm_design_md_ofsd_and_the_searchr1_files(preset, model):
+    from searche1.config import OFSDConfig
+
+    cfg = load_config(preset)
+    assert cfg.grpo.model == model and cfg.rollout.backend == "vllm" and cfg.grpo.gradient_checkpointing
+    o, defaults = cfg.ofsd, OFSDConfig()  # DESIGN.md's OFSD, except the pool size (a stated choice)
+    assert (o.student, o.reference, o.divergence, o.tau_clip, o.lr, o.epochs, o.lora_rank) == \
+        (defaults.student, defaults.reference, defaults.divergence, 10.0, defaults.lr, defaults.epochs,
+         defaults.lora_rank) == ("kl", "shortest", "forward", 10.0, 1e-4, 1, 16)
+    assert cfg.evolve.mode == "both" and cfg.evolve.rounds * cfg.evolve.grpo_steps <= cfg.grpo.steps
+    assert cfg.grpo.train_data == ["/data/nq_hotpotqa_train/train.parquet"]
+    assert cfg.evolve.eval_data == ["/data/nq_hotpotqa_train/test.parquet"]
+    assert cfg.retrieval.index == "http://127.0.0.1:8000"
+    text = PRESET_DIR.joinpath(f"{preset}.yaml").read_text()
+    assert "configs/accelerate/zero2_8gpu.yaml" in text and "CHOICE" in text
+    assert (PRESET_DIR / "accelerate" / "zero2_8gpu.yaml").is_file()
+
+
+def test_smollm2_cpu_preset():
+    cfg = load_config("smollm2-135m-cpu")
+    assert cfg.grpo.model == "smollm2-135m-searcher" and cfg.rollout.backend == "hf"
+    assert cfg.evolve.rounds == 1 and cfg.evolve.grpo_steps <= 4 and not cfg.grpo.train_data
 
 
 def test_grpo_section_checks():

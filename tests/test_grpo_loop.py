@@ -284,3 +284,21 @@ def test_shipped_accelerate_configs_load(name):
     if cfg.distributed_type == "DEEPSPEED":
         ds = json.loads((REPO / cfg.deepspeed_config["deepspeed_config_file"]).read_text())
         assert ds["gradient_accumulation_steps"] == "auto" and ds["bf16"]["enabled"]
+
+
+def test_gradient_checkpointing_trains_the_same_steps(tiny_policy, tmp_path):
+    """grpo.gradient_checkpointing trades memory for compute only: the same rollouts, losses and weights."""
+    from searche1.config import apply_overrides
+    from searche1.train.grpo_loop import train_grpo
+
+    torch.set_num_threads(1)
+    for name, flag in (("plain", "false"), ("checkpointed", "true")):
+        train_grpo(apply_overrides(_config(tiny_policy), ["grpo.steps=2", f"grpo.gradient_checkpointing={flag}"]),
+                   tmp_path / name, log=lambda *_: None)
+    plain, checkpointed = _records(tmp_path / "plain"), _records(tmp_path / "checkpointed")
+    for a, b in zip(plain, checkpointed):
+        assert a["grpo/reward_mean"] == b["grpo/reward_mean"]
+        for key in ("grpo/policy_loss", "grpo/kl", "grpo/grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
+    wa, wb = (_weights(tmp_path / run / "checkpoints" / "step-2") for run in ("plain", "checkpointed"))
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6) for k in wa)

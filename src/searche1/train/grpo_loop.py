@@ -53,8 +53,16 @@ def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[
 
 
 def _policy(cfg: Config, resume_from: Path | None, device: str):
-    """(policy, tokenizer, reference): full fine-tuning keeps a frozen copy of the start as the reference; LoRA
-    uses the policy with its adapter disabled (reference None)."""
+    """(policy, tokenizer, reference), with gradient checkpointing when grpo.gradient_checkpointing says so."""
+    model, tokenizer, reference = _load_policy(cfg, resume_from, device)
+    if cfg.grpo.gradient_checkpointing:  # (it applies in train mode only: rollouts in eval mode keep the KV cache)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, reference
+
+
+def _load_policy(cfg: Config, resume_from: Path | None, device: str):
+    """Full fine-tuning keeps a frozen copy of the start as the reference; LoRA uses the policy with its adapter
+    disabled (reference None)."""
     from searche1.models import load_model
 
     g = cfg.grpo
