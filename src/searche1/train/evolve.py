@@ -143,6 +143,10 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
         log = _quiet
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
         log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
+    if cfg.rollout.backend == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from searche1.rollout.backends.select import vllm_engine
+
+        vllm_engine(cfg.grpo.model, cfg.rollout, cfg.seed)  # every process at once: engines start collectively
     if main:
         save_config(cfg, out / "config.yaml")
     model = cfg.grpo.model
