@@ -3,6 +3,7 @@ merged LoRA policy hands to an engine, backend choice errors, and the smollm2-13
 
 import copy
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +82,45 @@ def test_smollm2_name_imports_once_into_the_cache(tmp_path, monkeypatch):
     stamp = (tmp_path / "smollm2-135m-instruct" / "config.json").stat().st_mtime_ns
     assert resolve_model_path(SMOLLM2) == folder
     assert (tmp_path / "smollm2-135m-instruct" / "config.json").stat().st_mtime_ns == stamp  # not imported again
+
+
+def test_engine_bookkeeping_loads_each_phases_weights_once(tmp_path, monkeypatch):
+    """Which weights the process's one engine holds, with a recorder standing in for vLLM's engine (this test is
+    about the bookkeeping in select.py, not about vLLM): a phase's start folder is loaded when it differs from what
+    the engine holds, a synced policy makes the engine hold no folder's weights, and a failed load is not taken
+    for a success."""
+    from searche1.config import load_config
+    from searche1.rollout.backends import select, vllm
+
+    loads = []
+
+    class Recorder:
+        def __init__(self, path, **kwargs):
+            loads.append(("start", Path(path).name))
+
+        def load_weights(self, weights):
+            loads.append(("load", [name for name, _ in weights]))
+
+    monkeypatch.setattr(vllm, "VLLMBackend", Recorder)
+    monkeypatch.setattr(vllm, "vllm_available", lambda: True)
+    monkeypatch.setattr(select, "_ENGINE", None)
+    monkeypatch.setattr(select, "_ENGINE_WEIGHTS", None)
+    cfg = load_config("toy", ["rollout.backend=vllm"]).rollout
+    a, b = tmp_path / "a", tmp_path / "b"
+    tiny_qwen2(64).save_pretrained(a)
+    tiny_qwen2(64, seed=1).save_pretrained(b)
+
+    engine = select.vllm_engine(str(a), cfg)
+    assert select.vllm_engine(str(a), cfg) is engine and loads == [("start", "a")]  # nothing reloaded
+    select.vllm_engine(str(b), cfg)
+    assert loads[-1][0] == "load" and "model.embed_tokens.weight" in loads[-1][1]
+    n = len(loads)
+    generator = select.PolicyGenerator(cfg, None, str(b))
+    assert len(loads) == n  # b is already there
+    generator.sync(tiny_qwen2(64, seed=2))
+    assert loads[-1][0] == "load" and len(loads) == n + 1
+    select.vllm_engine(str(b), cfg)  # after a sync the engine holds no folder's weights: b is loaded again
+    assert len(loads) == n + 2
+    with pytest.raises(FileNotFoundError, match="neither a model folder nor a hub id"):
+        select.vllm_engine(str(tmp_path / "missing"), cfg)
+    assert select._ENGINE_WEIGHTS is None  # the failed load left no claim behind

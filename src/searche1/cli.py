@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -128,13 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on the <information> text (default: on)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warmup, then cosine to 10%%)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (warmup, then cosine to 10%%); default 2e-3, or 5e-5 with --base-model")
     p.add_argument("--init-from", default=None,
                    help="continue from this warm-start folder's weights (its warmstart.json is kept as the parent)")
     p.add_argument("--base-model", default=None,
                    help="fine-tune this pretrained HF model (its own tokenizer), e.g. smollm2-135m, on "
-                        "scripted-searcher episodes instead of training the toy model: a format warm-up (drills off; "
-                        "try --lr 5e-5)")
+                        "scripted-searcher episodes instead of training the toy model: a format warm-up (drills off)")
     p.add_argument("--first-world", type=int, default=0,
                    help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
     p.add_argument("--restate-need", action="store_true",
@@ -242,8 +243,6 @@ def cmd_index(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import os
-
     from searche1.config import load_config
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
 
@@ -353,6 +352,8 @@ def cmd_warmstart(args) -> int:
         raise ValueError("--minutes must be > 0")
     if args.max_steps is not None and args.max_steps < 1:
         raise ValueError("--max-steps must be >= 1")
+    if args.lr is None:
+        args.lr = 5e-5 if args.base_model else 2e-3
     if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
         raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
@@ -372,7 +373,7 @@ def cmd_eval(args) -> int:
     from searche1.rollout.engine import EngineLimits
 
     cfg = load_config(args.preset, args.overrides)
-    check_backend(cfg.rollout)
+    check_backend(cfg.rollout)  # (vLLM ignores --device and --dtype: the engine is bf16 on the GPU)
     target = _pick(args.index, cfg.retrieval.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
@@ -400,7 +401,7 @@ def cmd_train(args) -> int:
     from searche1.train.grpo_loop import train_grpo
 
     cfg = load_config(args.preset, args.overrides)
-    check_backend(cfg.rollout)
+    check_backend(cfg.rollout, args.device)
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
     if args.train_command == "evolve":
@@ -409,7 +410,8 @@ def cmd_train(args) -> int:
         if args.no_ofsd or args.ofsd_only:
             cfg.evolve.mode = "grpo-only" if args.no_ofsd else "ofsd-only"
         rows = run_evolve(cfg, args.out, resume=args.resume, device=args.device)
-        print(phase_table(rows) + f"wrote {args.out}/summary.md, summary.json and phases.png")
+        if int(os.environ.get("RANK", "0")) == 0:  # once under a launcher
+            print(phase_table(rows) + f"wrote {args.out}/summary.md, summary.json and phases.png")
         return 0
     if args.train_command == "ofsd":
         from searche1.train.ofsd_loop import train_ofsd
@@ -425,9 +427,11 @@ def cmd_train(args) -> int:
 
 def cmd_ablate(args) -> int:
     from searche1.config import load_config
+    from searche1.rollout.backends.select import check_backend
     from searche1.train.ablate import ARMS, report_markdown, run_ablation
 
     cfg = load_config(args.preset, args.overrides)
+    check_backend(cfg.rollout, args.device)
     arms = args.arms.split(",") if args.arms else list(ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:

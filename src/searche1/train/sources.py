@@ -40,7 +40,8 @@ def eval_benchmarks(cfg: Config):
     if e.eval_data:
         if not r.index:
             raise ConfigError("evolve.eval_data is set but retrieval.index is empty")
-        return load_benchmarks(e.eval_data, e.eval_limit or None), make_client(r.index, topk=r.topk)
+        return load_benchmarks(e.eval_data, e.eval_limit or None), make_client(r.index, topk=r.topk,
+                                                                               timeout=r.timeout, retries=r.retries)
     from searche1.data.toyworld.generator import generate_world
     from searche1.retrieval.bm25 import BM25Retriever
 

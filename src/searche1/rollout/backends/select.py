@@ -35,18 +35,34 @@ def plain_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def folder_weights(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) from a saved HF folder's safetensors files, one file at a time."""
+    """(name, tensor) of a saved model under plain HF names: a folder's safetensors files one at a time, a LoRA
+    checkpoint (adapter folder) merged into its base, or a hub id found in the local HF cache."""
     from safetensors.torch import load_file
 
-    files = sorted(Path(folder).glob("*.safetensors"))
+    path = Path(folder)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:  # the files of a hub id downloaded earlier (docs/reproduce.md): never a download here
+            path = Path(snapshot_download(str(folder), local_files_only=True))
+        except Exception:
+            raise FileNotFoundError(f"{folder}: neither a model folder nor a hub id in the local HF cache; pass the "
+                                    "model's folder") from None
+    if (path / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        merged = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).merge_and_unload()
+        yield from merged.state_dict().items()
+        return
+    files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no *.safetensors weights to load into the vLLM engine")
+        raise FileNotFoundError(f"{path}: no *.safetensors weights to load into the vLLM engine")
     for f in files:
         yield from load_file(str(f)).items()
 
 
-def check_backend(rollout_cfg) -> None:
-    """Fail at start, not after minutes of loading, when rollout.backend cannot run here."""
+def check_backend(rollout_cfg, device: str | None = None) -> None:
+    """Fail at start, not after minutes of loading, when rollout.backend cannot run here (or with `device`)."""
     if rollout_cfg.backend == "vllm":
         from searche1.config import ConfigError
         from searche1.rollout.backends.vllm import vllm_available
@@ -54,6 +70,9 @@ def check_backend(rollout_cfg) -> None:
         if not vllm_available():
             raise ConfigError("rollout.backend=vllm needs vLLM and a CUDA GPU (pip install 'searche1[vllm]' after a "
                               "CUDA build of torch; docs/reproduce.md); on CPU use rollout.backend=hf")
+        if device is not None and not device.startswith("cuda"):
+            raise ConfigError(f"rollout.backend=vllm generates on the GPU while --device {device} would train there: "
+                              "pass --device cuda")
 
 
 def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
@@ -73,6 +92,7 @@ def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
         _ENGINE = VLLMBackend(path, dtype="bfloat16", gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                               max_model_len=max_len, seed=seed + int(os.environ.get("RANK", "0")), **kwargs)
     elif _ENGINE_WEIGHTS != path:
+        _ENGINE_WEIGHTS = None  # until the load has succeeded
         _ENGINE.load_weights(folder_weights(path))
     _ENGINE_WEIGHTS = path
     return _ENGINE
