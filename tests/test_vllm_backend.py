@@ -57,7 +57,9 @@ def test_vllm_greedy_matches_hf_and_logprobs_rescore(saved_model, smollm2_tokeni
 def _smollm2_cfg(tmp_path, extra=()):
     from searche1.config import load_config
 
-    return load_config("smollm2-135m-cpu", ["rollout.backend=vllm", "rollout.vllm_gpu_memory_utilization=0.25",
+    # the plain import (the warmed-up searcher would be made first, on the CPU, for a quarter of an hour)
+    return load_config("smollm2-135m-cpu", ["grpo.model=smollm2-135m", "rollout.backend=vllm",
+                                            "rollout.vllm_gpu_memory_utilization=0.25",
                                             "rollout.max_response_length=48", *extra])
 
 
