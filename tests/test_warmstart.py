@@ -236,3 +236,31 @@ def test_induction_drill_quotes_spans_of_its_line():
     assert len(sequence) == len(set(sequence)) == 40 and not line_written and quotes_written
     spans = quotes.strip("\n").split("\n")
     assert len(spans) == 8 and all(len(s.split()) == 5 and f" {s} " in f" {line.strip()} " for s in spans)
+
+
+def test_format_warmup_of_a_pretrained_model(tmp_path, smollm2_tokenizer):
+    """--base-model: a pretrained HF model (here a tiny Qwen2 with SmolLM2's tokenizer and chat template) trained on
+    scripted-searcher episodes in its own tokenizer; drills and probes off, recorded as run; the caller's config
+    untouched."""
+    from transformers import AutoTokenizer
+
+    from conftest import tiny_qwen2
+    from searche1.train.warmstart import WarmstartConfig, warmstart
+
+    base = tmp_path / "base"
+    tiny_qwen2(len(smollm2_tokenizer)).save_pretrained(base)
+    smollm2_tokenizer.save_pretrained(base)
+    cfg = WarmstartConfig(minutes=5, max_steps=2, batch_tokens=2048, bucket_episodes=4, questions_per_world=2,
+                          base_model=str(base), lr=5e-5, loss_on_observations=False)
+    report = warmstart(tmp_path / "m", cfg, log=lambda *_: None)
+    assert report["steps"] == 2 and report["trained_tokens"] > 0 and report["probes"] == []
+    ran = report["config"]
+    assert (ran["drills_per_world"], ran["copy_drills_per_world"], ran["probe_every"], ran["warmup_steps"]) == \
+        (0, 0, 0, 5)
+    assert (cfg.drills_per_world, cfg.probe_every, cfg.warmup_steps) == (8, 50, 50)
+    assert AutoTokenizer.from_pretrained(tmp_path / "m").chat_template == smollm2_tokenizer.chat_template
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert card.startswith(f"# {base} after a searche1 format warm-up")
+    assert f"--base-model {base}" in card and "--lr 5e-05" in card
+    with pytest.raises(ValueError, match="choose one starting point"):
+        warmstart(tmp_path / "m2", WarmstartConfig(base_model=str(base), init_from=str(tmp_path / "m")))

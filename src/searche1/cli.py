@@ -410,7 +410,9 @@ def cmd_train(args) -> int:
         if args.no_ofsd or args.ofsd_only:
             cfg.evolve.mode = "grpo-only" if args.no_ofsd else "ofsd-only"
         rows = run_evolve(cfg, args.out, resume=args.resume, device=args.device)
-        if int(os.environ.get("RANK", "0")) == 0:  # once under a launcher
+        from searche1.runtime import process_rank
+
+        if process_rank() == 0:  # once under a launcher
             print(phase_table(rows) + f"wrote {args.out}/summary.md, summary.json and phases.png")
         return 0
     if args.train_command == "ofsd":

@@ -126,21 +126,29 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         raise InputError(path, "no such file")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", lineno) from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
-            if "\\ud" in text.lower():  # a \\udXXX escape may decode to a lone surrogate, which no file can hold
-                try:
-                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
-                except UnicodeEncodeError:
-                    raise InputError(path, "holds a lone UTF-16 surrogate escape (e.g. \\ud800)", lineno) from None
-            yield lineno, obj
+            obj = parse_jsonl_line(raw, path, lineno)
+            if obj is not None:
+                yield lineno, obj
+
+
+def parse_jsonl_line(raw: bytes, path: str | os.PathLike, lineno: int | str) -> dict | None:
+    """One jsonl line -> its object, or None for a blank line; bad UTF-8 or JSON, or anything but an object, raises
+    InputError naming the file and `lineno` (a line number, or a place such as "docid 7")."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", lineno) from None
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
+    if not isinstance(obj, dict):
+        raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
+    if "\\ud" in text.lower():  # a \\udXXX escape may decode to a lone surrogate, which no file can hold
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(path, "holds a lone UTF-16 surrogate escape (e.g. \\ud800)", lineno) from None
+    return obj

@@ -41,3 +41,13 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:
         pass
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (their RANK variable); 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def process_count() -> int:
+    """Processes of the launch (WORLD_SIZE); 1 alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

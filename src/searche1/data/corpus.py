@@ -27,27 +27,33 @@ def iter_corpus(path: str | os.PathLike) -> Iterator[Document]:
     """Stream documents; malformed lines raise InputError naming file and line. Ids must be unique."""
     seen: set[str] = set()
     for lineno, obj in read_jsonl(path):
-        if "id" not in obj:
-            raise InputError(path, "missing field 'id'", lineno)
-        doc_id = obj["id"]
-        if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-            raise InputError(path, f"field 'id' must be a string, got {type(doc_id).__name__}", lineno)
-        doc_id = str(doc_id)
-        if "contents" in obj:
-            contents = obj["contents"]
-            if not isinstance(contents, str):
-                raise InputError(path, f"field 'contents' must be a string, got {type(contents).__name__}", lineno)
-        elif "title" in obj and "text" in obj:
-            title, text = obj["title"], obj["text"]
-            if not isinstance(title, str) or not isinstance(text, str):
-                raise InputError(path, "fields 'title' and 'text' must be strings", lineno)
-            contents = make_contents(title, text)
-        else:
-            raise InputError(path, "expected field 'contents', or fields 'title' and 'text'", lineno)
-        if doc_id in seen:
-            raise InputError(path, f"duplicate id {doc_id!r}", lineno)
-        seen.add(doc_id)
-        yield Document(doc_id, contents)
+        doc = document_from_json(obj, path, lineno)
+        if doc.id in seen:
+            raise InputError(path, f"duplicate id {doc.id!r}", lineno)
+        seen.add(doc.id)
+        yield doc
+
+
+def document_from_json(obj: dict, path: str | os.PathLike, lineno: int | str) -> Document:
+    """One corpus object -> Document: `{"id", "contents"}` or `{"id", "title", "text"}`; InputError naming the file
+    and `lineno` otherwise."""
+    if "id" not in obj:
+        raise InputError(path, "missing field 'id'", lineno)
+    doc_id = obj["id"]
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        raise InputError(path, f"field 'id' must be a string, got {type(doc_id).__name__}", lineno)
+    if "contents" in obj:
+        contents = obj["contents"]
+        if not isinstance(contents, str):
+            raise InputError(path, f"field 'contents' must be a string, got {type(contents).__name__}", lineno)
+    elif "title" in obj and "text" in obj:
+        title, text = obj["title"], obj["text"]
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise InputError(path, "fields 'title' and 'text' must be strings", lineno)
+        contents = make_contents(title, text)
+    else:
+        raise InputError(path, "expected field 'contents', or fields 'title' and 'text'", lineno)
+    return Document(str(doc_id), contents)
 
 
 def read_corpus(path: str | os.PathLike) -> list[Document]:

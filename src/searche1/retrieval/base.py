@@ -10,8 +10,8 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from searche1.data.corpus import Document, make_contents
-from searche1.fileio import InputError, atomic_write, write_json
+from searche1.data.corpus import Document, document_from_json
+from searche1.fileio import InputError, atomic_write, parse_jsonl_line, write_json
 from searche1.progress import progress
 
 MAX_TOPK = 100
@@ -117,29 +117,10 @@ def document_from_line(raw: bytes, path: str | os.PathLike, lineno: int | str) -
     """One corpus line (or a stored raw JSON document) -> Document, by the rules of `data.corpus.iter_corpus`
     (which streams a whole file; ids are not checked for uniqueness here, since lines are read one at a time).
     `lineno`: the line number, or a place such as "docid 7", for the error message."""
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})", lineno) from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"invalid JSON ({e.msg} at column {e.colno})", lineno) from None
-    if not isinstance(obj, dict):
-        raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
-    doc_id = obj.get("id")
-    if doc_id is None:
-        raise InputError(path, "missing field 'id'", lineno)
-    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-        raise InputError(path, f"field 'id' must be a string, got {type(doc_id).__name__}", lineno)
-    if "contents" in obj:
-        if not isinstance(obj["contents"], str):
-            raise InputError(path, f"field 'contents' must be a string, got {type(obj['contents']).__name__}",
-                             lineno)
-        return Document(str(doc_id), obj["contents"])
-    if "title" in obj and "text" in obj:
-        if not isinstance(obj["title"], str) or not isinstance(obj["text"], str):
-            raise InputError(path, "fields 'title' and 'text' must be strings", lineno)
-        return Document(str(doc_id), make_contents(obj["title"], obj["text"]))
-    raise InputError(path, "expected field 'contents', or fields 'title' and 'text'", lineno)
+    obj = parse_jsonl_line(raw, path, lineno)
+    if obj is None:
+        raise InputError(path, "an empty line where a document should be", lineno)
+    return document_from_json(obj, path, lineno)
 
 
 SCAN_CHUNK_BYTES = 16 * 1024 * 1024

@@ -17,13 +17,13 @@ import copy
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 
 from searche1.config import Config, save_config, to_dict
 from searche1.fileio import atomic_write, write_json
+from searche1.runtime import process_count, process_rank
 
 
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
@@ -107,7 +107,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
         last = latest_checkpoint(path)
         if last is None or last.name != f"step-{steps}":  # a phase that trained to the end (then died in its
             # evaluation) is not started again; one killed before its first checkpoint starts afresh
-            if last is None and (path / "metrics.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
+            if last is None and (path / "metrics.jsonl").exists() and process_rank() == 0:
                 (path / "metrics.jsonl").unlink()
             train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log)
         from searche1.plots import read_metrics
@@ -141,14 +141,13 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     # Under torchrun / accelerate launch every process trains the GRPO phases together; the main process alone
     # runs OFSD phases and evaluations while the others wait for its phase record (on the filesystem: no
     # collective is left pending for an hour, and a failed main process ends the launch).
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = process_rank() == 0
     if main and not resume and (out / "phases").exists():  # (the others would see the main process's first phase)
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    if not main:
-        log = _quiet
-    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    log = log if main else (lambda *_: None)  # as train_grpo silences its other processes
+    if process_count() > 1:
         log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
-    if cfg.rollout.backend == "vllm" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if cfg.rollout.backend == "vllm" and process_count() > 1:
         from accelerate import PartialState
 
         from searche1.rollout.backends.select import vllm_engine
@@ -196,10 +195,6 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     if main:
         write_summary(out, rows, cfg)
     return rows
-
-
-def _quiet(*_args, **_kwargs) -> None:
-    pass
 
 
 def _wait_for_record(path: Path, poll_seconds: float = 5.0) -> dict:

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.runtime import process_count, process_rank
 from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update, rescore_old_logprobs
 from searche1.train.sources import training_questions
 
@@ -123,10 +124,10 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     start_from = latest_checkpoint(out) if resume else None
     if resume and start_from is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    if not resume and (out / "metrics.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
+    if not resume and (out / "metrics.jsonl").exists() and process_rank() == 0:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    positions = process_positions(g.prompts_per_step, g.mini_batch_prompts, int(os.environ.get("RANK", "0")),
+    world = process_count()
+    positions = process_positions(g.prompts_per_step, g.mini_batch_prompts, process_rank(),
                                   world)
     updates_per_step = g.prompts_per_step // g.mini_batch_prompts
     per_update = len(positions) // updates_per_step * r.n_samples  # this process's trajectories per update
@@ -138,7 +139,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                               gradient_accumulation_steps=n_micro)  # DeepSpeed's "auto" reads it from here
     # and set again: accelerate keeps one process-wide gradient state, which a previous run may have set
     accelerator.gradient_accumulation_steps = n_micro
-    if (accelerator.num_processes, accelerator.process_index) != (world, int(os.environ.get("RANK", "0"))):
+    if (accelerator.num_processes, accelerator.process_index) != (world, process_rank()):
         raise RuntimeError(f"accelerate sees process {accelerator.process_index} of {accelerator.num_processes}, the "
                            f"environment says RANK={os.environ.get('RANK')} of WORLD_SIZE={world}: launch with "
                            "torchrun or accelerate launch")

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -317,7 +317,6 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     check_replaceable(out, "warmstart.json", "warm-start model")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tokenizer = build_toy_tokenizer()
     parent = None
     if cfg.base_model:
         from searche1.models import load_model
@@ -326,8 +325,10 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             raise ValueError("--base-model and --init-from: choose one starting point")
         model, tokenizer = load_model(cfg.base_model, "cpu", "float32")
         model.train()
-        cfg.drills_per_world = cfg.copy_drills_per_world = cfg.induction_drills_per_world = cfg.probe_every = 0
-        cfg.warmup_steps = min(cfg.warmup_steps, 5)  # a pretrained model's warm-up is tens of steps, not thousands
+        # the run's own copy of the config (recorded in warmstart.json as run): a pretrained model's warm-up is
+        # tens of steps, not thousands
+        cfg = replace(cfg, drills_per_world=0, copy_drills_per_world=0, induction_drills_per_world=0,
+                      probe_every=0, warmup_steps=min(cfg.warmup_steps, 5))
     elif cfg.init_from:
         from transformers import AutoModelForCausalLM
 
@@ -335,11 +336,13 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         if not parent_file.is_file():
             raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
         parent = json.loads(parent_file.read_text())
+        tokenizer = build_toy_tokenizer()
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
         if model.config.vocab_size != len(tokenizer):
             raise ValueError(f"--init-from {cfg.init_from}: vocabulary {model.config.vocab_size} != the toy "
                              f"tokenizer's {len(tokenizer)}")
     else:
+        tokenizer = build_toy_tokenizer()
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

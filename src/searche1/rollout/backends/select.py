@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from searche1.rollout.backends.base import Backend
+from searche1.runtime import process_count, process_rank
 
 _ENGINE = None  # the process's vLLM engine (VLLMBackend)
 _ENGINE_WEIGHTS: str | None = None  # the folder whose weights it holds, or None once a live policy was pushed
@@ -86,11 +87,11 @@ def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
         check_backend(rollout_cfg)
         max_len = rollout_cfg.vllm_max_model_len or rollout_cfg.max_prompt_length + rollout_cfg.max_response_length
         kwargs = {}
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if process_count() > 1:
             # one engine inside each training process (tensor parallel 1), on that process's GPU
             kwargs["distributed_executor_backend"] = "external_launcher"
         _ENGINE = VLLMBackend(path, dtype="bfloat16", gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
-                              max_model_len=max_len, seed=seed + int(os.environ.get("RANK", "0")), **kwargs)
+                              max_model_len=max_len, seed=seed + process_rank(), **kwargs)
     elif _ENGINE_WEIGHTS != path:
         _ENGINE_WEIGHTS = None  # until the load has succeeded
         _ENGINE.load_weights(folder_weights(path))
