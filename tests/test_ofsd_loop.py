@@ -103,6 +103,15 @@ def test_train_ofsd_cli_end_to_end(tmp_path, capsys):
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     assert len(pool) == 240 and pairs, "no question of the pool had a correct and an incorrect sibling"
     assert all(p["reference"] != p["student"] and p["student_kl"] is not None for p in pairs)
+    # what the viewer shows of a pair: one divergence per student token (their mean is the pair's KL), the
+    # question, and the teacher's privileged prompt holding the reference
+    by_key = {(t["group_id"], t["sample_index"]): t for t in pool}
+    for p in pairs:
+        student, reference = by_key[p["group_id"], p["student"]], by_key[p["group_id"], p["reference"]]
+        assert len(p["student_token_kl"]) == sum(student["response_mask"])
+        assert sum(p["student_token_kl"]) / len(p["student_token_kl"]) == pytest.approx(p["student_kl"], abs=1e-4)
+        assert p["question"] in p["privileged_prompt"] and "=== worked solution ===" in p["privileged_prompt"]
+        assert reference["answer"] in p["privileged_prompt"] and p["tau_clip"] == 10.0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["ofsd/pairs"] == len(pairs) and records[-1]["ofsd/skipped"] == 0
     final, _ = load_model(str(out / "final"))

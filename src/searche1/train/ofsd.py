@@ -89,11 +89,14 @@ def _check(kind: str, top_k: int | None) -> None:
         raise ValueError("top_k cuts the teacher's support, which makes the reverse KL infinite: use forward or jsd")
 
 
-def _stats(per_token: torch.Tensor, mask: torch.Tensor, tau_clip: float | None) -> dict[str, float]:
+def _stats(per_token: torch.Tensor, mask: torch.Tensor, tau_clip: float | None, keep_rows: bool = False) -> dict:
     m = mask.to(per_token.dtype)
     n = m.sum().clamp(min=1)
     clipped = (per_token > tau_clip).to(m.dtype) if tau_clip is not None else torch.zeros_like(m)
-    return {"kl": float((per_token * m).sum() / n), "clipped_fraction": float((clipped * m).sum() / n)}
+    stats = {"kl": float((per_token * m).sum() / n), "clipped_fraction": float((clipped * m).sum() / n)}
+    if keep_rows:
+        stats["per_token"] = per_token.detach().float().cpu().tolist()
+    return stats
 
 
 class _ChunkedForwardKL(torch.autograd.Function):
@@ -143,18 +146,19 @@ class _ChunkedForwardKL(torch.autograd.Function):
 def chunked_distill_loss(hidden: torch.Tensor, weight: torch.Tensor, teacher_hidden: torch.Tensor,
                          teacher_weight: torch.Tensor, mask: torch.Tensor, kind: Divergence = "forward",
                          tau_clip: float | None = 10.0, top_k: int | None = None, beta: float = 0.5,
-                         chunk: int = 256) -> tuple[torch.Tensor, dict[str, float]]:
+                         chunk: int = 256, per_token: bool = False) -> tuple[torch.Tensor, dict]:
     """The OFSD loss from last hidden states [N, H] (student, with gradient; teacher, constant) and LM-head
     weights [V, H], `chunk` rows of logits at a time. Equals distill_loss(hidden @ weight.T, teacher_hidden @
-    teacher_weight.T, ...) in value and gradient (tests/test_ofsd.py)."""
+    teacher_weight.T, ...) in value and gradient (tests/test_ofsd.py). With `per_token`, the stats also hold
+    "per_token": each row's unclipped divergence as a list (what the viewer colours a student's tokens by)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     _check(kind, top_k)
     teacher_hidden, teacher_weight = teacher_hidden.detach(), teacher_weight.detach()
     if kind == "forward":
-        loss, per_token = _ChunkedForwardKL.apply(hidden, weight, teacher_hidden, teacher_weight, mask, tau_clip,
-                                                  chunk, top_k)
-        return loss, _stats(per_token, mask, tau_clip)
+        loss, rows = _ChunkedForwardKL.apply(hidden, weight, teacher_hidden, teacher_weight, mask, tau_clip, chunk,
+                                             top_k)
+        return loss, _stats(rows, mask, tau_clip, per_token)
     n = mask.float().sum().clamp(min=1)
 
     def chunk_sum(h, w, th, m):
@@ -166,5 +170,5 @@ def chunked_distill_loss(hidden: torch.Tensor, weight: torch.Tensor, teacher_hid
     parts = [checkpoint(chunk_sum, hidden[s:s + chunk], weight, teacher_hidden[s:s + chunk], mask[s:s + chunk],
                         use_reentrant=False) for s in range(0, hidden.shape[0], chunk)]
     loss = sum(p[0] for p in parts) / n if parts else hidden.sum() * 0
-    per_token = torch.cat([p[1] for p in parts]) if parts else hidden.new_zeros(0)
-    return loss, _stats(per_token, mask, tau_clip)
+    rows = torch.cat([p[1] for p in parts]) if parts else hidden.new_zeros(0)
+    return loss, _stats(rows, mask, tau_clip, per_token)

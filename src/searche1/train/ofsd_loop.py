@@ -6,7 +6,8 @@ the policy with the LoRA adapter off, under no_grad) and under the plain prompt 
 token-level divergence, chunked over the sequence -> the adapter is merged into the weights, saved as a plain HF
 folder for the next GRPO round.
 
-Outputs under RUN: pool.jsonl (the rollout pool), pairs.jsonl (which siblings were paired, with their scores),
+Outputs under RUN: pool.jsonl (the rollout pool), pairs.jsonl (which siblings were paired; the question, the
+privileged prompt and the student's per-token KL at mining time, for `searche1 view`),
 metrics.jsonl (ofsd/... per optimizer step, plus one ofsd/pairs record), final/ (merged model, atomic).
 """
 
@@ -17,6 +18,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from searche1.config import Config, ConfigError, save_config
@@ -50,9 +52,9 @@ def scored_hidden(model, prefix_ids: list[int], trajectory) -> torch.Tensor:
     return hidden[torch.tensor(positions, dtype=torch.long, device=device)]
 
 
-def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True):
+def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True, per_token: bool = False):
     """(loss, stats) of one pair: the student's sampled tokens under the privileged teacher (adapter off,
-    no_grad) against the student (adapter on, plain prompt)."""
+    no_grad) against the student (adapter on, plain prompt). `per_token` adds each student token's divergence."""
     o = cfg.ofsd
     teacher_prefix = tokenizer(privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved),
                                add_special_tokens=False).input_ids
@@ -62,7 +64,23 @@ def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = Tru
         student = scored_hidden(model, pair.student.prompt_ids, pair.student)
         _, head = _decoder_and_head(model)
         return chunked_distill_loss(student, head, teacher, head.detach(), torch.ones(len(student)), o.divergence,
-                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk)
+                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)
+
+
+def pair_record(model, tokenizer, question: str, pair: Pair, cfg, stats: dict | None = None) -> dict:
+    """One line of pairs.jsonl: which siblings were paired, and what the viewer shows of them: the question, the
+    teacher's privileged prompt, and each student token's divergence at mining time (the fresh adapter, i.e. the
+    start policy; unclipped, with the clip beside it). `stats`: pair_loss's, with per_token, when mining already
+    computed them (the kl strategy); else one no-grad teacher and student forward here."""
+    o = cfg.ofsd
+    if stats is None:
+        with torch.no_grad():
+            stats = pair_loss(model, tokenizer, question, pair, cfg, grad=False, per_token=True)[1]
+    return {"group_id": pair.reference.group_id, "reference": pair.reference.sample_index,
+            "student": pair.student.sample_index, "student_kl": stats["kl"], "divergence": o.divergence,
+            "tau_clip": o.tau_clip, "student_token_kl": [round(v, 5) for v in stats["per_token"]],
+            "question": question,
+            "privileged_prompt": privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved)}
 
 
 def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, device: str = "cpu",
@@ -111,22 +129,25 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from the global RNG: same seed, same phase
     model = get_peft_model(base, LoraConfig(r=o.lora_rank, lora_alpha=o.lora_alpha, target_modules="all-linear",
                                             task_type="CAUSAL_LM"))
-    scores: dict[tuple[str, int], float] = {}
+    scored: dict[tuple[str, int], dict] = {}  # per-token values kept as float32 arrays: a large pool stays small
 
     def kl_score(ref, t):
         key = (t.group_id, t.sample_index)
-        if key not in scores:
-            scores[key] = pair_loss(model, tokenizer, by_group[t.group_id].question, Pair(ref, t), cfg,
-                                    grad=False)[1]["kl"]
-        return scores[key]
+        if key not in scored:
+            stats = pair_loss(model, tokenizer, by_group[t.group_id].question, Pair(ref, t), cfg, grad=False,
+                              per_token=True)[1]
+            scored[key] = {**stats, "per_token": np.asarray(stats["per_token"], np.float32)}
+        return scored[key]["kl"]
+
+    def mined_stats(pair):  # the scores mining computed for this student against this reference, if any
+        stats = scored.get((pair.student.group_id, pair.student.sample_index))
+        return {**stats, "per_token": stats["per_token"].tolist()} if stats is not None else None
 
     model.eval()
     pairs = mine_pairs(pool, o.student, o.reference, kl_score, seed=cfg.seed)
     stats = pair_stats(pool, pairs)
-    write_jsonl(out / "pairs.jsonl", ({"group_id": p.reference.group_id, "reference": p.reference.sample_index,
-                                      "student": p.student.sample_index,
-                                      "student_kl": scores.get((p.student.group_id, p.student.sample_index))}
-                                     for p in pairs))
+    write_jsonl(out / "pairs.jsonl", (pair_record(model, tokenizer, by_group[p.student.group_id].question, p, cfg,
+                                                  mined_stats(p)) for p in pairs))
     log(f"OFSD pairs: {stats['pairs']} from {stats['questions']} questions ({stats['paired_fraction']:.1%} with a "
         f"correct sibling); reference {stats['reference_tokens']:.0f} tokens / {stats['reference_searches']:.2f} "
         f"searches, student {stats['student_tokens']:.0f} / {stats['student_searches']:.2f}")
