@@ -25,10 +25,13 @@ demo: setup
 	OMP_NUM_THREADS=2 $(VENV)/bin/searche1 demo --out runs/demo
 
 # Essential tests (slow ones deselected; GPU ones skip with their reason where no GPU); exit code 5 (no tests ran) fails.
+# Debian's chromium is installed first where missing (the viewer's browser test; scripts/ensure-chromium.sh).
 test: setup
+	./scripts/ensure-chromium.sh
 	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow" -q -rs
 
 test-all: setup
+	./scripts/ensure-chromium.sh
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q
 
 bench: setup

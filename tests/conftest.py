@@ -73,3 +73,21 @@ def tiny_rollouts(model, tokenizer, corpus, n_samples: int, temperature: float =
                    EngineLimits(max_turns=max_turns, max_response_length=max_response_length),
                    SamplingParams(temperature=temperature), n_samples=n_samples,
                    generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="session")
+def small_evolve_run(tmp_path_factory):
+    """A real `searche1 train` run at toy size, made once per session (~1 minute): base -> GRPO (1 step) -> OFSD,
+    each phase evaluated on 6 questions per benchmark. What the viewer and report tests read."""
+    import json
+
+    from searche1.cli import main
+
+    out = tmp_path_factory.mktemp("viewer") / "run"
+    args = ["--threads", "1", "train", "--out", str(out), "evolve.rounds=1", "evolve.grpo_steps=1",
+            "evolve.eval_limit=6", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=4", "grpo.micro_batch=8",
+            "rollout.n_samples=3", "ofsd.pool_questions=40", "ofsd.n_samples=4"]
+    assert main(args) == 0
+    pairs = (out / "phases" / "02-ofsd-r1" / "pairs.jsonl").read_text().splitlines()
+    assert pairs and "student_token_kl" in json.loads(pairs[0]), "the small run mined no OFSD pair to look at"
+    return out

@@ -74,3 +74,14 @@ def test_ofsd_memory_benchmark_smoke(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["same_loss"] and set(figures["median"]) == {"naive", "chunked"}
     assert "chunked / naive: memory" in res.stdout
+
+
+def test_viewer_benchmark_smoke(small_evolve_run, tmp_path):
+    out = tmp_path / "v.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "viewer.py"), "--source",
+                          str(small_evolve_run / "phases" / "02-ofsd-r1" / "pool.jsonl"), "--n", "3000",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["n"] == 3000 and figures["open_seconds"] > 0 and figures["naive_parse_seconds"] > 0
+    assert "naive / open" in res.stdout

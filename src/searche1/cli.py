@@ -27,6 +27,9 @@ COMMANDS = {
               "then report.md + ablate.png",
     "demo": "run the main job on the embedded default: toy world, index, checks, then the shipped base policy "
             "evaluated, GRPO -> OFSD -> GRPO -> OFSD with evaluations, the per-phase table and RUN/final",
+    "view": "a local web page over a run: per-phase tables and charts, a trajectory browser, OFSD pairs side by "
+            "side with the student's tokens coloured by their teacher-student KL",
+    "report": "a markdown report of a run with PNG figures: the per-phase table, cost per phase and the curves",
 }
 
 
@@ -203,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
     p.add_argument("--out", default="runs/demo", help="run directory")
     _add_config_args(p)
+
+    p = sub.add_parser("view", help=h["view"], description=h["view"] + " (docs/viewer.md). Read-only.")
+    p.add_argument("run", help="a run directory (searche1 train / demo output, or one phase's directory)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback: the page shows the run's "
+                                                       "data to whoever can reach it)")
+
+    p = sub.add_parser("report", help=h["report"], description=h["report"] + " (docs/viewer.md)")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--out", default=None, help="output directory (default RUN/report)")
     return parser
 
 
@@ -444,6 +457,30 @@ def cmd_ablate(args) -> int:
         raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")
     report = run_ablation(cfg, args.out, arms, args.seeds, device=args.device, reuse=args.reuse)
     print(report_markdown(report, cfg) + f"\nwrote {args.out}/report.md, report.json and ablate.png")
+    return 0
+
+
+def cmd_view(args) -> int:
+    from searche1.view.app import serve_viewer
+    from searche1.view.rundir import RunDir
+
+    if not 1 <= args.port <= 65535:
+        raise ValueError("--port must be in 1..65535")
+    run = RunDir(args.run)  # a clear error now, not in the browser
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: the run's data is readable from other machines", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"viewing {run.path} ({len(run.phases)} phases) on http://{host}:{args.port}/ (Ctrl-C stops)",
+          flush=True)
+    serve_viewer(args.run, args.host, args.port)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from searche1.view.report import write_report
+
+    path = write_report(args.run, args.out)
+    print(path.read_text() + f"\nwrote {path} and its figures")
     return 0
 
 

@@ -122,6 +122,8 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
     console.print(f"wrote {run}/summary.json (the per-phase table), final/ (the last phase's model), evolve/ (each "
                   "phase: checkpoints, pool, pairs, evaluations, phases.png), metrics.jsonl, config.yaml, world/, "
                   "index/")
+    console.print(f"see what the agent does: searche1 view {run}  (a web page on 127.0.0.1:8765); "
+                  f"searche1 report {run} writes the same tables and figures as markdown", markup=False)
     return 0
 
 

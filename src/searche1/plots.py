@@ -12,10 +12,19 @@ GRPO_CURVES = ("reward_mean", "same_reward_fraction", "searches_mean", "response
 
 
 def read_metrics(path: str | Path, prefix: str) -> list[dict]:
-    """The records of `path` that carry `prefix/` values, as {name without prefix: value, "step": n}."""
+    """The records of `path` that carry `prefix/` values, as {name without prefix: value, "step": n}. A last line
+    without its newline is a record still being written (or cut by a kill), and is left out."""
+    from searche1.fileio import InputError
+
     rows = []
-    for line in Path(path).read_text().splitlines():
-        record = json.loads(line)
+    lines = Path(path).read_text().split("\n")
+    for lineno, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline ("" when complete)
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"not a JSON record ({e.msg})", lineno) from None
         values = {k[len(prefix) + 1:]: v for k, v in record.items() if k.startswith(prefix + "/")}
         if values:
             rows.append({"step": record["step"], **values})
@@ -46,9 +55,18 @@ def _save_png(fig, out: str | Path) -> Path:
     """Write `fig` to `out` atomically and free it."""
     out = Path(out)
     with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    _pyplot().close(fig)
+        f.write(figure_bytes(fig, "png"))
     return out
+
+
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """`fig` as PNG or SVG bytes (the viewer serves SVG; reports embed PNG); frees it."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=90)
+    _pyplot().close(fig)
+    return buf.getvalue()
 
 
 def plot_curves(rows: list[dict], names: tuple[str, ...], out: str | Path, title: str, window: int = 10) -> Path:
@@ -73,19 +91,27 @@ def plot_curves(rows: list[dict], names: tuple[str, ...], out: str | Path, title
     return _save_png(fig, out)
 
 
-def plot_phases(rows: list[dict], out: str | Path) -> Path:
-    """Greedy EM by phase of a `searche1 train` run: each benchmark faint, the average bold."""
+def phases_figure(rows: list[dict]):
+    """Greedy EM by phase of a `searche1 train` run: each benchmark faint, the average bold. A phase without its
+    evaluation yet (None) leaves a gap."""
     fig, ax = _pyplot().subplots(figsize=(8, 4))
     x = range(len(rows))
+    nan = float("nan")
     for name in rows[0]["em"]:
-        ax.plot(x, [r["em"][name] for r in rows], alpha=0.4, marker=".", label=name)
-    ax.plot(x, [r["average_em"] for r in rows], color="black", linewidth=2, marker="o", label="average")
+        ax.plot(x, [nan if r["em"].get(name) is None else r["em"][name] for r in rows], alpha=0.4, marker=".",
+                label=name)
+    ax.plot(x, [nan if r["average_em"] is None else r["average_em"] for r in rows], color="black", linewidth=2,
+            marker="o", label="average")
     ax.set_xticks(list(x), [r["phase"] for r in rows], rotation=30)
     ax.set_ylabel("greedy EM")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save_png(fig, out)
+    return fig
+
+
+def plot_phases(rows: list[dict], out: str | Path) -> Path:
+    return _save_png(phases_figure(rows), out)
 
 
 def plot_arms(report: dict, out: str | Path) -> Path:

@@ -140,7 +140,7 @@ def scan_corpus_lines(path: str | os.PathLike, show_progress: bool = True) -> tu
     size = path.stat().st_size
     starts, suspects = [], []
     buf = np.empty(SCAN_CHUNK_BYTES, np.uint8)
-    with open(path, "rb", buffering=0) as f, progress() as bar:
+    with open(path, "rb", buffering=0) as f, progress(disable=not show_progress) as bar:
         task = bar.add_task(f"finding the lines of {path.name} (MB)", total=max(1, -(-size // 10**6)),
                             visible=show_progress)
         base, line_starts_here = 0, size > 0  # line 1 starts at byte 0
