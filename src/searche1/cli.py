@@ -399,7 +399,8 @@ def cmd_eval(args) -> int:
     sampling = (SamplingParams(greedy=True) if args.samples == 1
                 else SamplingParams(r.temperature, r.top_p, r.top_k))
     report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
-                                    EngineLimits.from_config(r), sampling, args.samples, args.batch_size, cfg.seed)
+                                    EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
+                                    cfg.seed)
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
     traj_path = write_report(args.out, report, trajectories)
     print(markdown_table(report))
@@ -504,12 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     from searche1.config import ConfigError
     from searche1.fileio import InputError
     from searche1.retrieval.client import RetrieverRequestError, RetrieverUnavailable
+    from searche1.runtime import TrainingDiverged
 
     handler = globals()[f"cmd_{args.command}"]
     try:
         return handler(args)
-    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, ValueError, TypeError,
-            FileNotFoundError, FileExistsError) as e:
+    except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, TrainingDiverged, ValueError,
+            TypeError, FileNotFoundError, FileExistsError) as e:
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

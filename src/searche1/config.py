@@ -46,7 +46,11 @@ class RetrievalConfig:
     timeout: float = 30.0
     """HTTP client: seconds per request."""
     retries: int = 3
-    """HTTP client: retries (exponential backoff) before giving up."""
+    """HTTP client: retries (exponential backoff with jitter) before giving up."""
+    on_failure: typing.Literal["stop", "skip"] = "stop"
+    """When the retriever still fails after its retries: stop (the run ends with the error; GRPO resumes from its
+    last checkpoint with --resume) or skip (that turn's searching samples end with finish reason `error`: counted in
+    the metrics, left out of the GRPO and OFSD losses, scored 0 in evaluations)."""
 
 
 @dataclass
@@ -74,6 +78,8 @@ class RolloutConfig:
     """Prompt tokens allowed for a question; a longer one ends at once with finish reason `budget`."""
     max_prompt_length: int = 4096
     """Context budget: prompt + response tokens; a sample that would pass it ends with finish reason `budget`."""
+    max_query_chars: int = 1024
+    """A longer <search> query is cut to this many characters before it is sent (and recorded so)."""
     n_samples: int = 5
     """G: samples per question (the GRPO group size)."""
     temperature: float = 1.0
@@ -233,9 +239,10 @@ def validate(cfg: Config) -> None:
     if cfg.rollout.max_turns < 0:
         raise ConfigError(f"rollout.max_turns must be >= 0, got {cfg.rollout.max_turns}")
     r = cfg.rollout
-    if min(r.max_obs_length, r.max_response_length, r.max_start_length, r.max_prompt_length, r.n_samples) < 1:
-        raise ConfigError("rollout.max_obs_length, max_response_length, max_start_length, max_prompt_length and "
-                          "n_samples must be >= 1")
+    if min(r.max_obs_length, r.max_response_length, r.max_start_length, r.max_prompt_length, r.n_samples,
+           r.max_query_chars) < 1:
+        raise ConfigError("rollout.max_obs_length, max_response_length, max_start_length, max_prompt_length, "
+                          "n_samples and max_query_chars must be >= 1")
     if r.temperature <= 0 or not 0 < r.top_p <= 1 or r.top_k < 0:
         raise ConfigError("rollout.temperature must be > 0, rollout.top_p in (0, 1], rollout.top_k >= 0")
     if not 0 < r.vllm_gpu_memory_utilization < 1 or r.vllm_max_model_len < 0:

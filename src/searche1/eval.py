@@ -52,6 +52,8 @@ def load_benchmarks(paths: Sequence[str | os.PathLike], limit: int | None = None
         in_file: dict[str, list[QAExample]] = {}
         for ex in load_qa(f):
             in_file.setdefault(ex.dataset, []).append(ex)
+        if not in_file:  # an evaluation over nothing would report an average EM of 0
+            raise InputError(f, "holds no questions")
         for name, examples in in_file.items():
             if name in out:
                 raise InputError(f, f"a second file for benchmark {name!r}; pass one file per benchmark")
@@ -75,6 +77,8 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict:
             "f1": mean(t.f1 for t in trajectories), "mean_searches": mean(t.n_searches for t in trajectories),
             "mean_generated_tokens": mean(t.n_generated for t in trajectories),
             "answer_rate": mean(t.finish_reason is FinishReason.ANSWER for t in trajectories),
+            # retrieval failed (retrieval.on_failure=skip): scored 0, counted here so a 0 is never silent
+            "failed": sum(t.finish_reason is FinishReason.ERROR for t in trajectories),
             # questions whose samples got both EM 1 and EM 0: the ones that carry a GRPO signal (needs G > 1)
             "mixed_fraction": sum(len(ems) > 1 for ems in groups.values()) / len(groups)}
 
@@ -106,13 +110,13 @@ def markdown_table(report: dict) -> str:
     head = "| " + " | ".join(names + ["average"]) + " |\n|" + "---|" * (len(names) + 1) + "\n"
     ems = "| " + " | ".join(f"{report['benchmarks'][n]['em']:.3f}" for n in names)
     table = head + ems + f" | {report['average_em']:.3f} |\n"
-    detail = "\n| benchmark | n | EM | sub-EM | F1 | searches | generated tokens | answer rate | mixed groups |\n" \
-             "|---|---|---|---|---|---|---|---|---|\n"
+    detail = "\n| benchmark | n | EM | sub-EM | F1 | searches | generated tokens | answer rate | mixed groups | " \
+             "retrieval failed |\n|---|---|---|---|---|---|---|---|---|---|\n"
     for n in names:
         r = report["benchmarks"][n]
         detail += (f"| {n} | {r['n']} | {r['em']:.3f} | {r['sub_em']:.3f} | {r['f1']:.3f} | "
                    f"{r['mean_searches']:.2f} | {r['mean_generated_tokens']:.1f} | {r['answer_rate']:.3f} | "
-                   f"{r['mixed_fraction']:.2f} |\n")
+                   f"{r['mixed_fraction']:.2f} | {r.get('failed', 0)} |\n")
     return table + detail
 
 

@@ -51,3 +51,8 @@ def process_rank() -> int:
 def process_count() -> int:
     """Processes of the launch (WORLD_SIZE); 1 alone."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class TrainingDiverged(RuntimeError):
+    """Every update of several steps in a row was skipped (NaN/inf loss or gradient): the run stops, resumable from
+    its last checkpoint (GRPO), with a message saying what to change."""

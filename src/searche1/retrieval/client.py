@@ -5,6 +5,7 @@ Both return, per query, the top-k documents as dicts `{"id", "contents"}`, the s
 
 from __future__ import annotations
 
+import random
 import time
 import urllib.parse
 from typing import Protocol, Sequence
@@ -43,28 +44,38 @@ def retrieve_url(url: str) -> str:
 
 
 class HttpClient:
-    """POST /retrieve with a timeout, bounded retries and exponential backoff on connection errors, timeouts
-    and 5xx answers.
+    """POST /retrieve with a per-request timeout, and bounded retries with exponential backoff and jitter on
+    connection errors, timeouts, 5xx answers and answers that are not a /retrieve response. A 4xx answer is not
+    retried (RetrieverRequestError). Queries go `max_queries` per request (the server's default limit): one GRPO
+    turn of 512 prompts x 5 samples searches 2560 at once.
 
     It asks for `return_scores: true`, because Search-R1's own server fails on `false`; so it works against both
     servers, and unwraps each `{"document": ..., "score": ...}`."""
 
-    def __init__(self, url: str, topk: int = 3, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5):
+    def __init__(self, url: str, topk: int = 3, timeout: float = 30.0, retries: int = 3, backoff: float = 0.5,
+                 max_queries: int = 512, seed: int | None = None):
         import httpx
 
         self.url = retrieve_url(url)
-        self.topk, self.retries, self.backoff = topk, retries, backoff
+        self.topk, self.retries, self.backoff, self.max_queries = topk, retries, backoff, max_queries
         self._http = httpx.Client(timeout=timeout)
+        self._jitter = random.Random(seed)  # processes that failed together do not retry in lockstep
 
     def retrieve(self, queries: Sequence[str], topk: int | None = None) -> list[list[dict]]:
+        queries = check_queries(queries)
+        out: list[list[dict]] = []
+        for start in range(0, len(queries), self.max_queries):
+            out += self._retrieve(queries[start:start + self.max_queries], self.topk if topk is None else topk)
+        return out
+
+    def _retrieve(self, queries: list[str], topk: int) -> list[list[dict]]:
         import httpx
 
-        queries = check_queries(queries)
-        payload = {"queries": queries, "topk": self.topk if topk is None else topk, "return_scores": True}
+        payload = {"queries": queries, "topk": topk, "return_scores": True}
         last, reachable = "", False
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(self.backoff * 2 ** (attempt - 1) * self._jitter.uniform(0.5, 1.5))
             try:
                 r = self._http.post(self.url, json=payload)
             except httpx.TransportError as e:  # connect errors, timeouts, dropped connections
@@ -77,7 +88,10 @@ class HttpClient:
             if r.status_code >= 400:
                 raise RetrieverRequestError(f"retriever at {self.url} rejected the request: HTTP {r.status_code} "
                                             f"{r.text[:500]}")
-            return self._parse(r, len(queries))
+            try:
+                return self._parse(r, len(queries))
+            except RetrieverRequestError as e:  # a server half-broken: as a 5xx, it may answer well next time
+                last = str(e)
         if reachable:
             raise RetrieverUnavailable(f"retriever at {self.url} kept failing after {self.retries + 1} attempts "
                                        f"({last})")

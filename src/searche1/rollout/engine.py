@@ -16,7 +16,7 @@ import torch
 
 from searche1 import protocol
 from searche1.data.qa import QAExample
-from searche1.retrieval.client import RetrievalClient
+from searche1.retrieval.client import RetrievalClient, RetrieverUnavailable
 from searche1.reward import EMMode, score
 from searche1.rollout.backends.base import Backend, SamplingParams
 from searche1.rollout.trajectory import FinishReason, Trajectory, Turn
@@ -30,11 +30,17 @@ class EngineLimits:
     max_start_length: int = 2048
     max_prompt_length: int = 4096  # prompt + response
     em_mode: EMMode = EMMode.STRICT
+    max_query_chars: int = 1024  # a longer query is cut to this before it is sent (the model wrote it; the server
+    # would refuse one over its own limit and stop the run)
+    on_retrieval_failure: str = "stop"  # stop: RetrieverUnavailable ends the rollout; skip: the turn's searching
+    # samples end as FinishReason.ERROR (counted, and left out of training losses)
 
     @classmethod
-    def from_config(cls, rollout_cfg) -> "EngineLimits":
+    def from_config(cls, rollout_cfg, retrieval_cfg=None) -> "EngineLimits":
+        on_failure = retrieval_cfg.on_failure if retrieval_cfg is not None else "stop"
         return cls(rollout_cfg.max_turns, rollout_cfg.max_response_length, rollout_cfg.max_obs_length,
-                   rollout_cfg.max_start_length, rollout_cfg.max_prompt_length, rollout_cfg.em_mode)
+                   rollout_cfg.max_start_length, rollout_cfg.max_prompt_length, rollout_cfg.em_mode,
+                   rollout_cfg.max_query_chars, on_failure)
 
 
 @dataclass
@@ -117,12 +123,19 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
             elif step is protocol.Step.END_NO_ANSWER:
                 s.finish = FinishReason.NO_ANSWER
             elif step is protocol.Step.SEARCH:
-                queries[row] = action.content
+                queries[row] = s.turns[-1].query = action.content[:limits.max_query_chars]
             else:
                 inserts[row] = protocol.INVALID_ACTION_TEXT
         if queries:  # the whole turn's searches in one retriever call
-            results = client.retrieve(list(queries.values()))
-            for row, docs in zip(queries, results):
+            try:
+                results = client.retrieve(list(queries.values()))
+            except RetrieverUnavailable:
+                if limits.on_retrieval_failure != "skip":
+                    raise
+                results = None
+                for row in queries:  # these samples cannot go on; the others of the batch do
+                    samples[rows[row]].finish = FinishReason.ERROR
+            for row, docs in zip(queries, results or []):
                 inserts[row] = protocol.information_block(docs)
                 samples[rows[row]].turns[-1].doc_ids = [d["id"] for d in docs]
         observations = {}

@@ -85,7 +85,8 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
 
     benchmarks, client = sets
     backend, tokenizer = generation_backend(cfg.rollout, model_path, device, "float32", cfg.seed)
-    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, EngineLimits.from_config(cfg.rollout),
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
+                                    EngineLimits.from_config(cfg.rollout, cfg.retrieval),
                                     batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
     report.update(model=str(model_path))
     write_report(out / "eval.json", report, trajectories)

@@ -18,17 +18,19 @@ KLKind = Literal["k1", "k2", "k3", "low_var_kl"]
 
 
 def group_advantages(rewards: torch.Tensor, group_ids: list, scale_by_std: bool = True,
-                     eps: float = 1e-6) -> torch.Tensor:
+                     eps: float = 1e-6, valid: list[bool] | None = None) -> torch.Tensor:
     """Outcome advantage per trajectory: (r - mean of its group) / (std of its group + eps).
 
     As verl computes it: the std is the unbiased one (torch.std), and a group of one gets mean 0 and std 1 (its
     advantage is its reward). A group whose siblings all have the same reward gets 0 for every member: it
-    contributes no gradient."""
+    contributes no gradient. Rows not `valid` (samples whose retrieval failed) get 0 and are left out of their
+    group's mean and std: their reward 0 says nothing about the policy."""
     rewards = rewards.float()
     advantages = torch.zeros_like(rewards)
     members: dict = {}
     for i, g in enumerate(group_ids):
-        members.setdefault(g, []).append(i)
+        if valid is None or valid[i]:
+            members.setdefault(g, []).append(i)
     for index in members.values():
         idx = torch.tensor(index)
         r = rewards[idx]

@@ -11,6 +11,7 @@ checkpoint holds weights and optimizer state, so a run resumed from step k repea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -22,7 +23,8 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
-from searche1.runtime import process_count, process_rank
+from searche1.rollout.trajectory import FinishReason
+from searche1.runtime import TrainingDiverged, process_count, process_rank
 from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update, rescore_old_logprobs
 from searche1.train.sources import training_questions
 
@@ -166,7 +168,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             _keep_metrics_up_to(out / "metrics.jsonl", step)
         save_config(cfg, out / "config.yaml")
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
-    limits, sampling = EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k)
+    limits, sampling = EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k)
     figures: dict = {}
     skipped_in_a_row = 0
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
@@ -194,7 +196,11 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)
             # groups by position in the step: a question drawn twice (an epoch boundary) makes two groups
             groups = [positions[i // r.n_samples] for i in range(len(trajectories))]
-            advantages = group_advantages(rewards, groups, g.scale_by_std)
+            # samples whose retrieval failed (retrieval.on_failure=skip) take no part in the loss
+            valid = [t.finish_reason is not FinishReason.ERROR for t in trajectories]
+            advantages = group_advantages(rewards, groups, g.scale_by_std, valid=valid)
+            trained = [t if ok else dataclasses.replace(t, response_mask=[0] * len(t.response_mask))
+                       for t, ok in zip(trajectories, valid)]
             model.train()
             update_stats = []
             for u in range(updates_per_step):
@@ -202,7 +208,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                     group["lr"] = g.lr * lr_factor(step * updates_per_step + u, g.steps * updates_per_step,
                                                    g.warmup_ratio, g.schedule)
                 part = slice(u * per_update, (u + 1) * per_update)  # trajectories come grouped, in prompt order
-                update_stats.append(policy_update(model, optimizer, trajectories[part], advantages[part], loss_cfg,
+                update_stats.append(policy_update(model, optimizer, trained[part], advantages[part], loss_cfg,
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
                                                   g.grad_clip, accelerator=accelerator))
             sync_seconds = generator.sync(policy)
@@ -216,7 +222,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                 metrics.log(figures, step=step, prefix="grpo")
             skipped_in_a_row = skipped_in_a_row + 1 if figures["skipped"] == 1 else 0
             if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                raise RuntimeError(f"GRPO step {step}: the loss or gradient was NaN/inf in {skipped_in_a_row} "
+                raise TrainingDiverged(f"GRPO step {step}: the loss or gradient was NaN/inf in {skipped_in_a_row} "
                                    "steps in a row (every update skipped); lower grpo.lr, check the model's dtype, "
                                    f"or resume from the last checkpoint under {out / 'checkpoints'}")
             bar.update(task, completed=step, info=f"reward {figures['reward_mean']:.3f} kl {figures.get('kl', 0):.4f}")
@@ -251,7 +257,7 @@ def _check_whole_weights(accelerator) -> None:
 def _summary(t, group: int) -> SimpleNamespace:
     """What the step's metrics need of a trajectory (small enough to gather from every process)."""
     return SimpleNamespace(reward=t.reward, em=t.em, n_searches=t.n_searches, n_response=len(t.response_ids),
-                           n_generated=t.n_generated, group_id=group)
+                           n_generated=t.n_generated, group_id=group, failed=t.finish_reason is FinishReason.ERROR)
 
 
 def _keep_metrics_up_to(path: Path, step: int) -> None:
@@ -286,6 +292,8 @@ def _step_figures(trajectories, update_stats: list[dict], optimizer, t_rollout: 
         "same_reward_fraction": sum(len(v) == 1 for v in groups.values()) / len(groups),
         "lr": optimizer.param_groups[0]["lr"], "rollout_seconds": t_rollout, "train_seconds": t_step - t_rollout,
         "generated_tokens_per_second": sum(t.n_generated for t in trajectories) / max(t_rollout, 1e-9),
+        # samples whose retrieval failed (retrieval.on_failure=skip): reward 0, outside the loss
+        "failed_samples": sum(t.failed for t in trajectories),
     }
     for key in update_stats[0]:
         figures[key] = sum(s[key] for s in update_stats) / len(update_stats)

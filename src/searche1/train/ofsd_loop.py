@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from searche1.config import Config, ConfigError, save_config
+from searche1.runtime import TrainingDiverged
+from searche1.train.grpo_loop import MAX_SKIPPED_IN_A_ROW
 from searche1.train.ofsd import chunked_distill_loss
 from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
 
@@ -97,7 +99,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import phase_backend
     from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.rollout.trajectory import save_trajectories
+    from searche1.rollout.trajectory import FinishReason, save_trajectories
     from searche1.train.grpo_loop import sample_seed
     from searche1.train.sources import training_questions
 
@@ -119,7 +121,8 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     base.eval()
     with torch.no_grad():
         pool = rollout(chosen, phase_backend(r, base, tokenizer, model_path, cfg.seed), tokenizer, client,
-                       EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
+                       EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k),
+                       o.n_samples,
                        sample_seeds=[sample_seed(cfg.seed, 10**6, p, j) for p in range(len(chosen))
                                      for j in range(o.n_samples)])
     save_trajectories(out / "pool.jsonl", pool)
@@ -144,8 +147,12 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
         return {**stats, "per_token": stats["per_token"].tolist()} if stats is not None else None
 
     model.eval()
-    pairs = mine_pairs(pool, o.student, o.reference, kl_score, seed=cfg.seed)
-    stats = pair_stats(pool, pairs)
+    # a sample whose retrieval failed (retrieval.on_failure=skip) is neither a reference nor a student
+    usable = [t for t in pool if t.finish_reason is not FinishReason.ERROR]
+    if len(usable) < len(pool):
+        log(f"OFSD: {len(pool) - len(usable)} pool samples failed retrieval; they are left out of the pairs")
+    pairs = mine_pairs(usable, o.student, o.reference, kl_score, seed=cfg.seed)
+    stats = {**pair_stats(pool, pairs), "failed_samples": len(pool) - len(usable)}
     write_jsonl(out / "pairs.jsonl", (pair_record(model, tokenizer, by_group[p.student.group_id].question, p, cfg,
                                                   mined_stats(p)) for p in pairs))
     log(f"OFSD pairs: {stats['pairs']} from {stats['questions']} questions ({stats['paired_fraction']:.1%} with a "
@@ -165,6 +172,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
         metrics.log({**stats, "pool_seconds": t_pool}, step=0, prefix="ofsd")
         task = bar.add_task("ofsd", total=len(steps), info="")
         epoch_order: list[int] = []
+        skipped_in_a_row = 0
         for n, (epoch, start) in enumerate(steps, start=1):
             if start == 0:
                 epoch_order = order_rng.sample(range(len(pairs)), len(pairs))
@@ -181,12 +189,17 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
                 sums["clipped_fraction"] += pstats["clipped_fraction"] * weight
             grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, o.grad_clip))
             skipped = not (math.isfinite(grad_norm) and all(math.isfinite(v) for v in sums.values()))
-            if skipped:
+            if skipped:  # a NaN/inf loss or gradient: this update is skipped and counted
                 optimizer.zero_grad(set_to_none=True)
             else:
                 optimizer.step()
             figures = {**sums, "grad_norm": grad_norm, "skipped": int(skipped), "tokens": tokens, "epoch": epoch}
             metrics.log(figures, step=n, prefix="ofsd")
+            skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise TrainingDiverged(f"OFSD step {n}: the loss or gradient was NaN/inf in {skipped_in_a_row} steps "
+                                       "in a row (every update skipped); lower ofsd.lr or ofsd.tau_clip, or check the "
+                                       "model's dtype")
             bar.update(task, completed=n, info=f"loss {sums['loss']:.4f}")
 
     # 4. merge the adapter: the next phase starts from plain weights

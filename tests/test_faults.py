@@ -1,0 +1,201 @@
+"""Retriever faults (issue 8, point 2): a real HTTP server on loopback that is down, slow, answers 500 or
+malformed JSON, or dies mid-run. The client retries a bounded number of times with backoff and jitter under a
+per-request timeout, then stops with a clear error (retrieval.on_failure=stop) or, with skip, the affected samples
+end as `error`, are counted, and are left out of the GRPO loss. Nothing hangs: every test is bounded in time."""
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from searche1.retrieval.client import HttpClient, RetrieverRequestError, RetrieverUnavailable
+
+DOC = {"id": "0", "contents": '"Zorvak"\nZorvak is a painter born in 1873 in the city of Melin.'}
+
+
+class FaultyServer:
+    """POST /retrieve answering by a script: each request takes the next mode ("ok" once the script runs out)."""
+
+    def __init__(self, script=(), delay: float = 0.0):
+        self.script, self.delay, self.requests = list(script), delay, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                mode = server.script.pop(0) if server.script else "ok"
+                if mode == "slow":
+                    time.sleep(server.delay)
+                if mode == "500":
+                    return self._send(500, b"internal error")
+                if mode == "400":
+                    return self._send(400, b'{"detail": "bad request"}')
+                if mode == "malformed":
+                    return self._send(200, b'{"result": [[{"document": ')
+                result = [[{"document": DOC, "score": 1.0}] for _ in body["queries"]]
+                return self._send(200, json.dumps({"result": result}).encode())
+
+            def _send(self, status, payload):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    made = []
+
+    def make(script=(), delay=0.0):
+        made.append(FaultyServer(script, delay))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_down_at_start_stops_with_a_clear_error_in_bounded_time():
+    client = HttpClient(f"http://127.0.0.1:{_free_port()}", retries=2, backoff=0.01)
+    start = time.monotonic()
+    with pytest.raises(RetrieverUnavailable, match="unreachable after 3 attempts.*searche1 serve"):
+        client.retrieve(["q"])
+    assert time.monotonic() - start < 5
+
+
+def test_500_and_malformed_answers_are_retried_then_succeed(server):
+    s = server(["500", "malformed", "ok"])
+    client = HttpClient(s.url, retries=3, backoff=0.01)
+    assert client.retrieve(["where was Zorvak born"]) == [[DOC]]
+    assert len(s.requests) == 3
+
+
+@pytest.mark.parametrize("mode,message", [("500", "HTTP 500"), ("malformed", "not a /retrieve response")])
+def test_a_server_that_keeps_failing_stops_after_the_retries(server, mode, message):
+    s = server([mode] * 10)
+    with pytest.raises(RetrieverUnavailable, match=f"kept failing after 3 attempts.*{message}"):
+        HttpClient(s.url, retries=2, backoff=0.01).retrieve(["q"])
+    assert len(s.requests) == 3
+
+
+def test_a_slow_server_times_out_per_request_and_never_hangs(server):
+    s = server(["slow"] * 10, delay=3.0)
+    start = time.monotonic()
+    with pytest.raises(RetrieverUnavailable, match="ReadTimeout"):
+        HttpClient(s.url, timeout=0.2, retries=1, backoff=0.01).retrieve(["q"])
+    assert time.monotonic() - start < 2.5  # 2 attempts x 0.2 s, not 2 x 3 s
+
+
+def test_a_4xx_answer_is_not_retried(server):
+    s = server(["400"])
+    with pytest.raises(RetrieverRequestError, match="HTTP 400"):
+        HttpClient(s.url, retries=3, backoff=0.01).retrieve(["q"])
+    assert len(s.requests) == 1
+
+
+def test_backoff_grows_with_jitter(server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr("searche1.retrieval.client.time.sleep", sleeps.append)
+    s = server(["500"] * 4)
+    HttpClient(s.url, retries=4, backoff=1.0, seed=0).retrieve(["q"])
+    assert len(sleeps) == 4
+    for attempt, slept in enumerate(sleeps):  # 1, 2, 4, 8 s, each times a factor in [0.5, 1.5]
+        assert 0.5 * 2 ** attempt <= slept <= 1.5 * 2 ** attempt
+    assert len({round(s / 2 ** a, 6) for a, s in enumerate(sleeps)}) > 1  # not the same factor every time
+
+
+def test_many_queries_go_in_requests_the_server_accepts(server):
+    s = server()
+    out = HttpClient(s.url, max_queries=512).retrieve([f"q{i}" for i in range(1200)])
+    assert len(out) == 1200 and [len(r["queries"]) for r in s.requests] == [512, 512, 176]
+
+
+def _engine_run(client, tokenizer, scripts, on_failure):
+    from searche1.data.qa import QAExample
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.engine import EngineLimits, rollout
+    from test_engine import ScriptedBackend
+
+    examples = [QAExample(str(i), "Where was Zorvak born", ["Melin"], "toy") for i in range(len(scripts))]
+    return rollout(examples, ScriptedBackend(tokenizer, scripts), tokenizer, client,
+                   EngineLimits(max_turns=2, on_retrieval_failure=on_failure), SamplingParams(greedy=True))
+
+
+def test_engine_with_a_server_dying_mid_run(server, smollm2_tokenizer):
+    """The first turn's searches are answered, then the server goes away: with skip, the samples searching again
+    end as `error` and the one answering finishes normally; with stop, the rollout raises."""
+    from searche1.rollout.trajectory import FinishReason
+
+    s = server()
+    client = HttpClient(s.url, retries=1, backoff=0.01, timeout=1.0)
+    search = "<search> Zorvak born </search>"
+    scripts = [[search, search, "<answer> Melin </answer>"], [search, "<answer> Melin </answer>"]]
+
+    class DiesAfterOne(HttpClient):
+        def retrieve(self, queries, topk=None):
+            if s.requests:
+                s.stop()
+            return super().retrieve(queries, topk)
+
+    dying = DiesAfterOne(s.url, retries=1, backoff=0.01, timeout=1.0)
+    trajs = _engine_run(dying, smollm2_tokenizer, scripts, "skip")
+    assert [t.finish_reason for t in trajs] == [FinishReason.ERROR, FinishReason.ANSWER]
+    assert trajs[1].em == 1.0 and trajs[0].reward == 0.0 and trajs[0].n_searches == 2
+    assert trajs[0].turns[-1].observation is None  # nothing was inserted for the failed search
+    with pytest.raises(RetrieverUnavailable):
+        _engine_run(client, smollm2_tokenizer, scripts, "stop")
+
+
+def test_failed_samples_are_left_out_of_advantages_and_the_loss():
+    """group_advantages ignores invalid rows; a failed sample's masked copy changes nothing in the update."""
+    from conftest import tiny_qwen2
+    from searche1.rollout.trajectory import Trajectory
+    from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
+    groups = [0, 0, 0, 1, 1]
+    valid = [True, True, False, True, True]
+    got = group_advantages(rewards, groups, valid=valid)
+    expected = torch.cat([group_advantages(rewards[:2], [0, 0]), torch.zeros(1),
+                          group_advantages(rewards[3:], [1, 1])])
+    assert torch.allclose(got, expected)
+
+    def traj(seed, n=6):
+        g = torch.Generator().manual_seed(seed)
+        ids = torch.randint(3, 60, (n,), generator=g).tolist()
+        return Trajectory(f"q{seed}", 0, [1, 2, 3], ids, [1] * n, [-1.0] * n)
+
+    good = [traj(1), traj(2)]
+    failed = traj(3)
+    masked = dataclasses.replace(failed, response_mask=[0] * len(failed.response_mask))
+    grads = []
+    for batch, adv in ((good, torch.tensor([1.0, -1.0])), (good + [masked], torch.tensor([1.0, -1.0, 0.0]))):
+        model = tiny_qwen2(64)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        policy_update(model, optimizer, batch, adv, GRPOLossConfig(kl_coef=0.0), 0, 2, None, 1.0, 1e9)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
