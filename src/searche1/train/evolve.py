@@ -105,7 +105,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
 
         phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
         phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
-        last = latest_checkpoint(path)
+        last = latest_checkpoint(path, verify=True, log=log)  # a damaged last checkpoint: the one before it
         if last is None or last.name != f"step-{steps}":  # a phase that trained to the end (then died in its
             # evaluation) is not started again; one killed before its first checkpoint starts afresh
             if last is None and (path / "metrics.jsonl").exists() and process_rank() == 0:

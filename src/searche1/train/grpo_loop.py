@@ -118,12 +118,19 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import PolicyGenerator
     from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+    from searche1.train.checkpoint import (
+        latest_checkpoint,
+        load_trainer_state,
+        remove_partial_checkpoints,
+        save_checkpoint,
+    )
 
     g, r, out = cfg.grpo, cfg.rollout, Path(out)
     if r.n_samples < 2:
         raise ConfigError("GRPO needs rollout.n_samples >= 2 (advantages compare siblings); set rollout.n_samples=5")
-    start_from = latest_checkpoint(out) if resume else None
+    start_from = latest_checkpoint(out, verify=True, log=log) if resume else None
+    if resume and process_rank() == 0:
+        remove_partial_checkpoints(out, log)
     if resume and start_from is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
     if not resume and (out / "metrics.jsonl").exists() and process_rank() == 0:
