@@ -28,7 +28,7 @@ demo: setup
 # Debian's chromium is installed first where missing (the viewer's browser test; scripts/ensure-chromium.sh).
 test: setup
 	./scripts/ensure-chromium.sh
-	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow" -q -rs
+	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow" -q -rs --durations=15
 
 test-all: setup
 	./scripts/ensure-chromium.sh

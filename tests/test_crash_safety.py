@@ -108,3 +108,42 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_results(s
     assert len(killed) >= 3, f"too few kills landed before the phases finished: {killed}"
     assert _phase_results(out) == _phase_results(small_evolve_run)
     assert not list((out / "phases").rglob(".step-*"))  # no half-written checkpoint left behind
+
+
+def test_sigkill_during_a_checkpoint_write(tiny_policy, tmp_path):  # noqa: F811
+    """The process kills itself (SIGKILL) while writing checkpoint 2, between the weights and the optimizer state:
+    the half-written folder is never loaded, --resume removes it and ends as an uninterrupted run."""
+    from searche1.train.grpo_loop import train_grpo
+
+    torch.set_num_threads(1)
+    full = tmp_path / "full"
+    train_grpo(_config(tiny_policy), full, log=lambda *_: None)
+    cut = tmp_path / "cut"
+    script = f"""
+import os, signal, torch
+from searche1.train import checkpoint
+from searche1.train.grpo_loop import train_grpo
+from test_grpo_loop import _config
+saves = []
+real_save = torch.save
+def save(obj, path, *args, **kwargs):
+    saves.append(path)
+    if len(saves) == 2:  # checkpoint 2's optimizer state: its weights are written, the folder not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, path, *args, **kwargs)
+checkpoint.torch.save = save
+torch.set_num_threads(1)
+train_grpo(_config({str(tiny_policy)!r}), {str(cut)!r}, log=lambda *_: None)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert [p.name for p in (cut / "checkpoints").iterdir() if not p.name.startswith(".")] == ["step-1"]
+    assert list((cut / "checkpoints").glob(".step-2.*.tmp"))  # what the kill left
+    said = []
+    train_grpo(_config(tiny_policy), cut, resume=True, log=said.append)
+    assert any("removing" in line and ".step-2." in line for line in said)
+    assert not list((cut / "checkpoints").glob(".step-*"))
+    assert _records(cut) == _records(full)
+    again, uninterrupted = _weights(cut / "checkpoints" / "step-3"), _weights(full / "checkpoints" / "step-3")
+    assert all(torch.equal(again[k], uninterrupted[k]) for k in uninterrupted)

@@ -199,3 +199,28 @@ def test_failed_samples_are_left_out_of_advantages_and_the_loss():
         policy_update(model, optimizer, batch, adv, GRPOLossConfig(kl_coef=0.0), 0, 2, None, 1.0, 1e9)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_grpo_with_the_retriever_down(tmp_path):
+    """toy-base searches in its first turn (nearly always): with the retriever down, `skip` counts those samples as
+    failed and logs the count, and the step goes on (no skipped update, no crash); `stop` ends the run with the
+    retriever's error."""
+    from searche1.config import load_config
+    from searche1.train.grpo_loop import train_grpo
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"id": str(i), "question": q, "golden_answers": ["x"], "data_source": "nq"})
+                          + "\n" for i, q in enumerate(["where was Zorvak born", "who founded Kelmar"])))
+
+    def config(on_failure):
+        return load_config("toy", ["grpo.model=toy-base", "grpo.steps=1", "grpo.prompts_per_step=2",
+                                   "grpo.mini_batch_prompts=2", "rollout.n_samples=2", "rollout.max_response_length=48",
+                                   f"grpo.train_data=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
+                                   "retrieval.retries=0", f"retrieval.on_failure={on_failure}"])
+
+    figures = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
+    assert 1 <= figures["failed_samples"] <= 4 and figures["skipped"] == 0  # (a sample may answer at once)
+    logged = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["grpo/failed_samples"] == figures["failed_samples"]
+    with pytest.raises(RetrieverUnavailable, match="unreachable"):
+        train_grpo(config("stop"), tmp_path / "stop", log=lambda *_: None)
