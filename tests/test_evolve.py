@@ -69,6 +69,8 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     assert again[2]["em"] == summary[2]["em"] and again[2]["pairs"] == summary[2]["pairs"]
 
 
+@pytest.mark.slow  # 90 s on the 2-core CI machine; GRPO under torchrun stays in the essential set
+# (test_grpo_loop.py::test_two_processes_under_torchrun_equal_one_process)
 def test_evolve_under_torchrun_trains_grpo_on_both_processes_and_ofsd_once(tmp_path):
     """`searche1 train` under torchrun (2 CPU processes, gloo): the GRPO phase is shared by both processes, the
     OFSD phase and the evaluations run on the main process only, and the phases equal those of one process."""
