@@ -164,6 +164,17 @@ def test_strict_em_reads_only_model_text_searchr1_reads_all(tokenizer, client):
     assert t.answer == "and" and t.reward == 1.0  # Search-R1's scoring, kept as is for comparable numbers
 
 
+def test_strict_em_takes_the_answer_from_the_turn_that_answered(tokenizer, client):
+    """`<answer> Melin` in one turn and `</answer>` in a later one: the episode never answered, so it scores 0,
+    although the model-written text joined across turns holds a complete `<answer> Melin</answer>`."""
+    scripts = {0: ["<answer> Melin", "</answer>", "no tags"], 1: ["<search> x </search>", "<answer> Melin </answer>"]}
+    split, answered = (rollout([_ex()], ScriptedBackend(tokenizer, {0: scripts[i]}), tokenizer, client,
+                               EngineLimits(max_turns=2), SamplingParams())[0] for i in (0, 1))
+    assert split.finish_reason is FinishReason.NO_ANSWER
+    assert (split.answer, split.reward, split.em, split.sub_em, split.f1) == (None, 0.0, 0.0, 0.0, 0.0)
+    assert answered.finish_reason is FinishReason.ANSWER and (answered.answer, answered.reward) == ("Melin", 1.0)
+
+
 def test_max_batch_refills_freed_places(tokenizer, client):
     """With 2 places for 4 samples, a sample that answers at once frees its place for the next waiting one at the
     next turn; every sample still gets its own script, and results come back in example order."""

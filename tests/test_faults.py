@@ -183,6 +183,9 @@ def test_failed_samples_are_left_out_of_advantages_and_the_loss():
     expected = torch.cat([group_advantages(rewards[:2], [0, 0]), torch.zeros(1),
                           group_advantages(rewards[3:], [1, 1])])
     assert torch.allclose(got, expected)
+    # the lone valid survivor of a group whose siblings all failed has nothing to compare against: advantage 0
+    lone = group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0]), groups, valid=[True, False, False, True, True])
+    assert lone[0] == 0 and torch.allclose(lone[3:], group_advantages(rewards[3:], [1, 1]))
 
     def traj(seed, n=6):
         g = torch.Generator().manual_seed(seed)

@@ -20,11 +20,11 @@ def brute_advantages(rewards, groups, scale):
     out = []
     for i, g in enumerate(groups):
         sib = [rewards[j] for j in range(len(groups)) if groups[j] == g]
-        if len(sib) < 2:  # verl: a group of one has mean 0 and std 1
-            mean, std = 0.0, 1.0
-        else:
-            mean = sum(sib) / len(sib)
-            std = math.sqrt(sum((r - mean) ** 2 for r in sib) / (len(sib) - 1))
+        if len(sib) < 2:  # nothing to compare against: no signal
+            out.append(0.0)
+            continue
+        mean = sum(sib) / len(sib)
+        std = math.sqrt(sum((r - mean) ** 2 for r in sib) / (len(sib) - 1))
         out.append((rewards[i] - mean) / (std + 1e-6) if scale else rewards[i] - mean)
     return out
 
@@ -36,7 +36,7 @@ def test_group_advantages(scale):
     got = group_advantages(torch.tensor(rewards), groups, scale_by_std=scale)
     assert torch.allclose(got, torch.tensor(brute_advantages(rewards, groups, scale)), atol=1e-6)
     assert got[5:8].abs().max() == 0  # same rewards: no signal
-    assert got[8] == pytest.approx(0.2 / (1 + 1e-6) if scale else 0.2)  # a lone sample: its reward, as in verl
+    assert got[8] == 0  # a lone sample: nothing to compare against
 
 
 def brute_loss(logp, old, adv, mask, ref, ent, cfg):

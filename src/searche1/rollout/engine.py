@@ -165,9 +165,12 @@ def _finish(s: _Sample, tokenizer, em_mode: EMMode) -> Trajectory:
     if EMMode(em_mode) is EMMode.SEARCHR1:  # Search-R1 scored prompt + everything in the response
         result = score(response_text, s.example.golden_answers, em_mode, prompt=s.prompt_text)
     else:
-        # Only what the model wrote: the inserted invalid-action text itself contains "<answer> and </answer>",
-        # and a retrieved passage could contain tags too.
-        written = "".join(tokenizer.decode(s.response[t.start:t.end], skip_special_tokens=True) for t in s.turns)
+        # Only the turn that answered: an episode that ended otherwise scores 0, even when `<answer> x` in one turn
+        # and `</answer>` in a later one would make a match across turns. (The inserted texts are never read: the
+        # invalid-action text itself holds "<answer> and </answer>", and a passage could hold tags too.)
+        answered = s.finish is FinishReason.ANSWER and s.turns and s.turns[-1].action == protocol.Step.ANSWER.value
+        last = s.turns[-1] if answered else None
+        written = tokenizer.decode(s.response[last.start:last.end], skip_special_tokens=True) if last else ""
         result = score(written, s.example.golden_answers, em_mode)
     return Trajectory(
         group_id=s.example.group_id, sample_index=s.index, prompt_ids=s.prompt_ids, response_ids=s.response,

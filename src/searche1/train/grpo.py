@@ -21,10 +21,11 @@ def group_advantages(rewards: torch.Tensor, group_ids: list, scale_by_std: bool 
                      eps: float = 1e-6, valid: list[bool] | None = None) -> torch.Tensor:
     """Outcome advantage per trajectory: (r - mean of its group) / (std of its group + eps).
 
-    As verl computes it: the std is the unbiased one (torch.std), and a group of one gets mean 0 and std 1 (its
-    advantage is its reward). A group whose siblings all have the same reward gets 0 for every member: it
-    contributes no gradient. Rows not `valid` (samples whose retrieval failed) get 0 and are left out of their
-    group's mean and std: their reward 0 says nothing about the policy."""
+    As verl computes it, the std is the unbiased one (torch.std). A group whose siblings all have the same reward
+    gets 0 for every member: it contributes no gradient. Rows not `valid` (samples whose retrieval failed) get 0
+    and are left out of their group's mean and std: their reward 0 says nothing about the policy. A group with
+    fewer than 2 valid members gets 0 too: with nothing to compare against there is no relative signal (verl
+    would hand a lone sample its raw reward as advantage)."""
     rewards = rewards.float()
     advantages = torch.zeros_like(rewards)
     members: dict = {}
@@ -32,10 +33,11 @@ def group_advantages(rewards: torch.Tensor, group_ids: list, scale_by_std: bool 
         if valid is None or valid[i]:
             members.setdefault(g, []).append(i)
     for index in members.values():
+        if len(index) < 2:
+            continue
         idx = torch.tensor(index)
         r = rewards[idx]
-        mean, std = (r.mean(), r.std()) if len(index) > 1 else (torch.tensor(0.0), torch.tensor(1.0))
-        advantages[idx] = (r - mean) / (std + eps) if scale_by_std else r - mean
+        advantages[idx] = (r - r.mean()) / (r.std() + eps) if scale_by_std else r - r.mean()
     return advantages
 
 
