@@ -57,6 +57,50 @@ def test_scored_hidden_predicts_the_sampled_tokens(tokenizer):
     assert hidden.shape[0] == sum(t.response_mask) and torch.allclose(hidden @ head.T, logits[rows], atol=1e-5)
 
 
+def test_pair_loss_equals_a_plain_teacher_on_the_privileged_context_against_the_adapted_student(tokenizer):
+    """Brute force: the teacher is the model with its adapter off, reading the privileged prompt (which shows the
+    reference); the student is the model with its adapter on, reading the plain prompt. The adapter here is
+    non-zero (a fresh LoRA adapter is the identity, and would hide a teacher that ran with it on)."""
+    from dataclasses import replace
+
+    from peft import LoraConfig, get_peft_model
+
+    from searche1.config import load_config
+    from searche1.train.ofsd import distill_loss
+    from searche1.train.ofsd_loop import pair_loss
+    from searche1.train.pairs import Pair, privileged_prompt
+
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_qwen2(len(tokenizer)), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                                  init_lora_weights=False))
+    plain = tiny_qwen2(len(tokenizer))  # the same seed: the weights under the adapter
+    cfg = load_config("toy", ["ofsd.chunk=5"])
+    question, pair = "Where was Zorvak born?", _pair(tokenizer)
+    student = pair.student
+    rows = [j for j, m in enumerate(student.response_mask) if m]
+
+    def logits(net, prefix):
+        with torch.no_grad():
+            out = net(input_ids=torch.tensor([prefix + student.response_ids])).logits[0]
+        return out[[len(prefix) - 1 + j for j in rows]]
+
+    privileged = tokenizer(privileged_prompt(question, pair.reference, tokenizer), add_special_tokens=False).input_ids
+    expected, _ = distill_loss(logits(model, student.prompt_ids), logits(plain, privileged), torch.ones(len(rows)),
+                               "forward", cfg.ofsd.tau_clip)
+    got, stats = pair_loss(model, tokenizer, question, pair, cfg, grad=False)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-6)
+    # what a teacher with the adapter on, or one without the reference, would give: far outside that tolerance
+    for wrong_teacher in (logits(model, privileged), logits(plain, student.prompt_ids)):
+        wrong, _ = distill_loss(logits(model, student.prompt_ids), wrong_teacher, torch.ones(len(rows)))
+        assert abs(wrong.item() - expected.item()) > 1e-2 * expected.item()
+    # the teacher reads the reference: another reference, another loss for the same student
+    ids = tokenizer("<answer> Dosta </answer>", add_special_tokens=False).input_ids
+    other = replace(pair.reference, response_ids=ids, response_mask=[1] * len(ids), logprobs=[0.0] * len(ids),
+                    turns=[replace(pair.reference.turns[-1], start=0, end=len(ids))])
+    assert pair_loss(model, tokenizer, question, Pair(other, student), cfg, grad=False)[0].item() != \
+        pytest.approx(got.item(), rel=1e-4)
+
+
 def test_pair_loss_falls_as_the_adapter_learns_and_the_merge_equals_base_plus_adapter(tokenizer):
     from peft import LoraConfig, get_peft_model
 

@@ -16,8 +16,9 @@ from searche1.train.pairs import (
 )
 
 
-def traj(group, index, generated, reward, searches=0, answer="x", queries=()):
-    """A trajectory with `generated` sampled tokens, `searches` search turns (one inserted token each)."""
+def traj(group, index, generated, reward, searches=0, answer="x", queries=(), obs=8):
+    """A trajectory with `generated` sampled tokens and `searches` search turns, each followed by `obs` inserted
+    tokens (several, so that generated and total lengths differ)."""
     ids, mask, turns = [], [], []
     per_turn = max(generated // (searches + 1), 1)
     for s in range(searches):
@@ -25,9 +26,9 @@ def traj(group, index, generated, reward, searches=0, answer="x", queries=()):
         ids += [1] * per_turn
         mask += [1] * per_turn
         turns.append(Turn(start, len(ids), "search", queries[s] if s < len(queries) else f"q{s}",
-                          observation=(len(ids), len(ids) + 1)))
-        ids.append(2)
-        mask.append(0)
+                          observation=(len(ids), len(ids) + obs)))
+        ids += [2] * obs
+        mask += [0] * obs
     rest = generated - sum(mask)
     start = len(ids)
     ids += [3] * rest
@@ -65,6 +66,14 @@ def test_every_strategy_skips_unpaired_questions_and_never_self_pairs(pool, stra
     assert len(pairs) == (4 if strategy == "all" else 1)
 
 
+def test_reference_length_counts_generated_tokens_not_inserted_ones():
+    """Three searches with long observations make the fewest-generated sibling the longest in total tokens."""
+    searcher, guesser = traj("q", 0, 20, 1.0, searches=3, obs=40), traj("q", 1, 25, 1.0)
+    assert len(searcher.response_ids) > len(guesser.response_ids) and searcher.n_generated < guesser.n_generated
+    assert pick_reference([guesser, searcher]) is searcher
+    assert mine_pairs([guesser, searcher, traj("q", 2, 30, 0.0)], "longest")[0].reference is searcher
+
+
 def test_student_choice_per_strategy(pool):
     def student(strategy, **kw):
         return mine_pairs(pool, strategy, **kw)[0].student.sample_index
@@ -93,10 +102,7 @@ def test_pair_stats(pool):
     assert (stats["reference_searches"], stats["student_searches"]) == (1, 3)
 
 
-def test_privileged_prompt_shows_the_reference_between_markers():
-    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
-
-    tok = build_toy_tokenizer()
+def _reference(tok):
     written = "<think> need the city </think> <search> Zorvak </search>"
     info = "<information> Doc 1(Title: Zorvak) born in Melin </information>"
     answer = "<think> Melin </think> <answer> Melin </answer>"
@@ -105,8 +111,15 @@ def test_privileged_prompt_shows_the_reference_between_markers():
     mask = [1] * len(ids_w) + [0] * len(ids_i) + [1] * len(ids_a)
     turns = [Turn(0, len(ids_w), "search", "Zorvak", observation=(len(ids_w), len(ids_w) + len(ids_i))),
              Turn(len(ids_w) + len(ids_i), len(ids), "answer")]
-    ref = Trajectory(group_id="g", sample_index=0, prompt_ids=[1], response_ids=ids, response_mask=mask,
-                     logprobs=[0.0] * len(ids), turns=turns, answer="Melin", reward=1.0)
+    return Trajectory(group_id="g", sample_index=0, prompt_ids=[1], response_ids=ids, response_mask=mask,
+                      logprobs=[0.0] * len(ids), turns=turns, answer="Melin", reward=1.0)
+
+
+def test_privileged_prompt_shows_the_reference_between_markers():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    tok = build_toy_tokenizer()
+    ref = _reference(tok)
     plain = protocol.make_prompt("Where was Zorvak born?", tok)
     text = privileged_prompt("Where was Zorvak born?", ref, tok)
     assert text.startswith(plain.rstrip("\n")) and PRIVILEGED_BEGIN in text and text.rstrip().endswith(PRIVILEGED_END)
@@ -114,3 +127,20 @@ def test_privileged_prompt_shows_the_reference_between_markers():
     assert "<search>" in block and "Zorvak" in block and "<answer>" in block and "Melin" in block
     assert "<information>" not in block  # retrieved text off by default
     assert "<information>" in privileged_prompt("Where was Zorvak born?", ref, tok, with_retrieved=True)
+
+
+@pytest.mark.parametrize("template", [False, True])
+def test_the_student_tokens_follow_the_same_separator_in_teacher_and_student_contexts(template, smollm2_tokenizer):
+    """What stands between the context's last word and the student's first token is the same text under the
+    privileged teacher and the plain student: a newline with no chat template (the toy tokenizer), the template's
+    turn end and assistant header with one (SmolLM2's)."""
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    tok = smollm2_tokenizer if template else build_toy_tokenizer()
+    assert bool(getattr(tok, "chat_template", None)) == template
+    question = "Where was Zorvak born?"
+    plain = protocol.make_prompt(question, tok)
+    teacher = privileged_prompt(question, _reference(tok), tok)
+    student_separator = plain[plain.rindex(question) + len(question):]
+    teacher_separator = teacher[teacher.rindex(PRIVILEGED_END) + len(PRIVILEGED_END):]
+    assert teacher_separator == student_separator and student_separator.startswith("\n")
