@@ -99,3 +99,144 @@ def test_evolve_under_torchrun_trains_grpo_on_both_processes_and_ofsd_once(tmp_p
     assert [r["phase"] for r in b] == ["base", "grpo-r1", "ofsd-r1"]
     for ra, rb in zip(a, b):
         assert rb["em"] == ra["em"], rb["phase"]  # fp32 on CPU: the same rollouts, updates and evaluations
+
+
+@pytest.mark.parametrize("lora_rank", [4, pytest.param(0, marks=pytest.mark.slow)])
+def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_rank, tmp_path, monkeypatch):
+    """GRPO (with a LoRA adapter, or full fine-tuning) -> OFSD -> GRPO: at each boundary the next phase's starting
+    logits, its reference (GRPO: the adapter disabled, or the frozen copy) and OFSD's teacher (the adapter off)
+    equal the previous phase's final logits."""
+    import peft
+    import torch
+    from peft.tuners.lora import LoraModel
+
+    import searche1.train.checkpoint as checkpoint
+    import searche1.train.grpo_loop as grpo_loop
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.train.evolve import run_evolve
+
+    probe = torch.tensor([build_toy_tokenizer()("Where was Tiron born? <search> Tiron </search>").input_ids])
+    seen: list[tuple[str, torch.Tensor]] = []
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=probe).logits[0].float().clone()
+
+    def load_policy(*args, **kwargs):
+        model, tokenizer, reference = load_policy.original(*args, **kwargs)
+        seen.append(("grpo start", logits(model)))
+        if reference is None:
+            with model.disable_adapter():
+                seen.append(("grpo reference", logits(model)))
+        else:
+            seen.append(("grpo reference", logits(reference)))
+        return model, tokenizer, reference
+
+    def save(run, step, model, *args, **kwargs):
+        seen.append(("grpo end", logits(model)))
+        return save.original(run, step, model, *args, **kwargs)
+
+    def get_peft_model(model, config, *args, **kwargs):
+        if config.r != 16:  # GRPO's own adapter (rank 4) is seen through load_policy
+            return get_peft_model.original(model, config, *args, **kwargs)
+        seen.append(("ofsd start", logits(model)))
+        wrapped = get_peft_model.original(model, config, *args, **kwargs)
+        with wrapped.disable_adapter():
+            seen.append(("ofsd teacher", logits(wrapped)))
+        return wrapped
+
+    def merge_and_unload(self, *args, **kwargs):
+        if self.peft_config["default"].r == 16:
+            seen.append(("ofsd end", logits(self)))
+        return merge_and_unload.original(self, *args, **kwargs)
+
+    load_policy.original, save.original = grpo_loop._load_policy, checkpoint.save_checkpoint
+    get_peft_model.original, merge_and_unload.original = peft.get_peft_model, LoraModel.merge_and_unload
+    monkeypatch.setattr(grpo_loop, "_load_policy", load_policy)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    monkeypatch.setattr(peft, "get_peft_model", get_peft_model)
+    monkeypatch.setattr(LoraModel, "merge_and_unload", merge_and_unload)
+
+    cfg = load_config("toy", ["evolve.rounds=2", "evolve.grpo_steps=1", "evolve.eval_limit=1",
+                              f"grpo.lora_rank={lora_rank}", f"grpo.lr={1e-3 if lora_rank else 1e-5}",
+                              "grpo.entropy_coef=0.01",
+                              "grpo.prompts_per_step=4",
+                              "grpo.mini_batch_prompts=4", "grpo.micro_batch=12", "rollout.n_samples=3",
+                              "rollout.max_response_length=48", "ofsd.pool_questions=40", "ofsd.n_samples=4",
+                              "ofsd.lr=1e-2"])
+    run_evolve(cfg, tmp_path / "run", log=lambda *_: None)
+    events = [name for name, _ in seen]
+    assert events == ["grpo start", "grpo reference", "grpo end", "ofsd start", "ofsd teacher", "ofsd end"] * 2
+    values = [v for _, v in seen]
+
+    def same(a, b):
+        return torch.allclose(values[a], values[b], atol=1e-4)
+
+    for r in (0, 6):  # round 1, round 2
+        grpo_start, grpo_ref, grpo_end, ofsd_start, ofsd_teacher = r, r + 1, r + 2, r + 3, r + 4
+        assert same(grpo_start, grpo_ref) and not same(grpo_start, grpo_end)  # GRPO moved the policy
+        assert same(grpo_end, ofsd_start) and same(grpo_end, ofsd_teacher)
+    assert not same(3, 5)  # round 1's OFSD moved the policy (its pool had pairs) ...
+    assert same(5, 6) and same(5, 7)  # ... and round 2's GRPO starts from there, its reference too
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    from conftest import tiny_qwen2
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    path = tmp_path_factory.mktemp("policy")
+    tokenizer = build_toy_tokenizer()
+    tiny_qwen2(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_grpo_streams_continue_the_data_and_the_schedule_over_rounds():
+    from searche1.train.evolve import grpo_streams
+    from searche1.train.grpo_loop import StepStream
+
+    base = ["evolve.rounds=3", "evolve.grpo_steps=5"]
+    assert grpo_streams(load_config("toy", base)) == [None, StepStream(0, 0, 15), None, StepStream(5, 5, 15), None,
+                                                      StepStream(10, 10, 15), None]
+    assert grpo_streams(load_config("toy", [*base, "evolve.lr_schedule=per_round"])) == [
+        None, StepStream(0, 0, 5), None, StepStream(5, 0, 5), None, StepStream(10, 0, 5), None]
+
+
+@pytest.mark.parametrize("lr_schedule", ["continuous", "per_round"])
+def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedule, tiny_policy, tmp_path,
+                                                                      monkeypatch):
+    """Round 2's GRPO phase reads the questions and sampling seeds after round 1's (not round 1's again); its
+    learning rate continues one warm-up-then-constant schedule over both rounds, or restarts it (per_round)."""
+    import searche1.train.grpo_loop as grpo_loop
+    from searche1.train.evolve import run_evolve
+    from searche1.train.grpo_loop import lr_factor
+
+    calls = {"prompts": [], "seeds": set()}
+
+    def step_prompts(n, step, per_step, seed):
+        calls["prompts"].append(step)
+        return step_prompts.original(n, step, per_step, seed)
+
+    def sample_seed(seed, step, position, sibling):
+        calls["seeds"].add(step)
+        return sample_seed.original(seed, step, position, sibling)
+
+    step_prompts.original, sample_seed.original = grpo_loop.step_prompts, grpo_loop.sample_seed
+    monkeypatch.setattr(grpo_loop, "step_prompts", step_prompts)
+    monkeypatch.setattr(grpo_loop, "sample_seed", sample_seed)
+    cfg = load_config("toy", [f"grpo.model={tiny_policy}", "evolve.mode=grpo-only", "evolve.rounds=2",
+                              "evolve.grpo_steps=2", "ofsd.pool_questions=1", "ofsd.n_samples=2",
+                              f"evolve.lr_schedule={lr_schedule}", "evolve.eval_limit=1", "grpo.warmup_ratio=0.7",
+                              "grpo.prompts_per_step=2", "grpo.mini_batch_prompts=2", "grpo.micro_batch=4",
+                              "grpo.entropy_coef=0.01", "rollout.n_samples=2", "rollout.max_turns=1",
+                              "rollout.max_response_length=8"])
+    run_evolve(cfg, tmp_path / "run", log=lambda *_: None)
+    assert calls["prompts"] == [0, 1, 2, 3, 4, 5] and calls["seeds"] == {0, 1, 2, 3, 4, 5}  # 3 steps a round
+    lrs = [r["grpo/lr"] for phase in ("01-grpo-r1", "02-grpo-r2")
+           for r in map(json.loads, (tmp_path / "run" / "phases" / phase / "metrics.jsonl").read_text().splitlines())
+           if "grpo/lr" in r]
+    expected = ([lr_factor(k, 6, 0.7, "constant") for k in range(6)] if lr_schedule == "continuous"
+                else [lr_factor(k % 3, 3, 0.7, "constant") for k in range(6)])
+    assert lrs == pytest.approx([cfg.grpo.lr * f for f in expected])
+    assert (expected[3] < 1) == (lr_schedule == "per_round")  # round 2 warms up again only per round

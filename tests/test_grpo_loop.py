@@ -124,7 +124,7 @@ def test_train_grpo_cli(tiny_policy, tmp_path, capsys):
 
 
 def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_policy, tmp_path):
-    """The acceptance test of issue 4: `searche1 train grpo` killed with SIGKILL after a random step's checkpoint
+    """`searche1 train grpo` killed with SIGKILL after a random step's checkpoint
     (possibly while writing the next one), then `--resume`d, ends with the weights and metrics of a run never
     interrupted (1 thread in both, so the CPU arithmetic is the same)."""
     import os
@@ -208,6 +208,35 @@ def test_grpo_with_lora_trains_an_adapter_and_resumes_exactly(tiny_policy, tmp_p
     a = load_file(cut / "checkpoints" / "step-2" / "adapter_model.safetensors")
     b = load_file(step2 / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_lora_checkpoint_loads_as_its_base_with_the_adapter_merged(tiny_policy, tmp_path):
+    """load_model of an adapter folder gives a plain model (no adapter left for a later get_peft_model to replace)
+    with the adapted logits; an adapter trained on top of such a model names that folder as its base, so a chain of
+    adapters loads with every one of them merged."""
+    from peft import LoraConfig, get_peft_model
+
+    from searche1.models import load_model
+
+    ids = torch.tensor([[5, 17, 42, 8, 99, 3]])
+    base, tokenizer = load_model(str(tiny_policy))
+    folders, expected = [], None
+    for n in range(2):
+        torch.manual_seed(n)
+        adapted = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                  init_lora_weights=False))
+        with torch.no_grad():
+            expected = adapted(input_ids=ids).logits
+        folders.append(tmp_path / f"adapter-{n}")
+        adapted.save_pretrained(folders[-1])
+        tokenizer.save_pretrained(folders[-1])
+        base, _ = load_model(str(folders[-1]))
+        assert not hasattr(base, "peft_config") and base.name_or_path == str(folders[-1])
+        with torch.no_grad():
+            assert torch.allclose(base(input_ids=ids).logits, expected, atol=1e-5)
+    first_base = load_model(str(tiny_policy))[0]
+    with torch.no_grad():
+        assert not torch.allclose(first_base(input_ids=ids).logits, expected, atol=1e-3)  # both adapters count
 
 
 def test_sample_seeds_fit_torch_for_any_run_seed():

@@ -99,7 +99,7 @@ class RolloutConfig:
 @dataclass
 class GRPOConfig:
     """Vanilla GRPO (Search-R1's, verl semantics). Defaults are sized for the toy world on 2 CPU cores; the searchr1
-    preset sets the paper's numbers (PROTOCOL.md)."""
+    preset sets the paper's numbers (docs/protocol.md)."""
 
     model: str = "toy-base"
     """Policy to start from: an HF folder, toy-base (shipped), or a hub id where a network exists."""
@@ -145,7 +145,7 @@ class GRPOConfig:
 
 @dataclass
 class OFSDConfig:
-    """Offline self-distillation (DESIGN.md, "The method, precisely"). The paper leaves rounds, steps, LoRA rank,
+    """Offline self-distillation (docs/ofsd.md, "The method"). The paper leaves rounds, steps, LoRA rank,
     learning rate, epochs and the teacher's view of retrieved text open: the defaults below are choices, sized for
     the toy world on 2 CPU cores, and every run records them."""
 
@@ -190,6 +190,11 @@ class EvolveConfig:
     mode: typing.Literal["both", "grpo-only", "ofsd-only"] = "both"
     """both = Search-E1; grpo-only = the baseline at the same rollout budget (OFSD's pool rollouts become GRPO
     steps); ofsd-only = the other arm."""
+    lr_schedule: typing.Literal["continuous", "per_round"] = "continuous"
+    """GRPO's learning-rate schedule (grpo.warmup_ratio, grpo.schedule) across rounds: continuous = the rounds'
+    GRPO steps together are the schedule of one run (warm-up once, at the start of round 1); per_round = each
+    round's GRPO phase restarts it. Either way round n continues the question order and sampling seeds where round
+    n-1 stopped, and each GRPO phase starts a fresh optimizer state (the OFSD phase between changed the weights)."""
     eval_data: list[str] = field(default_factory=list)
     """QA files or directories to evaluate each phase on (through retrieval.index); empty = the toy world's seven
     test sets."""

@@ -97,7 +97,12 @@ def resolve_dtype(dtype: str, device: str):
 
 
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
-    """(model, tokenizer) from an HF id (needs a network) or a local folder; model in eval mode on `device`."""
+    """(model, tokenizer) from an HF id (needs a network) or a local folder; model in eval mode on `device`.
+
+    A LoRA checkpoint (a folder with adapter_config.json, as GRPO with grpo.lora_rank > 0 saves) comes back as a
+    plain model: its base loaded (itself a LoRA checkpoint, recursively, when the adapter was trained on one) and
+    the adapter merged in with peft, so that whatever loads it next (an evaluation, an OFSD phase attaching its own
+    adapter, the next GRPO round) starts from exactly the weights the adapter's run ended with."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if device.startswith("cuda"):
@@ -107,8 +112,37 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
             raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device=cpu")
     name_or_path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
+    if is_adapter_folder(name_or_path):
+        model = _merged_adapter(Path(name_or_path), device, dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
     return model.to(device).eval(), tokenizer
+
+
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a LoRA checkpoint (adapter weights over a base model named in adapter_config.json)."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def _merged_adapter(path: Path, device: str, dtype: str):
+    """The base model named by the adapter folder `path`, with the adapter merged in (peft's own API: transformers'
+    adapter integration wants a newer peft than exists). The result names `path` as its source, so an adapter
+    trained on top of it records `path` as its base."""
+    from peft import PeftModel
+
+    config = json.loads((path / "adapter_config.json").read_text())
+    base_path = config.get("base_model_name_or_path")
+    try:
+        if not base_path:
+            raise OSError("no base model named")
+        base, _ = load_model(base_path, device, dtype)
+    except OSError as e:
+        raise FileNotFoundError(f"{path / 'adapter_config.json'}: its base model {base_path!r} cannot be loaded "
+                                f"({e}); set base_model_name_or_path to the folder of the model the adapter was "
+                                "trained on") from None
+    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    merged.name_or_path = merged.config._name_or_path = str(path)
+    return merged
 
 
 def bundled_gguf() -> Path:

@@ -43,7 +43,28 @@ def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
     return phases
 
 
-_NOT_READ = ("evolve.mode", "evolve.rounds", "evolve.grpo_steps")  # their effect on a phase is its kind and steps
+def grpo_streams(cfg: Config) -> list:
+    """One StepStream per planned phase (None for the phases that are not GRPO): round n's GRPO phase continues the
+    data stream after the GRPO steps of the rounds before it, and its learning rate follows one schedule over every
+    round (evolve.lr_schedule=continuous) or its own (per_round)."""
+    from searche1.train.grpo_loop import StepStream
+
+    phases = plan_phases(cfg)
+    total = sum(steps for kind, _, steps in phases if kind == "grpo")
+    streams, done = [], 0
+    for kind, _, steps in phases:
+        if kind != "grpo":
+            streams.append(None)
+            continue
+        continuous = cfg.evolve.lr_schedule == "continuous"
+        streams.append(StepStream(offset=done, schedule_offset=done if continuous else 0,
+                                  schedule_steps=total if continuous else steps))
+        done += steps
+    return streams
+
+
+# their effect on a phase is its kind, steps and stream (hashed with it)
+_NOT_READ = ("evolve.mode", "evolve.rounds", "evolve.grpo_steps", "evolve.lr_schedule")
 _NOT_READ_BY_KIND = {"base": _NOT_READ + ("grpo", "ofsd"), "grpo": _NOT_READ + ("ofsd",), "ofsd": _NOT_READ}
 """Config fields a phase never reads: two runs whose configs differ only there share that phase's result."""
 
@@ -53,12 +74,17 @@ def phase_keys(cfg: Config) -> list[str]:
     of the phase before it (its start model). Equal keys mean the same work, so `searche1 ablate` lets arms share
     a phase (e.g. the base evaluation, and the first GRPO round of arms that differ only in ofsd.*)."""
     keys, before = [], cfg.grpo.model
-    for kind, round_, steps in plan_phases(cfg):
+    for (kind, round_, steps), stream in zip(plan_phases(cfg), grpo_streams(cfg)):
         read = to_dict(cfg)
         for dotted in _NOT_READ_BY_KIND[kind]:
             section, _, name = dotted.partition(".")
             (read[section].pop(name) if name else read.pop(section))
-        blob = json.dumps([before, kind, round_, steps, read], sort_keys=True, default=str)
+        # the schedule's place matters only when the lr varies (a constant lr without warm-up: a 3-round run can
+        # still share the first rounds of a 2-round one)
+        flat = cfg.grpo.warmup_ratio == 0 and cfg.grpo.schedule == "constant"
+        where = ([stream.offset] + ([] if flat else [stream.schedule_offset, stream.schedule_steps])
+                 if stream else None)
+        blob = json.dumps([before, kind, round_, steps, where, read], sort_keys=True, default=str)
         before = hashlib.sha256(blob.encode()).hexdigest()[:16]
         keys.append(before)
     return keys
@@ -94,8 +120,9 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
 
 
 def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str, path: Path, device: str,
-               log) -> tuple[str, dict]:
-    """Train one phase into `path`; (its output model, its cost figures)."""
+               log, stream=None) -> tuple[str, dict]:
+    """Train one phase into `path` (a GRPO phase at its place `stream` in the rounds' data stream); (its output
+    model, its cost figures)."""
     if kind == "base":
         return start_model, {}
     phase_cfg = copy.deepcopy(cfg)
@@ -110,7 +137,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
             # evaluation) is not started again; one killed before its first checkpoint starts afresh
             if last is None and (path / "metrics.jsonl").exists() and process_rank() == 0:
                 (path / "metrics.jsonl").unlink()
-            train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log)
+            train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log, stream=stream)
         from searche1.plots import read_metrics
 
         # the last record of each step: a resumed phase re-logs the steps after its checkpoint
@@ -162,20 +189,21 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     phases = plan_phases(cfg)
     sets = None
     dirs = phase_dirs(cfg, out)
-    for i, ((kind, round_, steps), path, key) in enumerate(zip(phases, dirs, phase_keys(cfg))):
+    for i, ((kind, round_, steps), path, key, stream) in enumerate(zip(phases, dirs, phase_keys(cfg),
+                                                                      grpo_streams(cfg))):
         name = path.name[3:]
         if (path / "eval.json").exists() and (path / "phase.json").exists():
             record = json.loads((path / "phase.json").read_text())
             log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
         elif not main:
             if kind == "grpo":
-                _run_phase(cfg, kind, round_, steps, model, path, device, log)
+                _run_phase(cfg, kind, round_, steps, model, path, device, log, stream)
             record = _wait_for_record(path / "phase.json")
         else:
             log(f"[{i + 1}/{len(phases)}] {name}: from {model}")
             t0 = time.perf_counter()
             path.mkdir(parents=True, exist_ok=True)
-            model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log)
+            model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log, stream)
             t_train = time.perf_counter() - t0
             if sets is None:  # built once, for the first phase that needs an evaluation
                 from searche1.train.sources import eval_benchmarks

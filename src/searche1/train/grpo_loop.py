@@ -6,6 +6,8 @@ checkpoint every `save_every` steps. The losses and the update are pure pieces o
 
 Exact resume: the data order and the rollout sampling of step k are functions of (seed, k) alone, and the
 checkpoint holds weights and optimizer state, so a run resumed from step k repeats what the uninterrupted run did.
+A GRPO phase of `searche1 train` is a part of one longer stream (`StepStream`): round 2 reads the questions and
+sampling seeds that follow round 1's, and its learning rate follows one schedule over all rounds or its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +45,17 @@ def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> floa
         return 1.0
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass(frozen=True)
+class StepStream:
+    """Where a GRPO run sits in a longer one (the rounds of `searche1 train`). Its step k (0-based) reads the data
+    order and sampling seeds of step `offset + k`, and its learning rate is the schedule's value at step
+    `schedule_offset + k` of a schedule `schedule_steps` long (None: this run's own steps)."""
+
+    offset: int = 0
+    schedule_offset: int = 0
+    schedule_steps: int | None = None
 
 
 def step_prompts(n_questions: int, step: int, per_step: int, seed: int) -> list[int]:
@@ -105,10 +119,12 @@ def process_positions(per_step: int, mini_batch: int, rank: int, world: int) -> 
     return [u * mini_batch + rank * local + i for u in range(per_step // mini_batch) for i in range(local)]
 
 
-def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print) -> dict:
+def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str = "cpu", log=print,
+               stream: StepStream = StepStream()) -> dict:
     """Run (or resume) GRPO into `out`: metrics.jsonl, config.yaml, checkpoints/step-N, and at the end curves.png
     and summary.md; returns the last step's figures. Under torchrun / accelerate launch each process rolls out
-    and trains on its share of every mini-batch; the main process logs and writes checkpoints."""
+    and trains on its share of every mini-batch; the main process logs and writes checkpoints. `stream` places the
+    run inside a longer one (a round of `searche1 train`); steps and checkpoints are numbered from 1 either way."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, gather_object
     from rich.console import Console
@@ -174,12 +190,14 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
         if start_from is not None:  # a killed run may have logged steps after its last checkpoint: they run again
             _keep_metrics_up_to(out / "metrics.jsonl", step)
         save_config(cfg, out / "config.yaml")
+    schedule_steps = stream.schedule_steps or g.steps
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
     limits, sampling = EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k)
     figures: dict = {}
     skipped_in_a_row = 0
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
         f"per step over {world} process(es), steps {step + 1}..{g.steps}"
+        + (f" (data stream steps {stream.offset + step + 1}..{stream.offset + g.steps})" if stream.offset else "")
         + (f" (resumed from {start_from})" if start_from else ""))
     with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None, report_to=cfg.report_to,
                         config=to_dict(cfg), first_step=step + 1) if main else nullcontext()) as metrics, \
@@ -188,9 +206,9 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
         task = bar.add_task("grpo", total=g.steps, completed=step, info="")
         while step < g.steps:
             t0 = time.perf_counter()
-            chosen = step_prompts(len(questions), step, g.prompts_per_step, cfg.seed)
+            chosen = step_prompts(len(questions), stream.offset + step, g.prompts_per_step, cfg.seed)
             batch = [questions[chosen[p]] for p in positions]
-            seeds = [sample_seed(cfg.seed, step, p, j) for p in positions for j in range(r.n_samples)]
+            seeds = [sample_seed(cfg.seed, stream.offset + step, p, j) for p in positions for j in range(r.n_samples)]
             model.eval()
             with torch.no_grad():
                 trajectories = rollout(batch, generator.backend(policy), tokenizer, client, limits, sampling,
@@ -212,8 +230,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             update_stats = []
             for u in range(updates_per_step):
                 for group in optimizer.param_groups:
-                    group["lr"] = g.lr * lr_factor(step * updates_per_step + u, g.steps * updates_per_step,
-                                                   g.warmup_ratio, g.schedule)
+                    group["lr"] = g.lr * lr_factor((stream.schedule_offset + step) * updates_per_step + u,
+                                                   schedule_steps * updates_per_step, g.warmup_ratio, g.schedule)
                 part = slice(u * per_update, (u + 1) * per_update)  # trajectories come grouped, in prompt order
                 update_stats.append(policy_update(model, optimizer, trained[part], advantages[part], loss_cfg,
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,

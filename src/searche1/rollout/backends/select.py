@@ -49,11 +49,10 @@ def folder_weights(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tenso
         except Exception:
             raise FileNotFoundError(f"{folder}: neither a model folder nor a hub id in the local HF cache; pass the "
                                     "model's folder") from None
-    if (path / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
+    from searche1.models import is_adapter_folder, load_model
 
-        merged = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).merge_and_unload()
-        yield from merged.state_dict().items()
+    if is_adapter_folder(path):
+        yield from load_model(str(path), "cpu", "float32")[0].state_dict().items()
         return
     files = sorted(path.glob("*.safetensors"))
     if not files:
