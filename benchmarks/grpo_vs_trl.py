@@ -104,7 +104,7 @@ def run_trl(cfg, out: Path) -> list[dict]:
                 "em": [t.em for t in trajs]}  # extra fields reach the reward functions
 
     def exact_match(completions, em, **_) -> list[float]:
-        return list(em)  # searche1.reward.score, computed by the engine on what the model wrote (PROTOCOL.md)
+        return list(em)  # searche1.reward.score, computed by the engine on what the model wrote (docs/protocol.md)
 
     class StepTimer(TrainerCallback):
         def __init__(self):

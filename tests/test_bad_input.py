@@ -1,4 +1,4 @@
-"""Bad input files and configs (issue 8, point 4), through the CLI as a user meets them: one clear message naming
+"""Bad input files and configs through the CLI as a user meets them: one clear message naming
 the file and line, or the config key, exit code 2, and nothing written where the output would have gone."""
 
 import json

@@ -19,7 +19,7 @@ def test_defaults_and_toy_preset():
 def test_searchr1_preset():
     cfg = load_config("searchr1")
     assert cfg.retrieval.method == "dense" and cfg.retrieval.model == "intfloat/e5-base-v2"
-    g = cfg.grpo  # PROTOCOL.md's Search-R1 GRPO numbers
+    g = cfg.grpo  # Search-R1's GRPO numbers (docs/protocol.md)
     assert (g.lr, g.warmup_ratio, g.prompts_per_step, g.mini_batch_prompts, cfg.rollout.n_samples) == \
         (1e-6, 0.285, 512, 256, 5)
     assert (g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef) == (0.2, None, 0.001, "low_var_kl", 0.001)
@@ -44,7 +44,7 @@ def test_search_e1_presets_use_vllm_design_md_ofsd_and_the_searchr1_files(preset
 
     cfg = load_config(preset)
     assert cfg.grpo.model == model and cfg.rollout.backend == "vllm" and cfg.grpo.gradient_checkpointing
-    o, defaults = cfg.ofsd, OFSDConfig()  # DESIGN.md's OFSD, except the pool size (a stated choice)
+    o, defaults = cfg.ofsd, OFSDConfig()  # the OFSD defaults, except the pool size (a stated choice)
     assert (o.student, o.reference, o.divergence, o.tau_clip, o.lr, o.epochs, o.lora_rank) == \
         (defaults.student, defaults.reference, defaults.divergence, 10.0, defaults.lr, defaults.epochs,
          defaults.lora_rank) == ("kl", "shortest", "forward", 10.0, 1e-4, 1, 16)

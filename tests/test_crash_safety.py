@@ -1,4 +1,4 @@
-"""Crash safety (issue 8, point 1): a damaged checkpoint is never loaded (checksums; the previous good one is used
+"""Crash safety: a damaged checkpoint is never loaded (checksums; the previous good one is used
 and the choice logged), a kill's half-written checkpoint folders are cleaned up, and a `searche1 train` run killed
 with SIGKILL at seeded random moments, then resumed, ends with the same per-phase results as an uninterrupted one."""
 

@@ -1,4 +1,4 @@
-"""Retriever faults (issue 8, point 2): a real HTTP server on loopback that is down, slow, answers 500 or
+"""Retriever faults: a real HTTP server on loopback that is down, slow, answers 500 or
 malformed JSON, or dies mid-run. The client retries a bounded number of times with backoff and jitter under a
 per-request timeout, then stops with a clear error (retrieval.on_failure=stop) or, with skip, the affected samples
 end as `error`, are counted, and are left out of the GRPO loss. Nothing hangs: every test is bounded in time."""

@@ -1,4 +1,4 @@
-"""Hostile model output (issue 8, point 3), property-based: unclosed, nested and duplicated tags, empty and huge
+"""Hostile model output property-based: unclosed, nested and duplicated tags, empty and huge
 queries, control characters, answer spamming, text imitating <information> blocks, and prompt injection inside
 retrieved documents. The parser, the observation renderer, the reward and the whole engine never raise; the
 masks stay consistent (model text 1, inserted text 0); the reward is defined; queries and turns stay in budget."""

@@ -1,4 +1,4 @@
-"""Numerics (issue 8, point 5): a NaN/inf loss or gradient skips the update and is counted; a run that keeps
+"""Numerics: a NaN/inf loss or gradient skips the update and is counted; a run that keeps
 producing them stops with a message (exit code 2 from the CLI); OFSD with no pairs, or a student with no sampled
 token, is a no-op, not a crash."""
 

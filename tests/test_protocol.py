@@ -1,4 +1,4 @@
-"""Pins the Search-R1 protocol strings byte for byte (PROTOCOL.md) and the turn rules."""
+"""Pins the Search-R1 protocol strings byte for byte (docs/protocol.md) and the turn rules."""
 
 import pytest
 

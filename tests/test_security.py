@@ -1,4 +1,4 @@
-"""Security defaults (issue 8, point 6): servers bind loopback unless told otherwise, nothing unpickles or runs
+"""Security defaults: servers bind loopback unless told otherwise, nothing unpickles or runs
 remote code from a path by default, and the retriever's request bounds hold."""
 
 import re

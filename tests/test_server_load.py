@@ -1,4 +1,4 @@
-"""Load (issue 8, point 6): `searche1 serve` over a toy-world BM25 index, on loopback, with 32 concurrent clients
+"""Load: `searche1 serve` over a toy-world BM25 index, on loopback, with 32 concurrent clients
 for 60 s ($SEARCHE1_LOAD_SECONDS to change it). Asserts 0 errors, no hung client, and a flat server memory after
 its first 10 s (allocator and caches filling: 135 -> 256 MB here, then flat for minutes); prints the request rate
 and the p50/p99 latency (measured, never asserted: this machine is shared)."""

@@ -51,7 +51,7 @@ def test_vllm_greedy_matches_hf_and_logprobs_rescore(saved_model, smollm2_tokeni
     assert [t.response_ids for t in updated] == [t.response_ids for t in expected]
 
 
-# -- issue 6's GPU path: the SmolLM2 HF folder through the training code with rollout.backend=vllm ---------------
+# -- the GPU path: the SmolLM2 HF folder through the training code with rollout.backend=vllm ---------------
 
 
 def _smollm2_cfg(tmp_path, extra=()):

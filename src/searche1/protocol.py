@@ -1,6 +1,6 @@
 """The Search-R1 agent protocol: prompt, tags, action parsing, observations, turn rules.
 
-Every string here is a compatibility contract (PROTOCOL.md) pinned byte for byte by tests/test_protocol.py.
+Every string here is a compatibility contract (docs/protocol.md) pinned byte for byte by tests/test_protocol.py.
 Token-level work (stop detection on ids, observation truncation) is done by the rollout engine with these strings.
 """
 
@@ -59,7 +59,7 @@ def make_prompt_text(question: str) -> str:
 def make_prompt(question: str, tokenizer: Any | None = None) -> str:
     """The model's input text: the user message through the tokenizer's chat template when it has one.
 
-    Base models with a chat template get it too (PROTOCOL.md); raw text otherwise (or with no tokenizer).
+    Base models with a chat template get it too (docs/protocol.md); raw text otherwise (or with no tokenizer).
     """
     text = make_prompt_text(question)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):

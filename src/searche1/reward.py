@@ -1,4 +1,4 @@
-"""Exact-match reward (PROTOCOL.md), plus sub-EM and token F1 as extra metrics.
+"""Exact-match reward (docs/protocol.md), plus sub-EM and token F1 as extra metrics.
 
 Every EM figure a user sees is computed by `score` here.
 """

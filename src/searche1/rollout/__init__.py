@@ -1,1 +1,1 @@
-"""Rollouts: the trajectory record (and, with the rollout-engine issue, the multi-turn engine and backends)."""
+"""Rollouts: the trajectory record, the multi-turn engine and the generation backends."""

@@ -1,11 +1,11 @@
-"""`searche1 ablate`: the experiments the paper lacks, as one command over seeds (issue 5).
+"""`searche1 ablate`: the experiments the paper lacks, as one command over seeds.
 
 Each arm is a `searche1 train` run (train/evolve.py) with a few overrides on top of the preset; every arm runs for
 every seed (cfg.seed: data order and sampling; the world stays fixed), into RUN/<arm>/seed-<k>/, resumable. The
 report (RUN/report.md, RUN/report.json, RUN/ablate.png) compares the arms' final average EM (mean and spread over
 seeds), their gain per round, and their cost (rollouts, training seconds).
 
-The default arm (`search-e1`) is GRPO -> OFSD with the defaults of DESIGN.md; each other arm changes one thing.
+The default arm (`search-e1`) is GRPO -> OFSD with the defaults of docs/ofsd.md; each other arm changes one thing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`searche1 train ofsd`: one offline self-distillation phase, one plain loop (DESIGN.md, points 2-6).
+"""`searche1 train ofsd`: one offline self-distillation phase, one plain loop (docs/ofsd.md, "The method", points 2-6).
 
 pool: G rollouts of the current policy per sampled training question -> pairs: (shortest correct sibling,
 most divergent sibling) -> loss: the student's own tokens teacher-forced under the privileged context (teacher =

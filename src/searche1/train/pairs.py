@@ -1,4 +1,4 @@
-"""OFSD pair mining and the teacher's privileged context (DESIGN.md, "The method, precisely", points 3-4).
+"""OFSD pair mining and the teacher's privileged context (docs/ofsd.md, "The method", points 3-4).
 
 Per question of the rollout pool: the reference is the shortest correct sibling (fewest generated tokens; ties ->
 fewer searches, then the lower sample index), the student the sibling that differs most from it. Questions with no

@@ -1,6 +1,6 @@
 """The toy base policy: a tiny Qwen2 that learns the protocol and to read passages from pretraining worlds.
 
-It stands in for a pretrained LLM (DESIGN.md): it must know the protocol and copy a name or year out of an
+It stands in for a pretrained LLM (docs/toyworld.md): it must know the protocol and copy a name or year out of an
 <information> block, but know no evaluation world's facts. It learns only from a stream of pretraining worlds
 (a separate seed namespace; each world has fresh facts for the same pool of names, so facts cannot be memorized):
 demonstrations of the imperfect scripted searcher, reading drills and copy drills (docs/warmstart.md).

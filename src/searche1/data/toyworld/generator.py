@@ -1,4 +1,4 @@
-"""A seeded synthetic world: entities, facts, Wikipedia-like passages and seven QA sets (DESIGN.md, "toy world").
+"""A seeded synthetic world: entities, facts, Wikipedia-like passages and seven QA sets (docs/toyworld.md).
 
 Order of work: name the entities -> draw their facts -> write the corpus (recording each fact's gold passage) ->
 ask questions about the facts. Each stage takes its own RNG derived from the world's namespace and the stage name,

@@ -5,7 +5,7 @@ They live together so that a toy tokenizer can be built from one place (`vocabul
 that the pool can be checked against every word a template or vocabulary uses.
 
 Why one fixed pool of 300 names: a tiny model learns to copy a name out of a retrieved passage only when names are
-known single tokens, and with 3000 names copying never formed in a short warm start (DESIGN.md). Facts are drawn
+known single tokens, and with 3000 names copying never formed in a short warm start (docs/toyworld.md). Facts are drawn
 fresh per world, so a known name carries no memorizable fact.
 """
 

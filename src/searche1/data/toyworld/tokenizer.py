@@ -2,7 +2,7 @@
 tag as a single token.
 
 Why single tokens: the base policy must learn to copy a name or a year out of an <information> block, and a tiny
-model learns that copy only when the thing copied is one token (DESIGN.md). Byte-level BPE keeps decoding exact
+model learns that copy only when the thing copied is one token (docs/toyworld.md). Byte-level BPE keeps decoding exact
 (decode(encode(text)) == text), which the protocol needs: the engine parses decoded turns and the tests compare
 decoded observation spans with the inserted text byte for byte. Deterministic: the same vocabulary every build.
 """
@@ -45,7 +45,7 @@ def training_text(n_worlds: int = 4) -> list[str]:
 
 
 def build_toy_tokenizer(out_dir: str | os.PathLike | None = None):
-    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as PROTOCOL.md allows)."""
+    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as docs/protocol.md allows)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

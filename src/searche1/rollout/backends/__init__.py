@@ -1,1 +1,1 @@
-"""Generation backends behind one small interface (see base.py): HF transformers now, vLLM with its issue."""
+"""Generation backends behind one small interface (see base.py): HF transformers and vLLM."""
