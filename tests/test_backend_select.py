@@ -124,3 +124,18 @@ def test_engine_bookkeeping_loads_each_phases_weights_once(tmp_path, monkeypatch
     with pytest.raises(FileNotFoundError, match="neither a model folder nor a hub id"):
         select.vllm_engine(str(tmp_path / "missing"), cfg)
     assert select._ENGINE_WEIGHTS is None  # the failed load left no claim behind
+
+    # an engine first asked for a LoRA checkpoint starts from the adapter's plain base, then takes the merged weights
+    from peft import LoraConfig, get_peft_model
+
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.models import load_model
+
+    build_toy_tokenizer().save_pretrained(a)
+    adapter = tmp_path / "adapter"
+    get_peft_model(load_model(str(a))[0], LoraConfig(r=2, target_modules="all-linear")).save_pretrained(adapter)
+    monkeypatch.setattr(select, "_ENGINE", None)
+    loads.clear()
+    select.vllm_engine(str(adapter), cfg)
+    assert loads[0] == ("start", "a") and loads[1][0] == "load" and "model.embed_tokens.weight" in loads[1][1]
+    assert not any("lora" in name for name in loads[1][1]) and select._ENGINE_WEIGHTS == str(adapter.resolve())

@@ -67,6 +67,9 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     again = json.loads((out / "summary.json").read_text())["phases"]
     assert (out / "phases" / "01-grpo-r1" / "phase.json").read_text() == grpo_record
     assert again[2]["em"] == summary[2]["em"] and again[2]["pairs"] == summary[2]["pairs"]
+    # resuming with other settings is refused: the finished GRPO phase was trained with the old ones
+    assert main([*args[:3], "--resume", *args[3:], "grpo.lr=5e-4"]) == 2
+    assert "01-grpo-r1 was made with other settings" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # 90 s on the 2-core CI machine; GRPO under torchrun stays in the essential set
@@ -165,6 +168,8 @@ def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_
                               "rollout.max_response_length=48", "ofsd.pool_questions=40", "ofsd.n_samples=4",
                               "ofsd.lr=1e-2"])
     run_evolve(cfg, tmp_path / "run", log=lambda *_: None)
+    pairs = json.loads((tmp_path / "run" / "phases" / "02-ofsd-r1" / "summary.json").read_text())["pairs"]["pairs"]
+    assert pairs > 0, "round 1's OFSD pool gave no pair: the OFSD boundary below would not be tested"
     events = [name for name, _ in seen]
     assert events == ["grpo start", "grpo reference", "grpo end", "ofsd start", "ofsd teacher", "ofsd end"] * 2
     values = [v for _, v in seen]

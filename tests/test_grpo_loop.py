@@ -239,6 +239,23 @@ def test_a_lora_checkpoint_loads_as_its_base_with_the_adapter_merged(tiny_policy
         assert not torch.allclose(first_base(input_ids=ids).logits, expected, atol=1e-3)  # both adapters count
 
 
+def test_same_reward_fraction_counts_groups_without_two_valid_siblings():
+    """A group whose only other sibling failed retrieval carries no signal (advantage 0), like a group whose
+    siblings all got the same reward."""
+    from types import SimpleNamespace
+
+    from searche1.train.grpo_loop import _step_figures
+
+    def t(group, reward, failed=False):
+        return SimpleNamespace(reward=reward, em=reward, n_searches=1, n_response=4, n_generated=3, group_id=group,
+                               failed=failed)
+
+    summaries = [t(0, 1.0), t(0, 0.0), t(1, 1.0), t(1, 0.0, failed=True), t(2, 0.0), t(2, 0.0)]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    figures = _step_figures(summaries, [{"skipped": 0}], optimizer, 1.0, 2.0)
+    assert figures["same_reward_fraction"] == pytest.approx(2 / 3) and figures["failed_samples"] == 1
+
+
 def test_sample_seeds_fit_torch_for_any_run_seed():
     from searche1.train.grpo_loop import sample_seed
 

@@ -128,14 +128,21 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
 
 
 def _publish_final(model_dir: Path, final: Path) -> None:
-    """Copy the last phase's model to RUN/final as a plain HF folder (weights, config, tokenizer), atomically."""
+    """Copy the last phase's model to RUN/final as a plain HF folder (weights, config, tokenizer), atomically; a
+    LoRA checkpoint is written with its adapter merged."""
     import shutil
 
     from searche1.fileio import atomic_dir
+    from searche1.models import is_adapter_folder, load_model
 
     with atomic_dir(final, marker="config.json", what="final model") as tmp:
+        if is_adapter_folder(model_dir):
+            model, tokenizer = load_model(str(model_dir), "cpu", "float32")
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            return
         for f in model_dir.iterdir():
-            if f.is_file() and f.name not in ("optimizer.pt", "trainer_state.json"):
+            if f.is_file() and f.name not in ("optimizer.pt", "trainer_state.json", "checksums.json"):
                 shutil.copy2(f, tmp / f.name)
 
 

@@ -103,20 +103,25 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
     plain model: its base loaded (itself a LoRA checkpoint, recursively, when the adapter was trained on one) and
     the adapter merged in with peft, so that whatever loads it next (an evaluation, an OFSD phase attaching its own
     adapter, the next GRPO round) starts from exactly the weights the adapter's run ended with."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use device=cpu")
-    name_or_path = resolve_model_path(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    name_or_path = model_location(name_or_path)
     if is_adapter_folder(name_or_path):
-        model = _merged_adapter(Path(name_or_path), device, dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
-    return model.to(device).eval(), tokenizer
+        return _merged_adapter(Path(name_or_path), device, dtype)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
+    return model.to(device).eval(), load_tokenizer(name_or_path)
+
+
+def model_location(name_or_path: str) -> str:
+    """resolve_model_path, with a local folder made absolute (an adapter trained on it records it as its base,
+    wherever the run was started from); a hub id unchanged."""
+    path = resolve_model_path(name_or_path)
+    return str(Path(path).resolve()) if Path(path).is_dir() else path
 
 
 def is_adapter_folder(path: str | os.PathLike) -> bool:
@@ -124,25 +129,51 @@ def is_adapter_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
+def adapter_base(path: str | os.PathLike) -> str:
+    """The base model an adapter folder names (adapter_config.json's base_model_name_or_path)."""
+    config_file = Path(path) / "adapter_config.json"
+    base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise FileNotFoundError(f"{config_file}: no base_model_name_or_path; set it to the folder of the model the "
+                                "adapter was trained on")
+    return base
+
+
+def plain_base(name_or_path: str) -> str:
+    """The first model that is not an adapter, following adapter folders' bases (the model an engine can start
+    from before the adapters' merged weights are loaded into it)."""
+    path = model_location(name_or_path)
+    return plain_base(adapter_base(path)) if is_adapter_folder(path) else path
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a model folder or id; an adapter folder without one of its own has its base's."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    has_own = any((Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    if is_adapter_folder(path) and not has_own:
+        return load_tokenizer(adapter_base(path))
+    return AutoTokenizer.from_pretrained(path)
+
+
 def _merged_adapter(path: Path, device: str, dtype: str):
-    """The base model named by the adapter folder `path`, with the adapter merged in (peft's own API: transformers'
-    adapter integration wants a newer peft than exists). The result names `path` as its source, so an adapter
-    trained on top of it records `path` as its base."""
+    """(model, tokenizer): the base named by the adapter folder `path` with the adapter merged in, by peft's own
+    API (transformers' adapter integration wants a newer peft than exists). The merge is done in float32 and the
+    result cast to `dtype` (merging in bf16 would round twice). The result names `path` as its source, so an
+    adapter trained on top of it records `path` as its base."""
     from peft import PeftModel
 
-    config = json.loads((path / "adapter_config.json").read_text())
-    base_path = config.get("base_model_name_or_path")
+    base_path = adapter_base(path)
     try:
-        if not base_path:
-            raise OSError("no base model named")
-        base, _ = load_model(base_path, device, dtype)
+        base, _ = load_model(base_path, device, "float32")
     except OSError as e:
         raise FileNotFoundError(f"{path / 'adapter_config.json'}: its base model {base_path!r} cannot be loaded "
                                 f"({e}); set base_model_name_or_path to the folder of the model the adapter was "
                                 "trained on") from None
-    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload().to(resolve_dtype(dtype, device))
     merged.name_or_path = merged.config._name_or_path = str(path)
-    return merged
+    return merged.eval(), load_tokenizer(str(path))
 
 
 def bundled_gguf() -> Path:

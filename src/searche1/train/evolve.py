@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from searche1.config import Config, save_config, to_dict
+from searche1.config import Config, ConfigError, save_config, to_dict
 from searche1.fileio import atomic_write, write_json
 from searche1.runtime import process_count, process_rank
 
@@ -194,6 +194,10 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
         name = path.name[3:]
         if (path / "eval.json").exists() and (path / "phase.json").exists():
             record = json.loads((path / "phase.json").read_text())
+            if record.get("key") != key:
+                raise ConfigError(f"{path} was made with other settings, or by an older searche1 (its phase key "
+                                  f"differs): resume {out} with the config it was made with ({out / 'config.yaml'}), "
+                                  "or choose another --out")
             log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
         elif not main:
             if kind == "grpo":

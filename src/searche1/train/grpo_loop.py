@@ -308,13 +308,15 @@ def _step_figures(trajectories, update_stats: list[dict], optimizer, t_rollout: 
     n = len(trajectories)
     groups: dict = {}
     for t in trajectories:
-        groups.setdefault(t.group_id, set()).add(t.reward)
+        groups.setdefault(t.group_id, [])
+        if not t.failed:
+            groups[t.group_id].append(t.reward)
     figures = {
         "reward_mean": sum(t.reward for t in trajectories) / n, "em_mean": sum(t.em for t in trajectories) / n,
         "searches_mean": sum(t.n_searches for t in trajectories) / n,
         "response_tokens_mean": sum(t.n_response for t in trajectories) / n,
-        # questions whose siblings all got the same reward: zero advantage, no gradient
-        "same_reward_fraction": sum(len(v) == 1 for v in groups.values()) / len(groups),
+        # questions whose valid siblings all got the same reward, or that have fewer than 2: zero advantage
+        "same_reward_fraction": sum(len(v) < 2 or len(set(v)) == 1 for v in groups.values()) / len(groups),
         "lr": optimizer.param_groups[0]["lr"], "rollout_seconds": t_rollout, "train_seconds": t_step - t_rollout,
         "generated_tokens_per_second": sum(t.n_generated for t in trajectories) / max(t_rollout, 1e-9),
         # samples whose retrieval failed (retrieval.on_failure=skip): reward 0, outside the loss

@@ -51,8 +51,8 @@ def folder_weights(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tenso
                                     "model's folder") from None
     from searche1.models import is_adapter_folder, load_model
 
-    if is_adapter_folder(path):
-        yield from load_model(str(path), "cpu", "float32")[0].state_dict().items()
+    if is_adapter_folder(path):  # merged in float32, handed over in the engine's bf16 (half the host memory)
+        yield from load_model(str(path), "cpu", "bfloat16")[0].state_dict().items()
         return
     files = sorted(path.glob("*.safetensors"))
     if not files:
@@ -78,20 +78,22 @@ def check_backend(rollout_cfg, device: str | None = None) -> None:
 def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
     """The process's vLLM engine holding `model_path`'s weights (started on first use, reloaded after)."""
     global _ENGINE, _ENGINE_WEIGHTS
-    from searche1.models import resolve_model_path
+    from searche1.models import model_location, plain_base
     from searche1.rollout.backends.vllm import VLLMBackend
 
-    path = resolve_model_path(model_path)
+    path = model_location(model_path)
     if _ENGINE is None:
+        start = plain_base(path)  # vLLM reads a plain model folder; an adapter's merged weights are loaded after
         check_backend(rollout_cfg)
         max_len = rollout_cfg.vllm_max_model_len or rollout_cfg.max_prompt_length + rollout_cfg.max_response_length
         kwargs = {}
         if process_count() > 1:
             # one engine inside each training process (tensor parallel 1), on that process's GPU
             kwargs["distributed_executor_backend"] = "external_launcher"
-        _ENGINE = VLLMBackend(path, dtype="bfloat16", gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
+        _ENGINE = VLLMBackend(start, dtype="bfloat16", gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                               max_model_len=max_len, seed=seed + process_rank(), **kwargs)
-    elif _ENGINE_WEIGHTS != path:
+        _ENGINE_WEIGHTS = start
+    if _ENGINE_WEIGHTS != path:
         _ENGINE_WEIGHTS = None  # until the load has succeeded
         _ENGINE.load_weights(folder_weights(path))
     _ENGINE_WEIGHTS = path
@@ -112,11 +114,9 @@ def generation_backend(rollout_cfg, model_path: str, device: str = "cpu", dtype:
     """(backend, tokenizer) to generate with `model_path` (evaluation): the HF model on `device`, or the vLLM
     engine (then no HF copy of the model is loaded at all)."""
     if rollout_cfg.backend == "vllm":
-        from transformers import AutoTokenizer
+        from searche1.models import load_tokenizer
 
-        from searche1.models import resolve_model_path
-
-        return vllm_engine(model_path, rollout_cfg, seed), AutoTokenizer.from_pretrained(resolve_model_path(model_path))
+        return vllm_engine(model_path, rollout_cfg, seed), load_tokenizer(model_path)
     from searche1.models import load_model
     from searche1.rollout.backends.hf import HFBackend
 
