@@ -1,11 +1,14 @@
 """Self-evolution: the phase plan (matched rollout budget for the GRPO-only arm), and `searche1 train` end to end
-on toy-base at toy size: per-phase evaluations, the table and figure, and --resume skipping finished phases."""
+on toy-base at toy size: per-phase evaluations, the table and figure, and --resume skipping finished phases (and
+refusing other settings); every phase starting from the weights the previous one ended with; the GRPO rounds as
+one data stream and one learning-rate schedule."""
 
 import json
 
 import pytest
 
 from searche1.config import load_config
+from test_grpo_loop import tiny_policy  # noqa: F401  (a fixture)
 
 
 def test_plan_phases_and_the_matched_budget_of_grpo_only():
@@ -185,18 +188,6 @@ def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_
     assert same(5, 6) and same(5, 7)  # ... and round 2's GRPO starts from there, its reference too
 
 
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    from conftest import tiny_qwen2
-    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
-
-    path = tmp_path_factory.mktemp("policy")
-    tokenizer = build_toy_tokenizer()
-    tiny_qwen2(len(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_grpo_streams_continue_the_data_and_the_schedule_over_rounds():
     from searche1.train.evolve import grpo_streams
     from searche1.train.grpo_loop import StepStream
@@ -209,8 +200,8 @@ def test_grpo_streams_continue_the_data_and_the_schedule_over_rounds():
 
 
 @pytest.mark.parametrize("lr_schedule", ["continuous", "per_round"])
-def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedule, tiny_policy, tmp_path,
-                                                                      monkeypatch):
+def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedule, tiny_policy,  # noqa: F811
+                                                                      tmp_path, monkeypatch):
     """Round 2's GRPO phase reads the questions and sampling seeds after round 1's (not round 1's again); its
     learning rate continues one warm-up-then-constant schedule over both rounds, or restarts it (per_round)."""
     import searche1.train.grpo_loop as grpo_loop

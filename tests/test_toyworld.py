@@ -100,6 +100,7 @@ def test_disjoint_pool_world_uses_no_pool_name():
     (dict(homonym_fraction=1.5), "homonym_fraction must be in [0, 1]"),
     (dict(n_test=-1), "n_test must be >= 0"),
     (dict(pretrain_index=-3), "pretrain_index must be >= 0"),
+    (dict(level=0), "level must be one of [1, 2, 3, 4]"),
 ])
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -329,3 +330,44 @@ def test_rewriting_replaces_the_directory(tmp_path, world):
     write_world(generate_world(WorldConfig(seed=1, **SMALL)), out)
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "world.json").read_text())["config"]["seed"] == 1
+
+
+# ---- levels: the same facts and questions, an easier or harder corpus ----
+
+
+def _questions(w):
+    return [(e.id, e.question, e.golden_answers) for e in w.train + [x for exs in w.tests.values() for x in exs]]
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_every_level_keeps_the_facts_and_questions_and_changes_only_the_corpus(world, level):
+    easier = generate_world(WorldConfig(seed=0, level=level))
+    assert easier.entities == world.entities and easier.facts != [] and _questions(easier) == _questions(world)
+    assert [(f.subject, f.relation, f.object) for f in easier.facts] == [(f.subject, f.relation, f.object)
+                                                                          for f in world.facts]
+    assert not easier.distractor_titles and {d.contents for d in easier.docs} != {d.contents for d in world.docs}
+    check_gold_passages(easier)  # every hop's gold passage states its value at this level too
+    facts = world.fact_map()
+    for doc in easier.docs:
+        title, text = doc.contents.split("\n", 1)
+        subject = title.strip('"')
+        sentences = re.findall(r"[^.]+\.", text)
+        stated = [r for (s, r) in facts if s == subject]
+        if level == 1:  # one fact, in the relation's first template, by name
+            assert len(sentences) == 1 and sentences[0].strip().startswith(subject)
+        elif level == 2:  # every fact of the entity, by name, in relation order
+            assert len(sentences) == len(stated) and all(subject in x for x in sentences)
+
+
+def test_the_highest_level_is_the_default_world(world):
+    assert WorldConfig().level == 4 and generate_world(WorldConfig(seed=0, level=4)).docs == world.docs
+    assert world.distractor_titles  # look-alikes only at the highest level
+
+
+def test_world_cli_writes_a_level(tmp_path):
+    from searche1.cli import main
+
+    assert main(["world", "--seed", "0", "--level", "1", "--out", str(tmp_path / "w"), "--no-check"]) == 0
+    written = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert written["config"]["level"] == 1 and written["counts"]["n_docs"] == written["counts"]["n_facts"]
+    assert main(["world", "--level", "9", "--out", str(tmp_path / "bad")]) == 2 and not (tmp_path / "bad").exists()

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pretrain", type=int, metavar="I", help="pretraining world I (a separate seed namespace)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--disjoint-names", action="store_true", help="names not drawn from the shared pool")
+    p.add_argument("--level", type=int, help="corpus difficulty 1-4 (default: world.level of the preset; "
+                   "docs/toyworld.md): the same facts and questions, an easier or harder corpus")
     p.add_argument("--no-check", action="store_true", help="skip the answerability/retrieval checks")
     _add_config_args(p)
 
@@ -226,7 +228,7 @@ def cmd_world(args) -> int:
 
     cfg = load_config(args.preset, args.overrides)
     changes = {"seed": args.seed, "pretrain_index": args.pretrain,
-               "name_pool": "disjoint" if args.disjoint_names else None}
+               "name_pool": "disjoint" if args.disjoint_names else None, "level": args.level}
     world_cfg = dataclasses.replace(cfg.world, **{k: v for k, v in changes.items() if v is not None})
     t0 = time.perf_counter()
     world = generate_world(world_cfg)

@@ -27,6 +27,15 @@ from searche1.data.toyworld.questions import _make_questions
 from searche1.fileio import atomic_dir
 
 EVAL_HALF, PRETRAIN_HALF = 0, 1
+LEVELS = {
+    1: "one passage per fact, the relation's canonical template, the subject by name; no look-alikes",
+    2: "one passage per entity stating all its facts with the canonical templates, by name; no look-alikes",
+    3: "Wikipedia-like passages: paraphrased templates, pronouns, intro, mention and filler sentences, sometimes two "
+       "sections; no look-alikes",
+    4: "level 3 plus look-alike passages (another thing of the same name) as distractors",
+}
+"""Corpus difficulty: the same entities, facts and questions at every level of a seed; only the corpus changes."""
+MAX_LEVEL = max(LEVELS)
 
 
 @dataclass
@@ -50,8 +59,12 @@ class WorldConfig:
     n_test: int = 100
     """Questions per test set (nq, triviaqa, popqa, hotpotqa, 2wikimultihopqa, musique)."""
     n_test_bamboogle: int = 50
+    level: int = MAX_LEVEL
+    """Corpus difficulty, 1 (one canonical sentence per passage) to 4 (today's realistic world): LEVELS."""
 
     def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {sorted(LEVELS)}, got {self.level}")
         if self.name_pool not in ("shared", "disjoint"):
             raise ValueError(f"name_pool must be 'shared' or 'disjoint', got {self.name_pool!r}")
         counts = [self.n_people, self.n_cities, self.n_countries, self.n_orgs]
@@ -185,9 +198,26 @@ def _mentioned(kind: str, subject: str, entities: dict[str, str], facts: dict[tu
     return [n for n, k in entities.items() if k == link[0] and facts.get((n, link[1])) == subject]
 
 
+def _canonical_sentence(kind: str, subject: str, relation: str, value: str) -> str:
+    """The relation's first template, with the subject by name."""
+    return words.FACT_TEMPLATES[kind][relation][0].format(S=subject, P=f"{subject}'s", O=subject, o=value,
+                                                          ao=words.with_article(value))
+
+
+def _plain_passages(subject: str, kind: str, facts: dict[tuple[str, str], str],
+                    level: int) -> list[tuple[str, list[str]]]:
+    """Levels 1-2: (text, relations stated) in relation order, canonical sentences only; one passage per fact
+    (level 1) or one per entity (level 2)."""
+    known = [r for r in RELATIONS[kind] if (subject, r) in facts]
+    sentences = [(_canonical_sentence(kind, subject, r, facts[(subject, r)]), [r]) for r in known]
+    if level == 1 or not sentences:
+        return sentences
+    return [(" ".join(text for text, _ in sentences), known)]
+
+
 def _entity_passages(rng: random.Random, subject: str, kind: str, entities: dict[str, str],
                      facts: dict[tuple[str, str], str]) -> list[tuple[str, list[str]]]:
-    """1-2 passages (text, relations stated) about one entity: a lead, and sometimes a second section."""
+    """Levels 3-4: 1-2 passages (text, relations stated) about one entity: a lead, and sometimes a second section."""
     stated = []  # (relation, template, values) per known fact
     for relation in RELATIONS[kind]:
         if (subject, relation) in facts:
@@ -239,9 +269,11 @@ def _write_corpus(cfg: WorldConfig, entities: dict[str, str], facts: dict[tuple[
                   rng: random.Random) -> tuple[list[Document], dict[tuple[str, str], str], list[str]]:
     passages: list[tuple[str, str, list[str]]] = []  # (title, text, relations of the title entity it states)
     for subject, kind in entities.items():
-        for text, relations in _entity_passages(rng, subject, kind, entities, facts):
+        written = (_plain_passages(subject, kind, facts, cfg.level) if cfg.level <= 2
+                   else _entity_passages(rng, subject, kind, entities, facts))
+        for text, relations in written:
             passages.append((subject, text, relations))
-    n_homonyms = round(cfg.homonym_fraction * len(entities))
+    n_homonyms = round(cfg.homonym_fraction * len(entities)) if cfg.level >= 4 else 0
     distractors = []
     for subject in rng.sample(list(entities), n_homonyms):
         title, text = _distractor_passage(rng, subject, entities[subject], entities, facts, cfg.fact_half)
