@@ -195,6 +195,10 @@ def test_warmstart_runs_and_saves(tmp_path):
     assert f"DIR: 2 steps, {report['tokens']} tokens" in card and f"DIR2: 2 steps, {more['tokens']} tokens" in card
     with pytest.raises(FileNotFoundError, match="warmstart.json"):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
+    # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
+    easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0}),
+                     log=lambda *_: None)
+    assert easy["steps"] == 2 and "--level 1" in (tmp_path / "m4" / "README.md").read_text()
 
 
 def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):

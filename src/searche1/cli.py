@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "scripted-searcher episodes instead of training the toy model: a format warm-up (drills off)")
     p.add_argument("--first-world", type=int, default=0,
                    help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
+    p.add_argument("--level", type=int, default=4,
+                   help="corpus level of the pretraining worlds, 1 (one sentence per passage) to 4 (realistic, the "
+                        "default); docs/toyworld.md")
     p.add_argument("--restate-need", action="store_true",
                    help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
@@ -371,11 +374,16 @@ def cmd_warmstart(args) -> int:
         args.lr = 5e-5 if args.base_model else 2e-3
     if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
         raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
+    from searche1.data.toyworld.generator import LEVELS
+
+    if args.level not in LEVELS:
+        raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
                                         init_from=args.init_from, first_world=args.first_world,
-                                        restate_need=args.restate_need, base_model=args.base_model))
+                                        restate_need=args.restate_need, base_model=args.base_model,
+                                        world_level=args.level))
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 
 from searche1 import protocol
 from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
-from searche1.data.toyworld.generator import WorldConfig, generate_world
+from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig, generate_world
 from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import value_words
 from searche1.retrieval.bm25 import BM25Retriever
@@ -36,6 +36,8 @@ class WarmstartConfig:
     """Pretraining namespace seed: worlds pretrain:{world_seed}:{first_world}, +1, ... are used in order."""
     first_world: int = 0
     """Index of the first pretraining world (a continuation uses worlds its parent run never reached)."""
+    world_level: int = MAX_LEVEL
+    """Corpus level of the pretraining and probe worlds (docs/toyworld.md, "Levels"): 1 easiest, 4 realistic."""
     init_from: str | None = None
     """Continue from this warm-start folder's weights instead of random ones (same architecture)."""
     base_model: str | None = None
@@ -112,7 +114,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
     """Endless (ids, mask) episodes from pretraining worlds pretrain:{world_seed}:0, :1, ..."""
     index = cfg.first_world
     while True:
-        world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index))
+        world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index,
+                                                      level=cfg.world_level))
         facts = world.fact_map()
         episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
@@ -277,6 +280,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --lr {cfg['lr']:g}" if cfg.get("lr", 2e-3) != 2e-3 else ""
     flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
     flags += " --restate-need" if cfg.get("restate_need") else ""
+    flags += f" --level {cfg['world_level']}" if cfg.get("world_level", MAX_LEVEL) != MAX_LEVEL else ""
     flags += f" --init-from {parent_out}" if parent_out else ""
     flags += f" --base-model {cfg['base_model']}" if cfg.get("base_model") else ""
     return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
@@ -352,8 +356,10 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     batches = length_batches(demo_stream(tokenizer, cfg, rng), cfg.batch_tokens, tokenizer.pad_token_id,
                              cfg.bucket_episodes, rng)
     # held out: a pretraining-namespace world far beyond the stream, and an evaluation world nobody evaluates on
-    probes = {"pretrain": held_out_demos(tokenizer, cfg, WorldConfig(seed=cfg.world_seed, pretrain_index=10**6)),
-              "fresh": held_out_demos(tokenizer, cfg, WorldConfig(seed=10**6))} if cfg.probe_every else {}
+    probes = {"pretrain": held_out_demos(tokenizer, cfg, WorldConfig(seed=cfg.world_seed, pretrain_index=10**6,
+                                                                     level=cfg.world_level)),
+              "fresh": held_out_demos(tokenizer, cfg, WorldConfig(seed=10**6, level=cfg.world_level))
+              } if cfg.probe_every else {}
     probe_log = []
     token_weight = torch.ones(max(len(tokenizer), model.config.vocab_size))
     if not cfg.base_model:  # the toy vocabulary's value words (names, years) are what copying is about
