@@ -76,6 +76,11 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     final = demonstrate(single, facts, client, random.Random(0), perfect, restate_need=True)[-1][0]
     plain = demonstrate(single, facts, client, random.Random(0), perfect)[-1][0]
     assert final.startswith("<think> I need the ") and final.endswith(plain.removeprefix("<think> "))
+    # quote_style=value: the final turn writes "Entity: value." where it quoted the stating sentence
+    short = demonstrate(single, facts, client, random.Random(0), perfect, quote_style="value")[-1][0]
+    entity, relation = single.metadata["subject"], single.metadata["relation"]
+    assert f"{entity}: {facts[(entity, relation)]}. So the answer is" in short and short != plain
+    assert short.endswith(f"<answer> {single.golden_answers[0]} </answer>")
 
 
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
@@ -190,8 +195,9 @@ def test_warmstart_runs_and_saves(tmp_path):
                      log=lambda *_: None)
     assert more["parent"]["steps"] == 2 and more["config"]["first_world"] == 50
     card = (tmp_path / "m2" / "README.md").read_text()
-    assert "warmstart --out DIR --minutes 5 --max-steps 2 --seed 0" in card
-    assert "warmstart --out DIR2 --minutes 5 --max-steps 2 --lr 0.001 --first-world 50 --init-from DIR" in card
+    assert "warmstart --out DIR --minutes 5 --max-steps 2 --episodes 2 --drills 2 --seed 0" in card
+    assert ("warmstart --out DIR2 --minutes 5 --max-steps 2 --lr 0.001 --first-world 50 --episodes 2 --drills 2 "
+            "--init-from DIR") in card
     assert f"DIR: 2 steps, {report['tokens']} tokens" in card and f"DIR2: 2 steps, {more['tokens']} tokens" in card
     with pytest.raises(FileNotFoundError, match="warmstart.json"):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, default=4,
                    help="corpus level of the pretraining worlds, 1 (one sentence per passage) to 4 (realistic, the "
                         "default); docs/toyworld.md")
+    p.add_argument("--quote", choices=("sentence", "value"), default="sentence",
+                   help="what episodes and reading drills quote of the passage that answered before answering: the "
+                        "stating sentence (default) or only 'Entity: value.'")
+    p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
+    p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
+    p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
     p.add_argument("--restate-need", action="store_true",
                    help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
@@ -378,12 +384,16 @@ def cmd_warmstart(args) -> int:
 
     if args.level not in LEVELS:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
+    if args.episodes < 1 or args.drills < 0 or args.copy_drills < 0:
+        raise ValueError("--episodes must be >= 1, --drills and --copy-drills >= 0")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
                                         init_from=args.init_from, first_world=args.first_world,
                                         restate_need=args.restate_need, base_model=args.base_model,
-                                        world_level=args.level))
+                                        world_level=args.level, quote_style=args.quote,
+                                        questions_per_world=args.episodes, drills_per_world=args.drills,
+                                        copy_drills_per_world=args.copy_drills))
     return 0
 
 

@@ -52,6 +52,9 @@ class WarmstartConfig:
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
+    quote_style: str = "sentence"
+    """What episodes and reading drills quote of the passage that answered: the stating sentence, or "value" (only
+    "Entity: value.", a short copy)."""
     induction_drills_per_world: int = 0
     """Induction drills per world: a line of random pool names, then spans of it quoted from random places."""
     shuffle_copies: bool = False
@@ -119,9 +122,11 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         facts = world.fact_map()
         episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
-            segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need)
+            segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
+                                   quote_style=cfg.quote_style)
             episodes.append((_prompt_ids(tokenizer, ex.question), segments))
-        episodes += [([], reading_drill(world, client, rng)) for _ in range(cfg.drills_per_world)]
+        episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
+                     for _ in range(cfg.drills_per_world)]
         episodes += [([], induction_drill(rng, NAME_POOL)) for _ in range(cfg.induction_drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
@@ -144,7 +149,8 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
         if len(demos) == n:
             break
         prompt_ids = _prompt_ids(tokenizer, ex.question)
-        segments = demonstrate(ex, facts, client, rng, flawless, restate_need=cfg.restate_need)
+        segments = demonstrate(ex, facts, client, rng, flawless, restate_need=cfg.restate_need,
+                               quote_style=cfg.quote_style)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
                 ex.golden_answers[0] in ex.question:
             continue  # retrieval never returned the value, or a comparison (its answer is in the question)
@@ -281,6 +287,11 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
     flags += " --restate-need" if cfg.get("restate_need") else ""
     flags += f" --level {cfg['world_level']}" if cfg.get("world_level", MAX_LEVEL) != MAX_LEVEL else ""
+    flags += f" --quote {cfg['quote_style']}" if cfg.get("quote_style", "sentence") != "sentence" else ""
+    for key, default in (("questions_per_world", 8), ("drills_per_world", 8), ("copy_drills_per_world", 4)):
+        flag = {"questions_per_world": "--episodes", "drills_per_world": "--drills",
+                "copy_drills_per_world": "--copy-drills"}[key]
+        flags += f" {flag} {cfg[key]}" if cfg.get(key, default) != default else ""
     flags += f" --init-from {parent_out}" if parent_out else ""
     flags += f" --base-model {cfg['base_model']}" if cfg.get("base_model") else ""
     return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"

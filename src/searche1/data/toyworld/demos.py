@@ -74,6 +74,17 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
     return None
 
 
+def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -> str | None:
+    """What a final turn writes of the passage it read before answering: the stating sentence itself
+    ("sentence"), or only "Entity: value." ("value", a short copy), or None when no sentence states the value."""
+    sentence = _stating_sentence(docs, entity, value)
+    if sentence is None or style == "sentence":
+        return sentence
+    if style == "value":
+        return f"{entity}: {value}."
+    raise ValueError(f"unknown quote style {style!r}: sentence | value")
+
+
 def _sentences(doc: dict) -> list[str]:
     """The sentences of a passage's text (its title line left out)."""
     return [s.strip() for s in re.split(r"(?<=\.)\s+", protocol.split_contents(doc["contents"])[1]) if s.strip()]
@@ -81,11 +92,12 @@ def _sentences(doc: dict) -> list[str]:
 
 def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
                 imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS,
-                restate_need: bool = False) -> list[tuple[str, bool]]:
+                restate_need: bool = False, quote_style: str = "sentence") -> list[tuple[str, bool]]:
     """The episode as segments (text, written_by_model): turns are written, observations are not.
 
     restate_need: the final turn names what it needs again before quoting ("I need the birthplace of X. <quote>
-    So the answer is V."), as reading drills do, so that the quote is chosen next to its cue."""
+    So the answer is V."), as reading drills do, so that the quote is chosen next to its cue. quote_style: what
+    is quoted of a passage that stated a value (`_quote`)."""
     segments: list[tuple[str, bool]] = []
     hops = _hops(ex, facts)
     answer = ex.golden_answers[0]
@@ -116,7 +128,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
             segments.append((block, False))
             searches += 1
             seen_text += block
-            quote = _stating_sentence(docs, entity, value) if value and entity in block else None
+            quote = _quote(docs, entity, value, quote_style) if value and entity in block else None
             if quote:
                 found.append(value)
                 quotes.append(quote)
@@ -149,8 +161,8 @@ def _random_block(world, client: RetrievalClient, rng: random.Random) -> tuple[l
     return docs, protocol.information_block(docs).strip("\n") + "\n"
 
 
-def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questions: int = 6
-                  ) -> list[tuple[str, bool]]:
+def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questions: int = 6,
+                  quote_style: str = "sentence") -> list[tuple[str, bool]]:
     """One retrieved <information> block followed by questions on what its passages state, each answered the way
     the searcher's final turn answers (name the need, quote the stating sentence, answer).
 
@@ -161,7 +173,8 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
     returned = {d["id"]: d for d in docs}
     questions = []
     for f in world.facts:  # every fact whose own passage came back, quoted from that passage
-        if f.gold_doc_id in returned and (quote := _stating_sentence([returned[f.gold_doc_id]], f.subject, f.object)):
+        if f.gold_doc_id in returned and (quote := _quote([returned[f.gold_doc_id]], f.subject, f.object,
+                                                          quote_style)):
             style = rng.choice(("nq", "triviaqa", "popqa"))
             template = rng.choice(words.SINGLE_HOP_QUESTIONS[style][(world.entities[f.subject], f.relation)])
             questions.append((template.format(s=f.subject), f"I need {RELATION_NOUNS[f.relation]} of {f.subject}. "
