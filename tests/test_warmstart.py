@@ -81,6 +81,10 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     entity, relation = single.metadata["subject"], single.metadata["relation"]
     assert f"{entity}: {facts[(entity, relation)]}. So the answer is" in short and short != plain
     assert short.endswith(f"<answer> {single.golden_answers[0]} </answer>")
+    # quote_style=none: after the information block, the answer alone
+    segments = demonstrate(single, facts, client, random.Random(0), perfect, quote_style="none")
+    assert segments[-1] == (f"<answer> {single.golden_answers[0]} </answer>", True) and not segments[-2][1]
+    assert all("<think>" in text for text, written in segments[:-1] if written)  # the searches still say why
 
 
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):

@@ -146,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, default=4,
                    help="corpus level of the pretraining worlds, 1 (one sentence per passage) to 4 (realistic, the "
                         "default); docs/toyworld.md")
-    p.add_argument("--quote", choices=("sentence", "value"), default="sentence",
+    p.add_argument("--quote", choices=("sentence", "value", "none"), default="sentence",
                    help="what episodes and reading drills quote of the passage that answered before answering: the "
-                        "stating sentence (default) or only 'Entity: value.'")
+                        "stating sentence (default), only 'Entity: value.', or nothing (the answer straight after "
+                        "the information block)")
     p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")

@@ -53,8 +53,8 @@ class WarmstartConfig:
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
     quote_style: str = "sentence"
-    """What episodes and reading drills quote of the passage that answered: the stating sentence, or "value" (only
-    "Entity: value.", a short copy)."""
+    """What episodes and reading drills quote of the passage that answered: the stating sentence, "value" (only
+    "Entity: value.", a short copy) or "none" (the answer straight after the information block)."""
     induction_drills_per_world: int = 0
     """Induction drills per world: a line of random pool names, then spans of it quoted from random places."""
     shuffle_copies: bool = False

@@ -74,15 +74,19 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
     return None
 
 
+QUOTE_STYLES = ("sentence", "value", "none")
+
+
 def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -> str | None:
-    """What a final turn writes of the passage it read before answering: the stating sentence itself
-    ("sentence"), or only "Entity: value." ("value", a short copy), or None when no sentence states the value."""
+    """What a turn writes of the passage it read: the stating sentence itself ("sentence"), only "Entity: value."
+    ("value", a short copy), or nothing ("none": the episode answers straight after the information block); None
+    when no sentence states the value."""
+    if style not in QUOTE_STYLES:
+        raise ValueError(f"unknown quote style {style!r}: {' | '.join(QUOTE_STYLES)}")
     sentence = _stating_sentence(docs, entity, value)
     if sentence is None or style == "sentence":
         return sentence
-    if style == "value":
-        return f"{entity}: {value}."
-    raise ValueError(f"unknown quote style {style!r}: sentence | value")
+    return f"{entity}: {value}." if style == "value" else ""
 
 
 def _sentences(doc: dict) -> list[str]:
@@ -120,7 +124,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
                 break
             # Quoting the sentence that answered the last hop gives the model a dense copy signal: locate the
             # sentence by the entity's name, copy it, and the value to use next is in the copy.
-            think = (quotes[-1] + " " if quotes and len(quotes) == i else "") + \
+            think = (quotes[-1] + " " if quotes and len(quotes) == i and quotes[-1] else "") + \
                 f"I need {RELATION_NOUNS[relation]} of {entity}."
             segments.append((f"<think> {think} </think>\n<search> {query} </search>", True))
             docs = client.retrieve([query])[0]
@@ -129,7 +133,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
             searches += 1
             seen_text += block
             quote = _quote(docs, entity, value, quote_style) if value and entity in block else None
-            if quote:
+            if quote is not None:
                 found.append(value)
                 quotes.append(quote)
                 break
@@ -149,7 +153,10 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
-    segments.append((f"<think> {reason} </think>\n<answer> {final} </answer>", True))
+    if quote_style == "none":  # straight from the information block to the answer
+        segments.append((f"<answer> {final} </answer>", True))
+    else:
+        segments.append((f"<think> {reason} </think>\n<answer> {final} </answer>", True))
     return segments
 
 
@@ -174,7 +181,7 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
     questions = []
     for f in world.facts:  # every fact whose own passage came back, quoted from that passage
         if f.gold_doc_id in returned and (quote := _quote([returned[f.gold_doc_id]], f.subject, f.object,
-                                                          quote_style)):
+                                                          quote_style)) is not None:
             style = rng.choice(("nq", "triviaqa", "popqa"))
             template = rng.choice(words.SINGLE_HOP_QUESTIONS[style][(world.entities[f.subject], f.relation)])
             questions.append((template.format(s=f.subject), f"I need {RELATION_NOUNS[f.relation]} of {f.subject}. "
@@ -184,7 +191,8 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
     for question, reason, value in questions[:max_questions]:
         # the question is given (context, as in a prompt); what the model would write is trained
         segments.append((f"Question: {question}\n", False))
-        segments.append((f"<think> {reason} So the answer is {value}. </think>\n<answer> {value} </answer>\n", True))
+        segments.append((f"<answer> {value} </answer>\n" if quote_style == "none" else
+                         f"<think> {reason} So the answer is {value}. </think>\n<answer> {value} </answer>\n", True))
     return segments
 
 
