@@ -197,7 +197,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             if record.get("key") != key:
                 raise ConfigError(f"{path} was made with other settings, or by an older searche1 (its phase key "
                                   f"differs): resume {out} with the config it was made with ({out / 'config.yaml'}), "
-                                  "or choose another --out")
+                                  f"or choose another --out (or delete {out} to start over)")
             log(f"[{i + 1}/{len(phases)}] {name}: done earlier (average EM {record['average_em']:.3f})")
         elif not main:
             if kind == "grpo":
