@@ -51,12 +51,12 @@ def grpo_streams(cfg: Config) -> list:
 
     phases = plan_phases(cfg)
     total = sum(steps for kind, _, steps in phases if kind == "grpo")
+    continuous = cfg.evolve.lr_schedule == "continuous"
     streams, done = [], 0
     for kind, _, steps in phases:
         if kind != "grpo":
             streams.append(None)
             continue
-        continuous = cfg.evolve.lr_schedule == "continuous"
         streams.append(StepStream(offset=done, schedule_offset=done if continuous else 0,
                                   schedule_steps=total if continuous else steps))
         done += steps
@@ -74,14 +74,14 @@ def phase_keys(cfg: Config) -> list[str]:
     of the phase before it (its start model). Equal keys mean the same work, so `searche1 ablate` lets arms share
     a phase (e.g. the base evaluation, and the first GRPO round of arms that differ only in ofsd.*)."""
     keys, before = [], cfg.grpo.model
+    # the schedule's place matters only when the lr varies (a constant lr without warm-up: a 3-round run can still
+    # share the first rounds of a 2-round one)
+    flat = cfg.grpo.warmup_ratio == 0 and cfg.grpo.schedule == "constant"
     for (kind, round_, steps), stream in zip(plan_phases(cfg), grpo_streams(cfg)):
         read = to_dict(cfg)
         for dotted in _NOT_READ_BY_KIND[kind]:
             section, _, name = dotted.partition(".")
             (read[section].pop(name) if name else read.pop(section))
-        # the schedule's place matters only when the lr varies (a constant lr without warm-up: a 3-round run can
-        # still share the first rounds of a 2-round one)
-        flat = cfg.grpo.warmup_ratio == 0 and cfg.grpo.schedule == "constant"
         where = ([stream.offset] + ([] if flat else [stream.schedule_offset, stream.schedule_steps])
                  if stream else None)
         blob = json.dumps([before, kind, round_, steps, where, read], sort_keys=True, default=str)

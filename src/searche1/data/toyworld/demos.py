@@ -89,6 +89,13 @@ def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -
     return f"{entity}: {value}." if style == "value" else ""
 
 
+def _answer_turn(reason: str, value: str, quote_style: str) -> str:
+    """The answering turn: the reasoning in <think>, then the answer; with quote_style "none" the answer alone."""
+    if quote_style == "none":  # straight from the information block to the answer
+        return f"<answer> {value} </answer>"
+    return f"<think> {reason} </think>\n<answer> {value} </answer>"
+
+
 def _sentences(doc: dict) -> list[str]:
     """The sentences of a passage's text (its title line left out)."""
     return [s.strip() for s in re.split(r"(?<=\.)\s+", protocol.split_contents(doc["contents"])[1]) if s.strip()]
@@ -153,10 +160,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
-    if quote_style == "none":  # straight from the information block to the answer
-        segments.append((f"<answer> {final} </answer>", True))
-    else:
-        segments.append((f"<think> {reason} </think>\n<answer> {final} </answer>", True))
+    segments.append((_answer_turn(reason, final, quote_style), True))
     return segments
 
 
@@ -191,8 +195,7 @@ def reading_drill(world, client: RetrievalClient, rng: random.Random, max_questi
     for question, reason, value in questions[:max_questions]:
         # the question is given (context, as in a prompt); what the model would write is trained
         segments.append((f"Question: {question}\n", False))
-        segments.append((f"<answer> {value} </answer>\n" if quote_style == "none" else
-                         f"<think> {reason} So the answer is {value}. </think>\n<answer> {value} </answer>\n", True))
+        segments.append((_answer_turn(f"{reason} So the answer is {value}.", value, quote_style) + "\n", True))
     return segments
 
 
