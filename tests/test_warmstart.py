@@ -31,6 +31,26 @@ def test_tokenizer_single_tokens_and_exact_decoding(toy_tokenizer):
         assert toy_tokenizer.decode(toy_tokenizer.encode(text, add_special_tokens=False)) == text
 
 
+def test_spaced_values_are_one_token_with_their_space_and_decode_exactly():
+    from searche1.data.toyworld.generator import WorldConfig
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids
+    from searche1.train.warmstart import WarmstartConfig, held_out_demos
+
+    tok = build_toy_tokenizer(spaced_values=True)
+    name = NAME_POOL[7]
+    text = f"<search> {name} born city </search>\n<answer> {name} </answer> 1873. {name}x \"{name}\""
+    tokens = tok.convert_ids_to_tokens(tok.encode(text, add_special_tokens=False))
+    assert tokens.count(" " + name) == 3 and name in tokens and " 1873" in tokens  # bare form after a quote
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    ids = set(value_token_ids(tok))
+    assert set(tok.convert_tokens_to_ids([name, " " + name, " painter"])) <= ids
+    # the probe scores the spaced forms: the entity in the first turn, the answer's one token in the final turn
+    demos = held_out_demos(tok, WarmstartConfig(world_level=1, quote_style="none"), WorldConfig(seed=5, level=1), n=4)
+    for d in demos:
+        assert len(d["answer"]) == 1 and tok.convert_ids_to_tokens(d["ids"][d["answer"][0]]).startswith(" ")
+        assert all(d["ids"][p] in ids for p in d["entity"]) and d["entity"]
+
+
 def test_tokenizer_is_deterministic(toy_tokenizer):
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
 
@@ -206,9 +226,25 @@ def test_warmstart_runs_and_saves(tmp_path):
     with pytest.raises(FileNotFoundError, match="warmstart.json"):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
-    easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0}),
-                     log=lambda *_: None)
-    assert easy["steps"] == 2 and "--level 1" in (tmp_path / "m4" / "README.md").read_text()
+    easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
+                                                         "max_hops": 1}), log=lambda *_: None)
+    assert easy["steps"] == 2 and "--level 1 --max-hops 1" in (tmp_path / "m4" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("max_hops", [None, 1])
+def test_the_stream_keeps_questions_within_max_hops(monkeypatch, toy_tokenizer, max_hops):
+    import searche1.train.warmstart as warm
+
+    hops, demonstrate = [], warm.demonstrate
+    monkeypatch.setattr(warm, "demonstrate", lambda ex, *a, **k: hops.append(ex.metadata["hops"]) or
+                        demonstrate(ex, *a, **k))
+    cfg = warm.WarmstartConfig(world_level=1, max_hops=max_hops, questions_per_world=12, drills_per_world=0,
+                               copy_drills_per_world=0)
+    stream = warm.demo_stream(toy_tokenizer, cfg, random.Random(0))
+    for _ in range(24):
+        next(stream)
+    assert len(hops) == 24
+    assert set(hops) == {1} if max_hops == 1 else max(hops) > 1  # the default mix has multi-hop questions
 
 
 def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):

@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "stating sentence (default), only 'Entity: value.', or nothing (the answer straight after "
                         "the information block)")
     p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
+    p.add_argument("--spaced-values", action="store_true",
+                   help="the tokenizer also has each name, year and attribute with its leading space as one token")
+    p.add_argument("--max-hops", type=int, default=None,
+                   help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
     p.add_argument("--restate-need", action="store_true",
@@ -387,13 +391,17 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
     if args.episodes < 1 or args.drills < 0 or args.copy_drills < 0:
         raise ValueError("--episodes must be >= 1, --drills and --copy-drills >= 0")
+    if args.max_hops is not None and args.max_hops < 1:
+        raise ValueError("--max-hops must be >= 1")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
                                         init_from=args.init_from, first_world=args.first_world,
                                         restate_need=args.restate_need, base_model=args.base_model,
                                         world_level=args.level, quote_style=args.quote,
-                                        questions_per_world=args.episodes, drills_per_world=args.drills,
+                                        questions_per_world=args.episodes, max_hops=args.max_hops,
+                                        spaced_values=args.spaced_values,
+                                        drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills))
     return 0
 

@@ -21,7 +21,7 @@ from searche1 import protocol
 from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
 from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig, generate_world
 from searche1.data.toyworld.names import NAME_POOL
-from searche1.data.toyworld.tokenizer import value_words
+from searche1.data.toyworld.tokenizer import value_token_ids
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
 
@@ -46,12 +46,18 @@ class WarmstartConfig:
     protocol's tags and gets a reward GRPO can learn from. Drills and probes are toy-model tools: off here."""
     questions_per_world: int = 8
     """Scripted-searcher episodes drawn from each pretraining world (many worlds, few questions each)."""
+    max_hops: int | None = None
+    """Episodes only on questions of at most this many hops (comparisons count 2); None = every kind. With 1,
+    reading forms within minutes; multi-hop episodes in the mix from the start keep it away (docs/warmstart.md)."""
     drills_per_world: int = 8
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
+    spaced_values: bool = False
+    """The tokenizer also has every value word with its leading space as one token (" Zorvak"): copying a name
+    is then one step, not a space token and the name."""
     quote_style: str = "sentence"
     """What episodes and reading drills quote of the passage that answered: the stating sentence, "value" (only
     "Entity: value.", a short copy) or "none" (the answer straight after the information block)."""
@@ -120,6 +126,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index,
                                                       level=cfg.world_level))
         facts = world.fact_map()
+        if cfg.max_hops is not None:
+            pool = [ex for ex in pool if ex.metadata["hops"] <= cfg.max_hops]
         episodes = []
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
             segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
@@ -143,7 +151,9 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
     world_, client, pool = _open_world(world)
     facts, rng = world_.fact_map(), random.Random(1)
     flawless = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
-    names = set(tokenizer.convert_tokens_to_ids(list(NAME_POOL)))
+    vocab = tokenizer.get_vocab()
+    names = {vocab[t] for name in NAME_POOL for t in (name, " " + name) if t in vocab}
+    space = tokenizer(" ", add_special_tokens=False).input_ids
     demos = []
     for ex in rng.sample(pool, len(pool)):
         if len(demos) == n:
@@ -160,7 +170,9 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
         if not entity:
             continue
         final_start = len(ids) - 1 - len(tokenizer(segments[-1][0], add_special_tokens=False).input_ids)
-        answer = tokenizer(f"<answer> {ex.golden_answers[0]} </answer>", add_special_tokens=False).input_ids[2:-2]
+        answer = tokenizer(f"<answer> {ex.golden_answers[0]} </answer>", add_special_tokens=False).input_ids[1:-1]
+        answer = answer[answer[:1] == space:]  # the value's own tokens: no lone space token before or after
+        answer = answer[:len(answer) - (answer[-1:] == space)]
         # the first time the final turn names the answer: the value read out of a passage (later mentions copy it)
         first = next(i for i in range(final_start, len(ids)) if ids[i:i + len(answer)] == answer)
         demos.append({"ids": ids, "entity": entity, "answer": list(range(first, first + len(answer)))})
@@ -288,6 +300,8 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += " --restate-need" if cfg.get("restate_need") else ""
     flags += f" --level {cfg['world_level']}" if cfg.get("world_level", MAX_LEVEL) != MAX_LEVEL else ""
     flags += f" --quote {cfg['quote_style']}" if cfg.get("quote_style", "sentence") != "sentence" else ""
+    flags += f" --max-hops {cfg['max_hops']}" if cfg.get("max_hops") is not None else ""
+    flags += " --spaced-values" if cfg.get("spaced_values") else ""
     for key, default in (("questions_per_world", 8), ("drills_per_world", 8), ("copy_drills_per_world", 4)):
         flag = {"questions_per_world": "--episodes", "drills_per_world": "--drills",
                 "copy_drills_per_world": "--copy-drills"}[key]
@@ -351,13 +365,13 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         if not parent_file.is_file():
             raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
         parent = json.loads(parent_file.read_text())
-        tokenizer = build_toy_tokenizer()
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values)
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
         if model.config.vocab_size != len(tokenizer):
             raise ValueError(f"--init-from {cfg.init_from}: vocabulary {model.config.vocab_size} != the toy "
-                             f"tokenizer's {len(tokenizer)}")
+                             f"tokenizer's {len(tokenizer)} (--spaced-values as the parent run?)")
     else:
-        tokenizer = build_toy_tokenizer()
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -374,7 +388,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     probe_log = []
     token_weight = torch.ones(max(len(tokenizer), model.config.vocab_size))
     if not cfg.base_model:  # the toy vocabulary's value words (names, years) are what copying is about
-        token_weight[tokenizer.convert_tokens_to_ids(value_words())] = cfg.value_weight
+        token_weight[value_token_ids(tokenizer)] = cfg.value_weight
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     with Progress(TextColumn("warm start"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

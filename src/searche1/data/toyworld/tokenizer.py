@@ -44,9 +44,18 @@ def training_text(n_worlds: int = 4) -> list[str]:
     return texts
 
 
-def build_toy_tokenizer(out_dir: str | os.PathLike | None = None):
-    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as docs/protocol.md allows)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def value_token_ids(tokenizer) -> list[int]:
+    """Ids of every value word's tokens: the bare form and, in a spaced vocabulary, the form with its space."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[t] for w in value_words() for t in (w, " " + w) if t in vocab]
+
+
+def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False):
+    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as docs/protocol.md allows).
+
+    spaced_values: each value word also gets a token with its leading space (" Zorvak"), so a name in running
+    text, a query or an answer is one token instead of a space token and the name (docs/warmstart.md)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -58,6 +67,8 @@ def build_toy_tokenizer(out_dir: str | os.PathLike | None = None):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
     # Added tokens match before BPE, so "Zorvak" or "1873" is one token wherever it stands.
     fast.add_tokens(single_token_words())
+    if spaced_values:
+        fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words()])
     if out_dir is not None:
         fast.save_pretrained(out_dir)
     return fast
