@@ -51,6 +51,18 @@ def test_spaced_values_are_one_token_with_their_space_and_decode_exactly():
         assert all(d["ids"][p] in ids for p in d["entity"]) and d["entity"]
 
 
+def test_question_only_prompt_keeps_the_question_and_what_follows_it():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    tok = build_toy_tokenizer(question_only_prompt=True)
+    assert protocol.make_prompt("where was Zorvak born", tok) == "Question: where was Zorvak born?\n"
+    # OFSD's teacher context (the user message, then the privileged block) keeps its block
+    text = protocol.make_prompt_text("where was Zorvak born") + "\nREFERENCE <answer> Melin </answer>\n"
+    rendered = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False)
+    assert rendered == "Question: where was Zorvak born?\n\nREFERENCE <answer> Melin </answer>\n"
+    assert build_toy_tokenizer().chat_template is None  # the default stays the raw protocol text
+
+
 def test_tokenizer_is_deterministic(toy_tokenizer):
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
 
@@ -229,6 +241,15 @@ def test_warmstart_runs_and_saves(tmp_path):
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
                                                          "max_hops": 1}), log=lambda *_: None)
     assert easy["steps"] == 2 and "--level 1 --max-hops 1" in (tmp_path / "m4" / "README.md").read_text()
+    # the question-only prompt is saved with the model (its chat template), and a continuation must keep it
+    short = warmstart(tmp_path / "m5", WarmstartConfig(**{**cfg.__dict__, "snapshot_every": 0,
+                                                          "question_only_prompt": True}), log=lambda *_: None)
+    assert short["steps"] == 2 and "--question-only-prompt" in (tmp_path / "m5" / "README.md").read_text()
+    saved = AutoTokenizer.from_pretrained(tmp_path / "m5")
+    assert protocol.make_prompt("where was X born", saved) == "Question: where was X born?\n"
+    with pytest.raises(ValueError, match="question-only-prompt"):
+        warmstart(tmp_path / "m6", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m5")}),
+                  log=lambda *_: None)
 
 
 @pytest.mark.parametrize("max_hops", [None, 1])

@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
     p.add_argument("--spaced-values", action="store_true",
                    help="the tokenizer also has each name, year and attribute with its leading space as one token")
+    p.add_argument("--question-only-prompt", action="store_true",
+                   help="the toy tokenizer's chat template keeps only 'Question: ...' of the Search-R1 prompt")
     p.add_argument("--max-hops", type=int, default=None,
                    help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
@@ -401,6 +403,7 @@ def cmd_warmstart(args) -> int:
                                         world_level=args.level, quote_style=args.quote,
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
                                         spaced_values=args.spaced_values,
+                                        question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills))
     return 0

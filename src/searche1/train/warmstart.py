@@ -58,6 +58,9 @@ class WarmstartConfig:
     spaced_values: bool = False
     """The tokenizer also has every value word with its leading space as one token (" Zorvak"): copying a name
     is then one step, not a space token and the name."""
+    question_only_prompt: bool = False
+    """The toy tokenizer's chat template keeps only "Question: ..." of the Search-R1 prompt (the instruction is
+    ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
     quote_style: str = "sentence"
     """What episodes and reading drills quote of the passage that answered: the stating sentence, "value" (only
     "Entity: value.", a short copy) or "none" (the answer straight after the information block)."""
@@ -302,6 +305,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --quote {cfg['quote_style']}" if cfg.get("quote_style", "sentence") != "sentence" else ""
     flags += f" --max-hops {cfg['max_hops']}" if cfg.get("max_hops") is not None else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
+    flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""
     for key, default in (("questions_per_world", 8), ("drills_per_world", 8), ("copy_drills_per_world", 4)):
         flag = {"questions_per_world": "--episodes", "drills_per_world": "--drills",
                 "copy_drills_per_world": "--copy-drills"}[key]
@@ -365,13 +369,16 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         if not parent_file.is_file():
             raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
         parent = json.loads(parent_file.read_text())
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values)
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt)
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
         if model.config.vocab_size != len(tokenizer):
             raise ValueError(f"--init-from {cfg.init_from}: vocabulary {model.config.vocab_size} != the toy "
                              f"tokenizer's {len(tokenizer)} (--spaced-values as the parent run?)")
+        if parent["config"].get("question_only_prompt", False) != cfg.question_only_prompt:
+            raise ValueError(f"--init-from {cfg.init_from}: its prompt differs (--question-only-prompt as the parent "
+                             "run)")
     else:
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values)
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]

@@ -50,11 +50,20 @@ def value_token_ids(tokenizer) -> list[int]:
     return [vocab[t] for w in value_words() for t in (w, " " + w) if t in vocab]
 
 
-def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False):
-    """A PreTrainedTokenizerFast (no chat template: the prompt is raw text, as docs/protocol.md allows).
+# Renders the user message from "Question: " on: the Search-R1 instruction before it is dropped.
+QUESTION_ONLY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}"
+                          "Question: {{ m['content'].split('Question: ', 1)[-1] }}{% endif %}{% endfor %}")
+
+
+def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False,
+                        question_only_prompt: bool = False):
+    """A PreTrainedTokenizerFast; without a chat template the prompt is the raw protocol text.
 
     spaced_values: each value word also gets a token with its leading space (" Zorvak"), so a name in running
-    text, a query or an answer is one token instead of a space token and the name (docs/warmstart.md)."""
+    text, a query or an answer is one token instead of a space token and the name (docs/warmstart.md).
+    question_only_prompt: a chat template that keeps only "Question: ..." of the user message (and what follows,
+    such as OFSD's privileged information): a 4M model cannot use the instruction, and behind its ~115 constant
+    tokens neither copying nor reading formed in a warm start that learns both within minutes without it."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -69,6 +78,8 @@ def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values:
     fast.add_tokens(single_token_words())
     if spaced_values:
         fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words()])
+    if question_only_prompt:
+        fast.chat_template = QUESTION_ONLY_TEMPLATE
     if out_dir is not None:
         fast.save_pretrained(out_dir)
     return fast
