@@ -28,11 +28,16 @@ def test_shipped_tokenizer_is_the_toy_tokenizer(toy_base):
     """A change to the toy tokenizer invalidates the shipped weights: this fails until the base is made again."""
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
 
-    assert toy_base[2].get_vocab() == build_toy_tokenizer().get_vocab()
+    path, _, shipped = toy_base
+    run = json.loads((path / "warmstart.json").read_text())["config"]
+    built = build_toy_tokenizer(spaced_values=run.get("spaced_values", False),
+                                question_only_prompt=run.get("question_only_prompt", False))
+    assert shipped.get_vocab() == built.get_vocab() and shipped.chat_template == built.chat_template
 
 
 def test_plays_the_protocol_on_a_fresh_world(toy_base):
-    """Greedy on a world seed no run trained or evaluated on: it searches, reads and answers in the protocol."""
+    """Greedy on a world seed no run trained or evaluated on, at the base's level: it searches, reads and answers in
+    the protocol."""
     import torch
 
     from searche1.data.toyworld.generator import WorldConfig, generate_world
@@ -43,8 +48,9 @@ def test_plays_the_protocol_on_a_fresh_world(toy_base):
     from searche1.rollout.engine import EngineLimits
 
     torch.set_num_threads(2)
-    _, model, tokenizer = toy_base
-    world = generate_world(WorldConfig(seed=777))
+    path, model, tokenizer = toy_base
+    level = json.loads((path / "warmstart.json").read_text())["config"]["world_level"]
+    world = generate_world(WorldConfig(seed=31337, level=level))
     client = InProcessClient(BM25Retriever.build(world.docs))
     benchmarks = {"toy-nq": world.tests["nq"][:16], "toy-hotpotqa": world.tests["hotpotqa"][:16]}
     report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
@@ -52,6 +58,7 @@ def test_plays_the_protocol_on_a_fresh_world(toy_base):
     single, bridge = report["benchmarks"]["toy-nq"], report["benchmarks"]["toy-hotpotqa"]
     assert single["answer_rate"] >= 0.9 and bridge["answer_rate"] >= 0.9
     assert 1.0 <= single["mean_searches"] < bridge["mean_searches"]  # 1-hop: a search; 2-hop: more
+    assert single["em"] >= 0.3  # it reads: the value out of the passage (0.50 here; the base before this one 0.06)
     # what it searched for names the question's entity (it copies from the prompt)
     firsts = [t.turns[0].query or "" for t in trajectories if t.turns and t.turns[0].query]
     names = [ex.metadata["subject"] for ex in benchmarks["toy-nq"]]

@@ -274,15 +274,19 @@ it emits the Search-R1 protocol's tags. Made with:
 
 Loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}. Licence: that of {cfg['base_model']}.
 """
+    drills = any(r["config"].get(k) for r in runs for k in ("drills_per_world", "copy_drills_per_world"))
+    schedule = ("the schedule follows steps where --max-steps is given, so such a run does not depend on the "
+                "machine's speed" if any(r["config"].get("max_steps") for r in runs) else
+                "the schedule follows the wall clock, so a rerun on another machine takes other steps")
     return f"""# Toy base policy (searche1 warm start)
 
 A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
 pretrained LLM in the toy world: it was trained on the Search-R1 protocol and on reading retrieved passages, from
-demonstrations of an imperfect scripted searcher and from reading and copy drills on pretraining worlds only (namespace
-`pretrain:{cfg['world_seed']}:*`), never on an evaluation world. How well it does: docs/warmstart.md of searche1.
+demonstrations of an imperfect scripted searcher{" and from reading and copy drills" if drills else ""} on pretraining
+worlds only (namespace `pretrain:{cfg['world_seed']}:*`, level {cfg.get('world_level', MAX_LEVEL)}), never on an
+evaluation world. How well it does: docs/warmstart.md of searche1.
 
-Made with (2 CPU threads; the schedule follows steps when --max-steps is given, so the run does not depend on the
-machine's speed):
+Made with (2 CPU threads; {schedule}):
 
 {commands}
 
