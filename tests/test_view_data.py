@@ -90,6 +90,8 @@ def test_render_splits_model_text_from_inserted_text_and_aligns_token_kl():
     kl = [float(i) for i in range(len(a) + len(c))]
     shown = render_trajectory(t, tok, kl)
     assert question_of(t.prompt_text) == "Where was Zorvak born?"
+    assert question_of(make_prompt("Where was Zorvak born", tok)) == "Where was Zorvak born?"  # toy-base's template
+    assert question_of("no protocol prompt") is None
     assert [x["text"] for x in shown["turns"]] == [tok.decode(a), tok.decode(c)]
     assert shown["turns"][0]["observation"] == tok.decode(b) and shown["turns"][1]["observation"] is None
     assert shown["turns"][0]["documents"] == ['Doc 1(Title: "Zorvak") Zorvak was born in Melin.',

@@ -14,16 +14,17 @@ from searche1.rollout.trajectory import Trajectory
 from searche1.view.trajindex import benchmark_of
 
 _QUESTION_LEAD = protocol.PROMPT_TEMPLATE.split("{question}")[0]
+_QUESTION_MARK = "Question: "  # where the lead ends: all that a question-only chat template (toy-base's) keeps
 _DOC_START = re.compile(r"(?m)^Doc \d+\(Title: ")
 
 
 def question_of(prompt_text: str) -> str | None:
     """The question inside a protocol prompt (chat template or not); None if the prompt is not one."""
-    at = prompt_text.find(_QUESTION_LEAD)
-    if at < 0:
-        return None
-    rest = prompt_text[at + len(_QUESTION_LEAD):]
-    return rest.split("\n", 1)[0]
+    for lead in (_QUESTION_LEAD, _QUESTION_MARK):
+        at = prompt_text.find(lead)
+        if at >= 0:
+            return prompt_text[at + len(lead):].split("\n", 1)[0]
+    return None
 
 
 def split_documents(observation: str) -> list[str]:
