@@ -154,8 +154,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
     world_, client, pool = _open_world(world)
     facts, rng = world_.fact_map(), random.Random(1)
     flawless = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
-    vocab = tokenizer.get_vocab()
-    names = {vocab[t] for name in NAME_POOL for t in (name, " " + name) if t in vocab}
+    names = set(value_token_ids(tokenizer, NAME_POOL))
     space = tokenizer(" ", add_special_tokens=False).input_ids
     demos = []
     for ex in rng.sample(pool, len(pool)):

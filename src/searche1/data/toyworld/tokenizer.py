@@ -44,10 +44,11 @@ def training_text(n_worlds: int = 4) -> list[str]:
     return texts
 
 
-def value_token_ids(tokenizer) -> list[int]:
-    """Ids of every value word's tokens: the bare form and, in a spaced vocabulary, the form with its space."""
+def value_token_ids(tokenizer, words: list[str] | None = None) -> list[int]:
+    """Ids of the value words' tokens (all of them, or `words`): the bare form and, in a spaced vocabulary, the form
+    with its space."""
     vocab = tokenizer.get_vocab()
-    return [vocab[t] for w in value_words() for t in (w, " " + w) if t in vocab]
+    return [vocab[t] for w in (value_words() if words is None else words) for t in (w, " " + w) if t in vocab]
 
 
 # Renders the user message from "Question: " on: the Search-R1 instruction before it is dropped.
