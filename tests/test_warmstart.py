@@ -239,8 +239,11 @@ def test_warmstart_runs_and_saves(tmp_path):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
-                                                         "max_hops": 1}), log=lambda *_: None)
-    assert easy["steps"] == 2 and "--level 1 --max-hops 1" in (tmp_path / "m4" / "README.md").read_text()
+                                                         "max_hops": 1, "privileged_per_world": 1}),
+                     log=lambda *_: None)
+    card = (tmp_path / "m4" / "README.md").read_text()
+    assert easy["steps"] == 2 and "--level 1 --max-hops 1" in card and "--privileged-episodes 1" in card
+    assert "following a worked solution" in card
     # the question-only prompt is saved with the model (its chat template), and a continuation must keep it
     short = warmstart(tmp_path / "m5", WarmstartConfig(**{**cfg.__dict__, "snapshot_every": 0,
                                                           "question_only_prompt": True}), log=lambda *_: None)
@@ -250,6 +253,40 @@ def test_warmstart_runs_and_saves(tmp_path):
     with pytest.raises(ValueError, match="question-only-prompt"):
         warmstart(tmp_path / "m6", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m5")}),
                   log=lambda *_: None)
+
+
+def test_privileged_episodes_show_the_teacher_context_ofsd_builds(pretrain_world):
+    """A privileged episode's prompt is, token for token, what OFSD's teacher sees for a reference trajectory
+    that wrote the flawless run's turns; the run after it answers as the worked solution does."""
+    from searche1.data.toyworld.demos import demonstrate
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.rollout.trajectory import Trajectory, Turn
+    from searche1.train.pairs import PRIVILEGED_BEGIN, privileged_prompt
+    from searche1.train.warmstart import FLAWLESS, WarmstartConfig, encode_demo, privileged_episode
+
+    tok = build_toy_tokenizer(spaced_values=True, question_only_prompt=True)
+    world, client = pretrain_world
+    facts, cfg, rng = world.fact_map(), WarmstartConfig(quote_style="none"), random.Random(0)
+    detours = 0
+    for ex in world.train[:40]:
+        prompt_ids, run = privileged_episode(ex, facts, client, rng, tok, cfg)
+        reference = demonstrate(ex, facts, client, random.Random(1), FLAWLESS, quote_style="none")
+        ids, mask = encode_demo([], reference, tok, protocol.DEFAULT_MAX_OBS_LENGTH)
+        turns, pos = [], 0
+        for text, written in reference:
+            n = len(tok(text, add_special_tokens=False).input_ids) + (text is reference[-1][0])  # the EOS
+            if written:
+                turns.append(Turn(pos, pos + n, "search"))
+            pos += n
+        traj = Trajectory(group_id="g", sample_index=0, prompt_ids=[], response_ids=ids, response_mask=mask,
+                          logprobs=[0.0] * len(ids), turns=turns, answer="", reward=1.0)
+        assert prompt_ids == tok(privileged_prompt(ex.question, traj, tok), add_special_tokens=False).input_ids
+        shown = tok.decode(prompt_ids)
+        assert shown.startswith(f"Question: {protocol.normalize_question(ex.question)}") and PRIVILEGED_BEGIN in shown
+        answer = protocol.parse_action(run[-1][0]).content
+        assert answer == protocol.parse_action(reference[-1][0]).content and f"<answer> {answer} </answer>" in shown
+        detours += run != reference
+    assert 0 < detours < 40  # some runs take a poor or repeated query first, most follow the solution as it is
 
 
 @pytest.mark.parametrize("max_hops", [None, 1])

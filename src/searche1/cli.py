@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
+    p.add_argument("--privileged-episodes", type=int, default=0,
+                   help="episodes per pretraining world with OFSD's worked-solution block in the prompt, so that "
+                        "the toy model learns to follow it (OFSD's teacher); default 0")
     p.add_argument("--restate-need", action="store_true",
                    help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
@@ -391,8 +394,8 @@ def cmd_warmstart(args) -> int:
 
     if args.level not in LEVELS:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
-    if args.episodes < 1 or args.drills < 0 or args.copy_drills < 0:
-        raise ValueError("--episodes must be >= 1, --drills and --copy-drills >= 0")
+    if args.episodes < 1 or min(args.drills, args.copy_drills, args.privileged_episodes) < 0:
+        raise ValueError("--episodes must be >= 1, --drills, --copy-drills and --privileged-episodes >= 0")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError("--max-hops must be >= 1")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
@@ -405,7 +408,8 @@ def cmd_warmstart(args) -> int:
                                         spaced_values=args.spaced_values,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
-                                        copy_drills_per_world=args.copy_drills))
+                                        copy_drills_per_world=args.copy_drills,
+                                        privileged_per_world=args.privileged_episodes))
     return 0
 
 

@@ -118,12 +118,16 @@ def reference_text(t: Trajectory, tokenizer, with_retrieved: bool = False) -> st
 
 
 def privileged_prompt(question: str, reference: Trajectory, tokenizer, with_retrieved: bool = False) -> str:
-    """The teacher's context: the plain user message, a blank line, then a delimited block with the reference
-    trajectory, through the same chat template as the plain prompt (protocol.make_prompt). The user message ends
-    in a newline as the plain one does, so the student's first token follows the same separator in both contexts
-    (the template's suffix, or with no template that newline)."""
-    block = "\n".join([PRIVILEGED_HEADER, PRIVILEGED_BEGIN, reference_text(reference, tokenizer, with_retrieved),
-                       PRIVILEGED_END])
+    """The teacher's context for a reference trajectory (privileged_context of its reference_text)."""
+    return privileged_context(question, reference_text(reference, tokenizer, with_retrieved), tokenizer)
+
+
+def privileged_context(question: str, worked_solution: str, tokenizer) -> str:
+    """The plain user message, a blank line, then a delimited block with the worked solution, through the same
+    chat template as the plain prompt (protocol.make_prompt). The user message ends in a newline as the plain one
+    does, so the student's first token follows the same separator in both contexts (the template's suffix, or with
+    no template that newline)."""
+    block = "\n".join([PRIVILEGED_HEADER, PRIVILEGED_BEGIN, worked_solution, PRIVILEGED_END])
     text = protocol.make_prompt_text(question) + "\n" + block + "\n"
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,

@@ -24,6 +24,10 @@ from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import value_token_ids
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
+from searche1.train.pairs import privileged_context
+from searche1.train.warmstart_card import model_card
+
+FLAWLESS = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
 
 
 @dataclass
@@ -53,6 +57,10 @@ class WarmstartConfig:
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4
     """Copy drills per pretraining world: a retrieved block, then the same block written out again (0 = none)."""
+    privileged_per_world: int = 0
+    """Episodes per pretraining world with OFSD's teacher context in the prompt: a flawless worked solution of the
+    question (train/pairs.py's block), then a scripted run that answers as it does. A pretrained LLM follows a
+    solution shown in its prompt; a toy model must learn to, or OFSD's teacher is noise (docs/warmstart.md)."""
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
     spaced_values: bool = False
@@ -136,6 +144,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
                                    quote_style=cfg.quote_style)
             episodes.append((_prompt_ids(tokenizer, ex.question), segments))
+        for ex in rng.sample(pool, min(cfg.privileged_per_world, len(pool))):
+            episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
         episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
                      for _ in range(cfg.drills_per_world)]
         episodes += [([], induction_drill(rng, NAME_POOL)) for _ in range(cfg.induction_drills_per_world)]
@@ -147,13 +157,34 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         index += 1
 
 
+def worked_solution(segments: list[tuple[str, bool]], tokenizer) -> str:
+    """A scripted run's written turns as OFSD shows a reference trajectory (pairs.reference_text): each decoded
+    from its tokens, special tokens dropped, stripped, one per line."""
+    return "\n".join(tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids,
+                                      skip_special_tokens=True).strip() for text, written in segments if written)
+
+
+def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
+                       cfg: WarmstartConfig) -> tuple[list[int], list[tuple[str, bool]]]:
+    """(prompt ids, segments): the question with a flawless worked solution in OFSD's privileged block (written
+    as OFSD shows a reference: its turns as decoded, one per line), then a scripted run of the same question that
+    may take a detour (a poor or repeated query) but never guesses or misreads."""
+    reference = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
+                            quote_style=cfg.quote_style)
+    run = demonstrate(ex, facts, client, rng, Imperfections(no_search=0.0, misread=0.0), restate_need=cfg.restate_need,
+                      quote_style=cfg.quote_style)
+    if protocol.parse_action(run[-1][0]).content != protocol.parse_action(reference[-1][0]).content:
+        run = reference  # the detour ran out of turns: follow the solution itself
+    prompt = privileged_context(ex.question, worked_solution(reference, tokenizer), tokenizer)
+    return tokenizer(prompt, add_special_tokens=False).input_ids, run
+
+
 def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int = 48) -> list[dict]:
     """Flawless demonstrations on a world the stream never reaches, with the positions the probe scores: the
     entity names the first turn copies from the question, and the first mention of the answer in the final turn
     (the value read out of a passage)."""
     world_, client, pool = _open_world(world)
     facts, rng = world_.fact_map(), random.Random(1)
-    flawless = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
     names = set(value_token_ids(tokenizer, NAME_POOL))
     space = tokenizer(" ", add_special_tokens=False).input_ids
     demos = []
@@ -161,7 +192,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
         if len(demos) == n:
             break
         prompt_ids = _prompt_ids(tokenizer, ex.question)
-        segments = demonstrate(ex, facts, client, rng, flawless, restate_need=cfg.restate_need,
+        segments = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
                                quote_style=cfg.quote_style)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
                 ex.golden_answers[0] in ex.question:
@@ -245,77 +276,6 @@ def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
     losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(),
                                                reduction="none").view_as(target)
     return (losses * keep).sum() / keep.sum().clamp(min=1)
-
-
-def model_card(report: dict) -> str:
-    """README.md of a warm-start folder: what it is, the command that makes it again, and its figures."""
-    cfg = report["config"]
-    runs, parent = [], report
-    while parent is not None:  # this run, preceded by the runs it continued
-        runs.insert(0, parent)
-        parent = parent.get("parent")
-    outs = ["DIR"] + [f"DIR{k + 1}" for k in range(1, len(runs))]
-    commands = "\n".join(f"    {_command(r['config'], outs[k], outs[k - 1] if k else None)}"
-                         for k, r in enumerate(runs))
-    durations = "; ".join(f"{outs[k]}: {r['steps']} steps, {r['tokens']} tokens, {r['seconds']:.0f} s"
-                          for k, r in enumerate(runs))
-    last = report["probes"][-1] if report["probes"] else {}
-    probes = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith(("entity", "answer")))
-    first_loss, last_loss = report["loss_first_last_10"]
-    if cfg.get("base_model"):
-        return f"""# {cfg['base_model']} after a searche1 format warm-up
-
-{report['parameters'] / 1e6:.1f}M parameters, fine-tuned for {report['steps']} steps ({report['tokens']} tokens,
-{report['seconds']:.0f} s) on demonstrations of the toy world's scripted searcher (pretraining worlds only), so that
-it emits the Search-R1 protocol's tags. Made with:
-
-    {_command(cfg, "DIR", None)}
-
-Loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}. Licence: that of {cfg['base_model']}.
-"""
-    drills = any(r["config"].get(k) for r in runs for k in ("drills_per_world", "copy_drills_per_world"))
-    schedule = ("the schedule follows steps where --max-steps is given, so such a run does not depend on the "
-                "machine's speed" if any(r["config"].get("max_steps") for r in runs) else
-                "the schedule follows the wall clock, so a rerun on another machine takes other steps")
-    return f"""# Toy base policy (searche1 warm start)
-
-A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
-pretrained LLM in the toy world: it was trained on the Search-R1 protocol and on reading retrieved passages, from
-demonstrations of an imperfect scripted searcher{" and from reading and copy drills" if drills else ""} on pretraining
-worlds only (namespace `pretrain:{cfg['world_seed']}:*`, level {cfg.get('world_level', MAX_LEVEL)}), never on an
-evaluation world. How well it does: docs/warmstart.md of searche1.
-
-Made with (2 CPU threads; {schedule}):
-
-{commands}
-
-- {durations} (the last: {report['trained_tokens']} tokens trained, {report['tokens_per_second']} tokens/s)
-- loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}
-- last held-out probe (teacher-forced, step {last.get('step', '-')}): {probes or '-'}
-
-Full configuration and every probe: `warmstart.json`. Licence: as searche1.
-"""
-
-
-def _command(cfg: dict, out: str, parent_out: str | None) -> str:
-    """The `searche1 warmstart` command line that reproduces a run's configuration (its non-default flags)."""
-    flags = f" --max-steps {cfg['max_steps']}" if cfg.get("max_steps") else ""
-    flags += "" if cfg.get("loss_on_observations", True) else " --no-loss-on-observations"
-    flags += f" --lr {cfg['lr']:g}" if cfg.get("lr", 2e-3) != 2e-3 else ""
-    flags += f" --first-world {cfg['first_world']}" if cfg.get("first_world") else ""
-    flags += " --restate-need" if cfg.get("restate_need") else ""
-    flags += f" --level {cfg['world_level']}" if cfg.get("world_level", MAX_LEVEL) != MAX_LEVEL else ""
-    flags += f" --quote {cfg['quote_style']}" if cfg.get("quote_style", "sentence") != "sentence" else ""
-    flags += f" --max-hops {cfg['max_hops']}" if cfg.get("max_hops") is not None else ""
-    flags += " --spaced-values" if cfg.get("spaced_values") else ""
-    flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""
-    for key, default in (("questions_per_world", 8), ("drills_per_world", 8), ("copy_drills_per_world", 4)):
-        flag = {"questions_per_world": "--episodes", "drills_per_world": "--drills",
-                "copy_drills_per_world": "--copy-drills"}[key]
-        flags += f" {flag} {cfg[key]}" if cfg.get(key, default) != default else ""
-    flags += f" --init-from {parent_out}" if parent_out else ""
-    flags += f" --base-model {cfg['base_model']}" if cfg.get("base_model") else ""
-    return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
 
 
 def _report(cfg: WarmstartConfig, n_params: int, step: int, tokens: int, trained_tokens: int, seconds: float,
