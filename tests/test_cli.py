@@ -42,6 +42,12 @@ def test_bad_input_exit_code_and_message(tmp_path, capsys):
     assert not (tmp_path / "x.parquet").exists()
 
 
+@pytest.mark.parametrize("flag", ["--drills", "--copy-drills", "--privileged-episodes"])
+def test_warmstart_refuses_negative_counts(tmp_path, capsys, flag):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), flag, "-1"]) == 2
+    assert "--privileged-episodes >= 0" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
 def test_config_command(capsys):
     assert main(["config", "--preset", "toy", "retrieval.topk=7"]) == 0
     assert "topk: 7" in capsys.readouterr().out
