@@ -97,6 +97,9 @@ def test_demo_runs_end_to_end_on_a_small_world(tmp_path, capsys):
     assert "<information>Doc 1(Title:" in out and "returned the same documents" in out
     assert "| grpo-r1 |" in out and "| ofsd-r1 |" in out  # the per-phase table
     summary = json.loads((run / "summary.json").read_text())
+    base, last = summary["phases"][0], summary["phases"][-1]
+    assert (f"base -> ofsd-r1: average EM {base['average_em']:.3f} -> {last['average_em']:.3f} "
+            f"({last['average_em'] - base['average_em']:+.3f}), searches {base['searches']:.2f}") in out
     assert [p["phase"] for p in summary["phases"]] == ["base", "grpo-r1", "ofsd-r1"]
     assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
     assert summary["config"]["world"]["n_test"] == 10

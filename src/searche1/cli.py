@@ -455,7 +455,7 @@ def cmd_train(args) -> int:
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
     if args.train_command == "evolve":
-        from searche1.train.evolve import phase_table, run_evolve
+        from searche1.train.evolve import phase_table, run_evolve, what_changed
 
         if args.no_ofsd or args.ofsd_only:
             cfg.evolve.mode = "grpo-only" if args.no_ofsd else "ofsd-only"
@@ -463,7 +463,8 @@ def cmd_train(args) -> int:
         from searche1.runtime import process_rank
 
         if process_rank() == 0:  # once under a launcher
-            print(phase_table(rows) + f"wrote {args.out}/summary.md, summary.json and phases.png")
+            print(phase_table(rows) + what_changed(rows)
+                  + f"\nwrote {args.out}/summary.md, summary.json and phases.png")
         return 0
     if args.train_command == "ofsd":
         from searche1.train.ofsd_loop import train_ofsd

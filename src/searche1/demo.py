@@ -25,7 +25,7 @@ from searche1.protocol import information_block, make_prompt_text
 from searche1.retrieval.client import HttpClient, InProcessClient
 from searche1.retrieval.index import IndexOptions, build_index, open_index
 from searche1.runtime import seed_everything
-from searche1.train.evolve import phase_table, run_evolve
+from searche1.train.evolve import phase_table, run_evolve, what_changed
 
 
 def _serve_in_thread(retriever, port: int = 0):
@@ -45,7 +45,7 @@ def _serve_in_thread(retriever, port: int = 0):
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-DEMO_SIZES = ["evolve.rounds=2", "evolve.grpo_steps=12", "evolve.eval_limit=40", "ofsd.pool_questions=120",
+DEMO_SIZES = ["evolve.rounds=2", "evolve.grpo_steps=40", "evolve.eval_limit=40", "ofsd.pool_questions=120",
               "ofsd.n_samples=5"]
 """The training phases' sizes in the demo (before the user's overrides, which win): two rounds on 2 CPU cores."""
 
@@ -110,7 +110,7 @@ def run_demo(out: str, preset: str | None = "toy", overrides: list[str] | None =
         timings["training"] = time.perf_counter() - t0
         metrics.log({f"{k}_seconds": round(v, 3) for k, v in timings.items()}, step=0, prefix="time")
 
-    console.print(phase_table(rows), markup=False, highlight=False)
+    console.print(phase_table(rows) + what_changed(rows), markup=False, highlight=False)
     summary = {"config": to_dict(cfg), "world_checks": report, "seconds": timings, "phases": rows}
     write_json(run / "summary.json", summary)
     table = Table(title="demo summary")

@@ -268,11 +268,20 @@ def phase_table(rows: list[dict]) -> str:
     return head + body
 
 
+def what_changed(rows: list[dict]) -> str:
+    """One line: the first phase (the base) against the last, in average EM, searches and tokens per answer."""
+    a, b = rows[0], rows[-1]
+    return (f"{a['phase']} -> {b['phase']}: average EM {a['average_em']:.3f} -> {b['average_em']:.3f} "
+            f"({b['average_em'] - a['average_em']:+.3f}), searches {a['searches']:.2f} -> {b['searches']:.2f}, "
+            f"tokens per answer {a['generated_tokens']:.0f} -> {b['generated_tokens']:.0f}")
+
+
 def write_summary(out: Path, rows: list[dict], cfg: Config) -> None:
     """summary.json, summary.md and phases.png (average and per-benchmark EM by phase)."""
     write_json(out / "summary.json", {"phases": rows, "config": to_dict(cfg)})
     with atomic_write(out / "summary.md") as f:
-        f.write(f"# searche1 train ({cfg.evolve.mode}, {cfg.evolve.rounds} rounds)\n\n" + phase_table(rows))
+        f.write(f"# searche1 train ({cfg.evolve.mode}, {cfg.evolve.rounds} rounds)\n\n" + phase_table(rows)
+                + f"\n{what_changed(rows)}\n")
     from searche1.plots import plot_phases
 
     plot_phases(rows, out / "phases.png")

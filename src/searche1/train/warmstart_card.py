@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from searche1.data.toyworld.generator import MAX_LEVEL
 
 
@@ -36,14 +38,18 @@ Loss (mean of the first / last 10 steps): {first_loss:.3f} / {last_loss:.3f}. Li
     schedule = ("the schedule follows steps where --max-steps is given, so such a run does not depend on the "
                 "machine's speed" if any(r["config"].get("max_steps") for r in runs) else
                 "the schedule follows the wall clock, so a rerun on another machine takes other steps")
+    about = textwrap.fill(
+        f"A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands "
+        "in for a pretrained LLM in the toy world: it was trained on the Search-R1 protocol and on reading retrieved "
+        "passages, from demonstrations of an imperfect scripted searcher"
+        + (" and from reading and copy drills" if drills else "")
+        + (" and from following a worked solution shown in its prompt (OFSD's teacher context)" if follows else "")
+        + f" on pretraining worlds only (namespace `pretrain:{cfg['world_seed']}:*`, level "
+        f"{cfg.get('world_level', MAX_LEVEL)}), never on an evaluation world. How well it does: docs/warmstart.md "
+        "of searche1.", width=116)
     return f"""# Toy base policy (searche1 warm start)
 
-A {report['parameters'] / 1e6:.1f}M-parameter Qwen2-architecture causal LM with the toy tokenizer. It stands in for a
-pretrained LLM in the toy world: it was trained on the Search-R1 protocol and on reading retrieved passages, from
-demonstrations of an imperfect scripted searcher{" and from reading and copy drills" if drills else ""}{
-" and from following a worked solution shown in its prompt (OFSD's teacher context)" if follows else ""} on pretraining
-worlds only (namespace `pretrain:{cfg['world_seed']}:*`, level {cfg.get('world_level', MAX_LEVEL)}), never on an
-evaluation world. How well it does: docs/warmstart.md of searche1.
+{about}
 
 Made with (2 CPU threads; {schedule}):
 
