@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("warmstart_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.short_prompt:  # the engine and the warm start both build prompts through protocol.make_prompt
-        protocol.make_prompt = lambda question, tokenizer=None: f"Question: {protocol.normalize_question(question)}\n"
+        protocol.make_prompt = lambda question, tokenizer=None: \
+            f"{protocol.QUESTION_MARKER}{protocol.normalize_question(question)}\n"
     import searche1.train.warmstart as warmstart
 
     if args.flawless:

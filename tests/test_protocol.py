@@ -23,6 +23,7 @@ def test_prompt_is_byte_exact():
     assert P.make_prompt_text("  who wrote hamlet?  ") == EXPECTED_PROMPT
     assert EXPECTED_PROMPT.endswith("?\n") and not EXPECTED_PROMPT.endswith("\n\n")
     assert "as your want" in P.PROMPT_TEMPLATE
+    assert P.PROMPT_TEMPLATE.endswith(P.QUESTION_MARKER + "{question}\n")  # what a question-only template keeps
 
 
 @pytest.mark.parametrize("raw,expected", [

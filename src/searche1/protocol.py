@@ -20,6 +20,8 @@ PROMPT_TEMPLATE = (
     "you can directly provide the answer inside <answer> and </answer>, without detailed illustrations. For "
     "example, <answer> Beijing </answer>. Question: {question}\n"
 )
+QUESTION_MARKER = "Question: "
+"""What stands right before the question in the prompt (a question-only chat template keeps the text from here)."""
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 SEARCH_OPEN, SEARCH_CLOSE = "<search>", "</search>"

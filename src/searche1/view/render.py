@@ -14,7 +14,7 @@ from searche1.rollout.trajectory import Trajectory
 from searche1.view.trajindex import benchmark_of
 
 _QUESTION_LEAD = protocol.PROMPT_TEMPLATE.split("{question}")[0]
-_QUESTION_MARK = "Question: "  # where the lead ends: all that a question-only chat template (toy-base's) keeps
+_QUESTION_MARK = protocol.QUESTION_MARKER  # all that a question-only chat template (toy-base's) keeps of the lead
 _DOC_START = re.compile(r"(?m)^Doc \d+\(Title: ")
 
 

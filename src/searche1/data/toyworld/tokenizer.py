@@ -51,9 +51,10 @@ def value_token_ids(tokenizer, words: list[str] | None = None) -> list[int]:
     return [vocab[t] for w in (value_words() if words is None else words) for t in (w, " " + w) if t in vocab]
 
 
-# Renders the user message from "Question: " on: the Search-R1 instruction before it is dropped.
-QUESTION_ONLY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}"
-                          "Question: {{ m['content'].split('Question: ', 1)[-1] }}{% endif %}{% endfor %}")
+# Renders the user message from protocol.QUESTION_MARKER on: the Search-R1 instruction before it is dropped.
+QUESTION_ONLY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}" + protocol.QUESTION_MARKER
+                          + "{{ m['content'].split('" + protocol.QUESTION_MARKER + "', 1)[-1] }}"
+                          + "{% endif %}{% endfor %}")
 
 
 def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False,
