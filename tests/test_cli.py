@@ -48,6 +48,11 @@ def test_warmstart_refuses_negative_counts(tmp_path, capsys, flag):
     assert "--privileged-episodes >= 0" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
+def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), "--privileged-hide-answer", "1.5"]) == 2
+    assert "--privileged-hide-answer must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
 def test_config_command(capsys):
     assert main(["config", "--preset", "toy", "retrieval.topk=7"]) == 0
     assert "topk: 7" in capsys.readouterr().out

@@ -289,6 +289,26 @@ def test_privileged_episodes_show_the_teacher_context_ofsd_builds(pretrain_world
     assert 0 < detours < 40  # some runs take a poor or repeated query first, most follow the solution as it is
 
 
+def test_privileged_episodes_can_hide_the_answer_from_the_passages(pretrain_world):
+    """With privileged_hide_answer=1 no block of the run states the answer (it is left to the solution), each block
+    still shows as many passages as a search does, and the run answers as the solution does."""
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.train.warmstart import WarmstartConfig, privileged_episode
+
+    tok = build_toy_tokenizer(spaced_values=True, question_only_prompt=True)
+    world, client = pretrain_world
+    cfg, rng = WarmstartConfig(quote_style="none", privileged_hide_answer=1.0), random.Random(0)
+    for ex in world.train[:30]:
+        prompt_ids, run = privileged_episode(ex, world.fact_map(), client, rng, tok, cfg)
+        answer = protocol.parse_action(run[-1][0]).content
+        assert f"<answer> {answer} </answer>" in tok.decode(prompt_ids)
+        for k, (text, written) in enumerate(run):
+            if not written:
+                assert not re.search(rf"\b{re.escape(answer)}\b", text)
+                query = protocol.parse_action(run[k - 1][0]).content
+                assert text.count("Doc ") == len(client.retrieve([query])[0])
+
+
 @pytest.mark.parametrize("max_hops", [None, 1])
 def test_the_stream_keeps_questions_within_max_hops(monkeypatch, toy_tokenizer, max_hops):
     import searche1.train.warmstart as warm

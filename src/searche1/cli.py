@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--privileged-episodes", type=int, default=0,
                    help="episodes per pretraining world with OFSD's worked-solution block in the prompt, so that "
                         "the toy model learns to follow it (OFSD's teacher); default 0")
+    p.add_argument("--privileged-hide-answer", type=float, default=0.0,
+                   help="share of those episodes whose passages never state the answer, so that it is copied from "
+                        "the solution (default 0)")
     p.add_argument("--restate-need", action="store_true",
                    help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
@@ -396,6 +399,8 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
     if args.episodes < 1 or min(args.drills, args.copy_drills, args.privileged_episodes) < 0:
         raise ValueError("--episodes must be >= 1, --drills, --copy-drills and --privileged-episodes >= 0")
+    if not 0 <= args.privileged_hide_answer <= 1:
+        raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError("--max-hops must be >= 1")
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
@@ -409,7 +414,8 @@ def cmd_warmstart(args) -> int:
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills,
-                                        privileged_per_world=args.privileged_episodes))
+                                        privileged_per_world=args.privileged_episodes,
+                                        privileged_hide_answer=args.privileged_hide_answer))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -61,6 +62,9 @@ class WarmstartConfig:
     """Episodes per pretraining world with OFSD's teacher context in the prompt: a flawless worked solution of the
     question (train/pairs.py's block), then a scripted run that answers as it does. A pretrained LLM follows a
     solution shown in its prompt; a toy model must learn to, or OFSD's teacher is noise (docs/warmstart.md)."""
+    privileged_hide_answer: float = 0.0
+    """Share of those episodes whose run sees no passage stating the answer (each block re-retrieved without
+    them): the answer is then only in the solution, so copying it is learned, not only reading it."""
     restate_need: bool = False
     """Scripted episodes' final turn names what it needs again before quoting, as reading drills do."""
     spaced_values: bool = False
@@ -173,10 +177,28 @@ def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
                             quote_style=cfg.quote_style)
     run = demonstrate(ex, facts, client, rng, Imperfections(no_search=0.0, misread=0.0), restate_need=cfg.restate_need,
                       quote_style=cfg.quote_style)
-    if protocol.parse_action(run[-1][0]).content != protocol.parse_action(reference[-1][0]).content:
+    answer = protocol.parse_action(reference[-1][0]).content
+    if protocol.parse_action(run[-1][0]).content != answer:
         run = reference  # the detour ran out of turns: follow the solution itself
+    if cfg.privileged_hide_answer and rng.random() < cfg.privileged_hide_answer:
+        run = _without_answer_passages(run, answer, client)
     prompt = privileged_context(ex.question, worked_solution(reference, tokenizer), tokenizer)
     return tokenizer(prompt, add_special_tokens=False).input_ids, run
+
+
+def _without_answer_passages(segments: list[tuple[str, bool]], answer: str, client) -> list[tuple[str, bool]]:
+    """The episode with each information block retrieved again for its query, the passages that state the answer
+    left out (the next ones take their places)."""
+    out, pattern = [], re.compile(rf"\b{re.escape(answer)}\b")
+    for k, (text, written) in enumerate(segments):
+        if not written:
+            query = protocol.parse_action(segments[k - 1][0]).content
+            shown = len(client.retrieve([query])[0])  # as many passages as usual: the count gives nothing away
+            docs = [d for d in client.retrieve([query], topk=shown + 3)[0] if not pattern.search(d["contents"])]
+            docs = docs[:shown]
+            text = protocol.information_block(docs)
+        out.append((text, written))
+    return out
 
 
 def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int = 48) -> list[dict]:

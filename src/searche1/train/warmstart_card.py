@@ -79,6 +79,8 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
                                ("copy_drills_per_world", "--copy-drills", 4),
                                ("privileged_per_world", "--privileged-episodes", 0)):
         flags += f" {flag} {cfg[key]}" if cfg.get(key, default) != default else ""
+    hide = cfg.get("privileged_hide_answer", 0.0)
+    flags += f" --privileged-hide-answer {hide:g}" if hide else ""
     flags += f" --init-from {parent_out}" if parent_out else ""
     flags += f" --base-model {cfg['base_model']}" if cfg.get("base_model") else ""
     return f"searche1 --threads 2 warmstart --out {out} --minutes {cfg['minutes']:g}{flags} --seed {cfg['seed']}"
