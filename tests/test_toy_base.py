@@ -85,8 +85,9 @@ def test_follows_a_worked_solution_in_the_teacher_context(toy_base, monkeypatch)
     from searche1.train.warmstart import FLAWLESS, worked_solution
 
     torch.set_num_threads(2)
-    _, model, tokenizer = toy_base
-    world = generate_world(WorldConfig(seed=31337, level=1))
+    path, model, tokenizer = toy_base
+    level = json.loads((path / "warmstart.json").read_text())["config"]["world_level"]
+    world = generate_world(WorldConfig(seed=31337, level=level))
     client = InProcessClient(BM25Retriever.build(world.docs))
     examples = world.tests["nq"][:16] + world.tests["popqa"][:16]
     runs = {ex.question: demonstrate(ex, world.fact_map(), client, random.Random(0), FLAWLESS, quote_style="none")

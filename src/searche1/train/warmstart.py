@@ -186,16 +186,16 @@ def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
     return tokenizer(prompt, add_special_tokens=False).input_ids, run
 
 
-def _without_answer_passages(segments: list[tuple[str, bool]], answer: str, client) -> list[tuple[str, bool]]:
+def _without_answer_passages(segments: list[tuple[str, bool]], answer: str,
+                             client: InProcessClient) -> list[tuple[str, bool]]:
     """The episode with each information block retrieved again for its query, the passages that state the answer
     left out (the next ones take their places)."""
     out, pattern = [], re.compile(rf"\b{re.escape(answer)}\b")
     for k, (text, written) in enumerate(segments):
         if not written:
             query = protocol.parse_action(segments[k - 1][0]).content
-            shown = len(client.retrieve([query])[0])  # as many passages as usual: the count gives nothing away
-            docs = [d for d in client.retrieve([query], topk=shown + 3)[0] if not pattern.search(d["contents"])]
-            docs = docs[:shown]
+            docs = [d for d in client.retrieve([query], topk=client.topk + 3)[0] if not pattern.search(d["contents"])]
+            docs = docs[:client.topk]  # as many passages as usual: the count gives nothing away
             text = protocol.information_block(docs)
         out.append((text, written))
     return out

@@ -14,13 +14,13 @@ from searche1.rollout.trajectory import Trajectory
 from searche1.view.trajindex import benchmark_of
 
 _QUESTION_LEAD = protocol.PROMPT_TEMPLATE.split("{question}")[0]
-_QUESTION_MARK = protocol.QUESTION_MARKER  # all that a question-only chat template (toy-base's) keeps of the lead
 _DOC_START = re.compile(r"(?m)^Doc \d+\(Title: ")
 
 
 def question_of(prompt_text: str) -> str | None:
     """The question inside a protocol prompt (chat template or not); None if the prompt is not one."""
-    for lead in (_QUESTION_LEAD, _QUESTION_MARK):
+    # the whole lead, or what a question-only chat template (toy-base's) keeps of it
+    for lead in (_QUESTION_LEAD, protocol.QUESTION_MARKER):
         at = prompt_text.find(lead)
         if at >= 0:
             return prompt_text[at + len(lead):].split("\n", 1)[0]
