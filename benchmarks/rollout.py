@@ -13,6 +13,12 @@
 
 4. continuous batching: a pool of questions (--pool) through --questions places, a finished sample's place taken by
    a waiting one at the next turn (`max_batch`, what `searche1 eval` does), against the same pool in fixed chunks.
+5. `--against COMMIT`: the engine of that commit (its `src/` from git, run by benchmarks/rollout_worker.py in a
+   process of its own with the same model folder, world and threads), its rounds interleaved with this one's.
+
+The roofline: FLOPs of one engine run as executed (padding slots included; torch's FlopCounterMode, with the CPU
+attention kernel added), over the engine's median seconds, against the FLOP/s of a 2048^3 float32 matrix product
+measured in the same run with the same threads.
 
 Tokens/s of 1-3 counts the engine's generated tokens, so the three figures share a numerator. The sequential decode
 steps each method cannot avoid are printed too: the single pass needs the mean tokens per row, an engine that starts
@@ -30,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from rollout_setup import add_batch_arguments, load_batch
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -40,46 +48,36 @@ def _timed(fn):
 
 
 def _median_seconds(methods: dict, repeats: int, warm_up: bool = True) -> tuple[dict, dict]:
-    """Each method warmed up once, then `repeats` interleaved timed rounds: ({name: median s}, {name: all s})."""
+    """Each method warmed up once, then `repeats` interleaved timed rounds: ({name: median s}, {name: all s}).
+    A method that returns a float has timed itself (another process) and that is its round's time."""
     for fn in methods.values() if warm_up else ():
         fn()
     rounds = {name: [] for name in methods}
     for _ in range(repeats):
         for name, fn in methods.items():
-            rounds[name].append(_timed(fn)[1])
+            result, seconds = _timed(fn)
+            rounds[name].append(result if isinstance(result, float) else seconds)
     return {name: sorted(xs)[len(xs) // 2] for name, xs in rounds.items()}, rounds
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="toy-base", help="toy-base (shipped) or a warm-started toy model folder")
-    ap.add_argument("--questions", type=int, default=32, help="questions in the batch")
-    ap.add_argument("--max-turns", type=int, default=4)
-    ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
+    add_batch_arguments(ap)
     ap.add_argument("--pool", type=int, default=128,
                     help="questions for the continuous-batching comparison (--questions places in flight)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds per method (median reported)")
+    ap.add_argument("--against", metavar="COMMIT", help="also time this commit's engine (e.g. the last release)")
     ap.add_argument("--out", default=str(HERE / "results" / "rollout.json"))
     args = ap.parse_args()
 
-    from searche1.runtime import configure_threads
-
-    configure_threads(args.threads)
-    from searche1.data.toyworld.generator import WorldConfig, generate_world
-    from searche1.models import load_model
-    from searche1.retrieval.bm25 import BM25Retriever
-    from searche1.retrieval.client import InProcessClient
+    batch = load_batch(args)
+    from searche1.models import resolve_model_path
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
 
-    model, tokenizer = load_model(args.model)
-    world = generate_world(WorldConfig(seed=0))
-    examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
-    client = InProcessClient(BM25Retriever.build(world.docs))
-    limits = EngineLimits(max_turns=args.max_turns, max_response_length=args.turn_tokens)
+    model, tokenizer, world, examples = batch.model, batch.tokenizer, batch.world, batch.examples
+    client, limits = batch.client, batch.limits
     sampling = SamplingParams(temperature=1.0)
 
     def engine():
@@ -115,8 +113,24 @@ def main() -> None:
             seqs = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
             hf_generate(seqs, max(t.turns[k].end - t.turns[k].start for t in live))
 
-    seconds, rounds = _median_seconds({"engine": engine, "single_pass": single_pass, "naive": naive_loop},
-                                      args.repeats)
+    methods = {"engine": engine, "single_pass": single_pass, "naive": naive_loop}
+    other = None
+    if args.against:
+        import hashlib
+
+        from other_commit import OtherCommitEngine
+
+        other = OtherCommitEngine(args.against, [
+            "--model", resolve_model_path(args.model), "--questions", str(args.questions), "--max-turns",
+            str(args.max_turns), "--turn-tokens", str(args.turn_tokens), "--threads", str(args.threads),
+            "--seed", str(args.seed)])
+        sha = hashlib.sha256("\n".join(ex.question for ex in examples).encode()).hexdigest()
+        if other.ready["questions_sha"] != sha:
+            raise SystemExit(f"commit {args.against} generates other questions for world 0: no comparison")
+        methods["against"] = other
+    seconds, rounds = _median_seconds(methods, args.repeats)
+    if other is not None:
+        other.close()
 
     # Continuous batching: a pool of questions through --questions places, refilled as samples finish, against
     # the same pool in fixed chunks of --questions (each chunk waits for its longest episode).
@@ -138,6 +152,13 @@ def main() -> None:
     pool_rates = {k: pool_tokens[k] / pool_seconds[k] for k in pool_tokens}
 
     rates = {k: generated / secs for k, secs in seconds.items()}
+    if other is not None:  # its own trajectories (sampling may differ between commits): its own token count
+        rates["against"] = other.ready["generated_tokens"] / seconds["against"]
+
+    from roofline import counted_flops, matmul_flops_per_second
+
+    engine_flops = counted_flops(engine)
+    peak = matmul_flops_per_second()
     # Sequential decode steps each method cannot avoid: the single pass needs per_row; any engine that starts all
     # rows together needs the longest trajectory's own tokens; a turn-synchronous one the sum over turns of the
     # longest row's turn.
@@ -155,6 +176,9 @@ def main() -> None:
         "engine_vs_single_pass": rates["engine"] / rates["single_pass"],
         "engine_vs_naive": rates["engine"] / rates["naive"],
         "sequential_decode_steps": steps,
+        "roofline": {"engine_flops": engine_flops, "engine_flops_per_second": engine_flops / seconds["engine"],
+                     "matmul_flops_per_second": peak,
+                     "fraction_of_matmul_peak": engine_flops / seconds["engine"] / peak},
         "pool": {"questions": len(pool), "places": args.questions, "tokens_per_second": pool_rates,
                  "seconds_each_round": pool_rounds,
                  "refill_vs_chunks": pool_rates["refill"] / pool_rates["chunks"]},
@@ -167,6 +191,16 @@ def main() -> None:
                        ("naive", "naive re-tokenize loop")):
         print(f"| {label} | {figures['seconds'][key]:.2f} | {rates[key]:.0f} | "
               f"{rates['engine'] / rates[key]:.2f}x |")
+    if other is not None:
+        print(f"| engine at {args.against} ({other.ready['generated_tokens']} tokens of its own) | "
+              f"{seconds['against']:.2f} | {rates['against']:.0f} | {rates['engine'] / rates['against']:.2f}x |")
+        figures["against"] = {"commit": args.against, "generated_tokens": other.ready["generated_tokens"],
+                              "engine_vs_it": rates["engine"] / rates["against"]}
+    roof = figures["roofline"]
+    print(f"\nroofline: the engine executes {roof['engine_flops'] / 1e9:.1f} GFLOP (matrix products and attention, "
+          f"padding included) at {roof['engine_flops_per_second'] / 1e9:.1f} GFLOP/s, "
+          f"{100 * roof['fraction_of_matmul_peak']:.0f}% of a 2048^3 float32 matrix product here "
+          f"({peak / 1e9:.0f} GFLOP/s)")
     print(f"\nsequential decode steps: single pass {steps['single_pass']}, longest trajectory "
           f"{steps['longest_trajectory']}, turn-synchronous (sum of each turn's longest row) "
           f"{steps['turn_synchronous']}")

@@ -19,33 +19,11 @@ import torch
 
 from searche1.protocol import STOP_STRINGS
 from searche1.rollout.backends.base import Generators, SamplingParams, TurnOutput, sample_next
+from searche1.rollout.backends.hf_cache import kv_tensors, new_cache, set_kv_tensors
 
 STOP_WINDOW = 16  # tokens decoded to look for a stop string; more than any stop string spans
 PARK_BELOW = 0.75  # park the stopped rows once fewer than this fraction of the batch is still writing
 COMPACT_ABOVE = 1.5  # compact the cache once it is this many times longer than its longest row
-
-
-def _kv_tensors(cache) -> list[torch.Tensor] | None:
-    """The cache's key and value tensors [B, H, L, D], layer by layer, or None for a layout we do not reshape
-    (sliding-window, quantized or static layers: those rows are then simply left in the batch)."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        if not all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False)
-                   for layer in layers):
-            return None
-        return [t for layer in layers for t in (layer.keys, layer.values)]
-    if type(cache).__name__ == "DynamicCache" and hasattr(cache, "key_cache"):  # transformers < 4.56
-        return [t for pair in zip(cache.key_cache, cache.value_cache) for t in pair]
-    return None
-
-
-def _set_kv_tensors(cache, tensors: list[torch.Tensor]) -> None:
-    keys, values = tensors[0::2], tensors[1::2]
-    if getattr(cache, "layers", None) is not None:
-        for layer, k, v in zip(cache.layers, keys, values):
-            layer.keys, layer.values = k, v
-    else:
-        cache.key_cache, cache.value_cache = list(keys), list(values)
 
 
 class HFBackend:
@@ -112,12 +90,13 @@ class HFBackend:
     def start(self, prompts: list[list[int]]) -> None:
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        self.rows, self.cache, self.attention, self.next_logits = list(range(len(prompts))), None, None, None
+        self.rows, self.attention, self.next_logits = list(range(len(prompts))), None, None
+        self.cache = new_cache(self.model)
         self.parked, self._next_row = [], len(prompts)
         self._forward(*self._padded(prompts))
 
     def can_add(self) -> bool:
-        return self.cache is None or _kv_tensors(self.cache) is not None
+        return self.cache is None or kv_tensors(self.cache) is not None
 
     def add(self, prompts: list[list[int]]) -> list[int]:
         """New rows join the batch: their prompts are run on their own, then their cache rows are joined to the
@@ -132,21 +111,21 @@ class HFBackend:
         batch = self._current()  # no copy: its tensors are only read by _join
         rows = list(range(self._next_row, self._next_row + len(prompts)))
         self._next_row += len(prompts)
-        self.rows, self.cache, self.attention, self.next_logits = rows, None, None, None
+        self.rows, self.cache, self.attention, self.next_logits = rows, new_cache(self.model), None, None
         self._forward(*self._padded(prompts))
         self._join([batch])
         return rows
 
     def _current(self) -> dict:
         """The whole batch as a group (rows, cache rows, mask, logits), without copying."""
-        return {"rows": self.rows, "kv": _kv_tensors(self.cache), "attention": self.attention,
+        return {"rows": self.rows, "kv": kv_tensors(self.cache), "attention": self.attention,
                 "next_logits": self.next_logits}
 
     def _group(self, positions: torch.Tensor) -> dict:
         """A copy of the batch positions in the bool mask `positions`: their rows, cache rows, mask, logits."""
         index = positions.nonzero()[:, 0]
         return {"rows": [self.rows[i] for i in index.tolist()],
-                "kv": [t.index_select(0, index) for t in _kv_tensors(self.cache)],
+                "kv": [t.index_select(0, index) for t in kv_tensors(self.cache)],
                 "attention": self.attention[index], "next_logits": self.next_logits[index]}
 
     def _join(self, groups: list[dict]) -> None:
@@ -158,7 +137,7 @@ class HFBackend:
         self.attention = torch.cat([torch.nn.functional.pad(p["attention"], (0, n)) for p, n in zip(parts, pad)])
         self.next_logits = torch.cat([p["next_logits"] for p in parts])
         self.rows = [row for p in parts for row in p["rows"]]
-        _set_kv_tensors(self.cache, [torch.cat([torch.nn.functional.pad(p["kv"][i], (0, 0, 0, n))
+        set_kv_tensors(self.cache, [torch.cat([torch.nn.functional.pad(p["kv"][i], (0, 0, 0, n))
                                                 for p, n in zip(parts, pad)]) for i in range(len(parts[0]["kv"]))])
         self._compact()
 
@@ -167,7 +146,7 @@ class HFBackend:
         slots move, in order, to the right end of a shorter cache (left padding). Keys keep the rotary positions
         they were written with and positions count real tokens only, so no row's logits change; without this,
         rows that join a running batch (add) and observations of other rows grow the cache for good."""
-        tensors = _kv_tensors(self.cache) if self.cache is not None and self.rows else None
+        tensors = kv_tensors(self.cache) if self.cache is not None and self.rows else None
         if tensors is None:
             return
         real = self.attention.bool()
@@ -178,17 +157,17 @@ class HFBackend:
         # sort padding slots first, then real slots in their order; keep the last `longest` of each row
         index = torch.sort(torch.where(real, slots + length, slots), dim=1).indices[:, length - longest:]
         self.attention = self.attention.gather(1, index)
-        _set_kv_tensors(self.cache, [t.gather(2, index[:, None, :, None].expand(t.shape[0], t.shape[1], longest,
+        set_kv_tensors(self.cache, [t.gather(2, index[:, None, :, None].expand(t.shape[0], t.shape[1], longest,
                                                                                  t.shape[3])) for t in tensors])
 
     def _park(self, keep: torch.Tensor) -> bool:
         """Set aside the batch positions not in `keep` (a bool mask); False when the cache cannot be reshaped."""
-        if _kv_tensors(self.cache) is None:
+        if kv_tensors(self.cache) is None:
             return False
         self.parked.append(self._group(~keep))
         kept = self._group(keep)
         self.rows, self.attention, self.next_logits = kept["rows"], kept["attention"], kept["next_logits"]
-        _set_kv_tensors(self.cache, kept["kv"])
+        set_kv_tensors(self.cache, kept["kv"])
         return True
 
     def _unpark(self) -> None:

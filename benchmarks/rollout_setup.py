@@ -1,0 +1,45 @@
+"""The rollout benchmarks' batch: the same arguments, model, questions, retriever and limits for each of them
+(rollout.py, rollout_profile.py, and rollout_worker.py on another commit's code)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+def add_batch_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--model", default="toy-base", help="toy-base (shipped), smollm2-135m, or a model folder")
+    ap.add_argument("--questions", type=int, default=32, help="questions in the batch")
+    ap.add_argument("--max-turns", type=int, default=4)
+    ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+
+
+@dataclass
+class Batch:
+    model: object
+    tokenizer: object
+    world: object
+    examples: list
+    client: object
+    limits: object
+
+
+def load_batch(args: argparse.Namespace) -> Batch:
+    """Threads set, then the model, toy world 0, its first --questions of musique, hotpotqa and nq, in-process
+    BM25 over its corpus, and the engine's limits."""
+    from searche1.runtime import configure_threads
+
+    configure_threads(args.threads)
+    from searche1.data.toyworld.generator import WorldConfig, generate_world
+    from searche1.models import load_model
+    from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
+    from searche1.rollout.engine import EngineLimits
+
+    model, tokenizer = load_model(args.model)
+    world = generate_world(WorldConfig(seed=0))
+    examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
+    return Batch(model, tokenizer, world, examples, InProcessClient(BM25Retriever.build(world.docs)),
+                 EngineLimits(max_turns=args.max_turns, max_response_length=args.turn_tokens))

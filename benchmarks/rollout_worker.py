@@ -1,0 +1,48 @@
+"""The engine half of benchmarks/rollout.py, run by another checkout's code (`rollout.py --against COMMIT`).
+
+    PYTHONPATH=OLD/src python benchmarks/rollout_worker.py --model DIR --questions 32 --max-turns 4 ...
+
+Loads the batch with whatever `searche1` is first on the path, warms up, prints a JSON line {"ready": its
+searche1 module file, "generated_tokens", "questions_sha"}, then times one engine run for every line read on stdin
+and prints its seconds. The parent interleaves these rounds with its own, so both see the same spell of a shared
+machine. Only the public API that every commit since the engine's has kept is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+
+import torch
+
+from rollout_setup import add_batch_arguments, load_batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    add_batch_arguments(ap)
+    args = ap.parse_args()
+    batch = load_batch(args)
+    import searche1
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import rollout
+
+    def engine():
+        return rollout(batch.examples, HFBackend(batch.model, batch.tokenizer), batch.tokenizer, batch.client,
+                       batch.limits, SamplingParams(), generator=torch.Generator().manual_seed(args.seed))
+
+    generated = sum(t.n_generated for t in engine())
+    sha = hashlib.sha256("\n".join(ex.question for ex in batch.examples).encode()).hexdigest()
+    print(json.dumps({"ready": searche1.__file__, "generated_tokens": generated, "questions_sha": sha}), flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        engine()
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
