@@ -64,7 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_batch_arguments(ap)
     ap.add_argument("--pool", type=int, default=128,
-                    help="questions for the continuous-batching comparison (--questions places in flight)")
+                    help="questions for the continuous-batching comparison (--questions places in flight; 0: skip it)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds per method (median reported)")
     ap.add_argument("--against", metavar="COMMIT", help="also time this commit's engine (e.g. the last release)")
     ap.add_argument("--out", default=str(HERE / "results" / "rollout.json"))
@@ -96,10 +96,11 @@ def main() -> None:
     def hf_generate(seqs, new_tokens):
         """Plain HF generate over left-padded rows, exactly `new_tokens` sampled tokens each."""
         width = max(len(s) for s in seqs)
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
-        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                       do_sample=True, temperature=1.0, top_k=0, pad_token_id=pad)
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0, pad_token_id=pad)
+        out.cpu()  # waits for a GPU to finish
 
     def single_pass():
         hf_generate(prompts, per_row)
@@ -123,7 +124,8 @@ def main() -> None:
         other = OtherCommitEngine(args.against, [
             "--model", resolve_model_path(args.model), "--questions", str(args.questions), "--max-turns",
             str(args.max_turns), "--turn-tokens", str(args.turn_tokens), "--threads", str(args.threads),
-            "--seed", str(args.seed)])
+            "--seed", str(args.seed), "--device", args.device, "--dtype", args.dtype]
+            + (["--random-weights"] if args.random_weights else []))
         sha = hashlib.sha256("\n".join(ex.question for ex in examples).encode()).hexdigest()
         if other.ready["questions_sha"] != sha:
             raise SystemExit(f"commit {args.against} generates other questions for world 0: no comparison")
@@ -146,7 +148,7 @@ def main() -> None:
                                  limits, sampling, generator=gen)]
 
     # seeded, so these untimed runs count the tokens every timed round generates, and warm up
-    pool_tokens = {k: sum(t.n_generated for t in pooled(k == "refill")) for k in ("chunks", "refill")}
+    pool_tokens = {k: sum(t.n_generated for t in pooled(k == "refill")) for k in ("chunks", "refill")} if pool else {}
     pool_seconds, pool_rounds = _median_seconds({k: lambda k=k: pooled(k == "refill") for k in pool_tokens},
                                                 args.repeats, warm_up=False)
     pool_rates = {k: pool_tokens[k] / pool_seconds[k] for k in pool_tokens}
@@ -158,7 +160,7 @@ def main() -> None:
     from roofline import counted_flops, matmul_flops_per_second
 
     engine_flops = counted_flops(engine)
-    peak = matmul_flops_per_second()
+    peak = matmul_flops_per_second(model.device, model.dtype)
     # Sequential decode steps each method cannot avoid: the single pass needs per_row; any engine that starts all
     # rows together needs the longest trajectory's own tokens; a turn-synchronous one the sum over turns of the
     # longest row's turn.
@@ -181,7 +183,7 @@ def main() -> None:
                      "fraction_of_matmul_peak": engine_flops / seconds["engine"] / peak},
         "pool": {"questions": len(pool), "places": args.questions, "tokens_per_second": pool_rates,
                  "seconds_each_round": pool_rounds,
-                 "refill_vs_chunks": pool_rates["refill"] / pool_rates["chunks"]},
+                 "refill_vs_chunks": pool_rates["refill"] / pool_rates["chunks"] if pool else None},
     }
     print(f"\n{len(examples)} questions, {generated} generated tokens, {figures['mean_searches']:.2f} searches and "
           f"{figures['mean_turns']:.2f} turns per trajectory\n")
@@ -199,14 +201,15 @@ def main() -> None:
     roof = figures["roofline"]
     print(f"\nroofline: the engine executes {roof['engine_flops'] / 1e9:.1f} GFLOP (matrix products and attention, "
           f"padding included) at {roof['engine_flops_per_second'] / 1e9:.1f} GFLOP/s, "
-          f"{100 * roof['fraction_of_matmul_peak']:.0f}% of a 2048^3 float32 matrix product here "
+          f"{100 * roof['fraction_of_matmul_peak']:.0f}% of a 2048^3 {model.dtype} matrix product here "
           f"({peak / 1e9:.0f} GFLOP/s)")
     print(f"\nsequential decode steps: single pass {steps['single_pass']}, longest trajectory "
           f"{steps['longest_trajectory']}, turn-synchronous (sum of each turn's longest row) "
           f"{steps['turn_synchronous']}")
-    print(f"\n{len(pool)} questions through {args.questions} places: refilled as samples finish "
-          f"{pool_rates['refill']:.0f} tokens/s, fixed chunks {pool_rates['chunks']:.0f} tokens/s "
-          f"({pool_rates['refill'] / pool_rates['chunks']:.2f}x)")
+    if pool:
+        print(f"\n{len(pool)} questions through {args.questions} places: refilled as samples finish "
+              f"{pool_rates['refill']:.0f} tokens/s, fixed chunks {pool_rates['chunks']:.0f} tokens/s "
+              f"({pool_rates['refill'] / pool_rates['chunks']:.2f}x)")
     from searche1.fileio import write_json
 
     write_json(args.out, figures)

@@ -14,6 +14,11 @@ def add_batch_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--turn-tokens", type=int, default=96, help="token budget per turn")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
+    ap.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on a GPU), float32, bfloat16")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="the model folder's architecture and tokenizer with random weights (seeded): for a machine "
+                         "the weights cannot travel to, e.g. a SmolLM2-shaped model from config.json alone")
 
 
 @dataclass
@@ -38,8 +43,24 @@ def load_batch(args: argparse.Namespace) -> Batch:
     from searche1.retrieval.client import InProcessClient
     from searche1.rollout.engine import EngineLimits
 
-    model, tokenizer = load_model(args.model)
+    if args.random_weights:
+        model, tokenizer = _random_model(args)
+    else:
+        model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     world = generate_world(WorldConfig(seed=0))
     examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
     return Batch(model, tokenizer, world, examples, InProcessClient(BM25Retriever.build(world.docs)),
                  EngineLimits(max_turns=args.max_turns, max_response_length=args.turn_tokens))
+
+
+def _random_model(args: argparse.Namespace):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from searche1.models import load_tokenizer, resolve_dtype, resolve_model_path
+
+    folder = resolve_model_path(args.model)
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder),
+                                             dtype=resolve_dtype(args.dtype, args.device))
+    return model.to(args.device).eval(), load_tokenizer(folder)

@@ -24,13 +24,17 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def matmul_flops_per_second(size: int = 2048, seconds: float = 1.0) -> float:
-    """FLOP/s of a size^3 float32 matrix product on the current torch threads (best of repeated timings)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops_per_second(device="cpu", dtype=torch.float32, size: int = 2048, seconds: float = 1.0) -> float:
+    """FLOP/s of a size^3 matrix product on `device` in `dtype` (the current torch threads on CPU), best of
+    repeated timings."""
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    wait = torch.cuda.synchronize if a.is_cuda else (lambda: None)
     a @ b
+    wait()
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         a @ b
+        wait()
         best = max(best, 2 * size ** 3 / (time.perf_counter() - start))
     return best
