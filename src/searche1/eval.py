@@ -14,6 +14,7 @@ import torch
 
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
 from searche1.fileio import InputError, write_json
+from searche1.metrics import mean
 from searche1.progress import progress
 from searche1.retrieval.client import RetrievalClient
 from searche1.rollout.backends.base import Backend, SamplingParams
@@ -66,9 +67,6 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict:
     n = len(trajectories)
     if n == 0:
         return {"em": 0.0, "n": 0}
-
-    def mean(xs):
-        return float(sum(xs) / n)
 
     groups: dict[str, set[float]] = {}
     for t in trajectories:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from searche1.config import Config, ConfigError, save_config, to_dict
 from searche1.fileio import atomic_write, write_json
+from searche1.metrics import mean
 from searche1.runtime import process_count, process_rank
+from searche1.train.kit import refuse_existing_run
 
 
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
@@ -170,8 +172,8 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     # runs OFSD phases and evaluations while the others wait for its phase record (on the filesystem: no
     # collective is left pending for an hour, and a failed main process ends the launch).
     main = process_rank() == 0
-    if main and not resume and (out / "phases").exists():  # (the others would see the main process's first phase)
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if main and not resume:  # (the others would see the main process's first phase)
+        refuse_existing_run(out, "phases")
     log = log if main else (lambda *_: None)  # as train_grpo silences its other processes
     if process_count() > 1:
         log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
@@ -216,8 +218,8 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             report = evaluate_model(cfg, model_out, path, device, sets)
             record = {"phase": name, "kind": kind, "round": round_, "model": model_out, "key": key,
                       "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
-                      "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
-                      "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
+                      "searches": mean(v["mean_searches"] for v in report["benchmarks"].values()),
+                      "generated_tokens": mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
             if i:  # how far the phase moved the policy, even where EM did not move
                 record["answers_changed"] = answers_changed(dirs[i - 1], path)
@@ -247,11 +249,6 @@ def answers_changed(before: Path, after: Path) -> float:
     a, b = responses(before), responses(after)
     both = a.keys() & b.keys()
     return sum(a[q] != b[q] for q in both) / len(both) if both else 0.0
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
 
 
 def phase_table(rows: list[dict]) -> str:
