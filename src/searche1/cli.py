@@ -384,6 +384,7 @@ def cmd_model(args) -> int:
 
 
 def cmd_warmstart(args) -> int:
+    from searche1.train.named_models import ensure_made
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
@@ -404,6 +405,7 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError("--max-hops must be >= 1")
+    ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
@@ -427,6 +429,7 @@ def cmd_eval(args) -> int:
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
     from searche1.rollout.engine import EngineLimits
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout)  # (vLLM ignores --device and --dtype: the engine is bf16 on the GPU)
@@ -437,6 +440,7 @@ def cmd_eval(args) -> int:
         raise ValueError("--samples and --batch-size must be >= 1")
     benchmarks = load_benchmarks(args.data, args.limit)
     client = client_from_config(cfg.retrieval, target)
+    ensure_made(args.model)
     backend, tokenizer = generation_backend(cfg.rollout, args.model, args.device, args.dtype, cfg.seed)
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
@@ -456,9 +460,13 @@ def cmd_train(args) -> int:
     from searche1.rollout.backends.select import check_backend
     from searche1.runtime import seed_everything
     from searche1.train.grpo_loop import train_grpo
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
+    # before the seed: making a named model draws from the global RNG, and the run must not depend on whether
+    # it was already in the cache
+    ensure_made(cfg.grpo.model, cfg.ofsd.model, getattr(args, "model", None))
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
     if args.train_command == "evolve":
@@ -489,9 +497,11 @@ def cmd_ablate(args) -> int:
     from searche1.config import load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.train.ablate import ARMS, report_markdown, run_ablation
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
+    ensure_made(cfg.grpo.model, cfg.ofsd.model)
     arms = args.arms.split(",") if args.arms else list(ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:
