@@ -64,3 +64,27 @@ def test_refuse_existing_run(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
         refuse_existing_run(tmp_path, "metrics.jsonl")
+
+
+def _imports(path) -> set[str]:
+    """Every module a source file imports, at any depth (lazy imports inside functions included)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
+def test_losses_import_nothing_from_train_and_recipes_not_each_other():
+    from pathlib import Path
+
+    import searche1
+
+    src = Path(searche1.__file__).parent
+    for path in (src / "losses").glob("*.py"):
+        assert not [m for m in _imports(path) if m.startswith("searche1.train")], path
+    recipes = {"grpo_loop", "ofsd_loop", "warmstart"}
+    for name in recipes:
+        others = {f"searche1.train.{r}" for r in recipes - {name}}
+        assert not _imports(src / "train" / f"{name}.py") & others, name
+    assert not [m for m in _imports(src / "models.py") if m.startswith("searche1.train")]

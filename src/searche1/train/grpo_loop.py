@@ -2,7 +2,8 @@
 
 Setup in order: questions and retriever, tokenizer and policy, reference, optimizer, schedule. Then per step:
 prompts -> G rollouts each -> rewards -> group advantages -> one optimizer update per mini-batch -> metrics, and a
-checkpoint every `save_every` steps. The losses and the update are pure pieces of train/grpo.py.
+checkpoint every `save_every` steps. The losses are pure functions in losses/grpo.py, the optimizer step is
+train/grpo_update.py.
 
 Exact resume: the data order and the rollout sampling of step k are functions of (seed, k) alone, and the
 checkpoint holds weights and optimizer state, so a run resumed from step k repeats what the uninterrupted run did.
@@ -26,9 +27,10 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.losses.grpo import GRPOLossConfig, group_advantages
 from searche1.rollout.trajectory import FinishReason
 from searche1.runtime import process_count, process_rank
-from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update, rescore_old_logprobs
+from searche1.train.grpo_update import policy_update, rescore_old_logprobs
 from searche1.train.kit import SkipGuard, adamw, lora_wrap, lr_factor, progress_bar, refuse_existing_run, sample_seed
 from searche1.train.sources import training_questions
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from searche1.config import Config, ConfigError, save_config
+from searche1.losses.ofsd import teacher_student_loss
 from searche1.train.kit import SkipGuard, adamw, lora_wrap, progress_bar, sample_seed
-from searche1.train.ofsd import chunked_distill_loss
 from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
 
 
@@ -34,38 +34,14 @@ def pool_questions(questions: list, n: int, seed: int) -> list:
     return random.Random(seed * 1_000_003 + 17).sample(questions, n)
 
 
-def _decoder_and_head(model):
-    """The transformer body (last hidden states, final norm applied) and the LM-head weight of an HF causal LM,
-    through a peft wrapper if there is one (its LoRA layers live inside the body)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings().weight
-
-
-def scored_hidden(model, prefix_ids: list[int], trajectory) -> torch.Tensor:
-    """Last hidden states [N, H] that predict the trajectory's N sampled tokens (mask 1), with `prefix_ids` as the
-    context before its response: the plain prompt for the student, the privileged one for the teacher."""
-    decoder, _ = _decoder_and_head(model)
-    device = next(model.parameters()).device
-    ids = torch.tensor([prefix_ids + trajectory.response_ids], device=device)
-    hidden = decoder(input_ids=ids).last_hidden_state[0]
-    # the hidden state at position i predicts token i + 1
-    positions = [len(prefix_ids) - 1 + j for j, m in enumerate(trajectory.response_mask) if m]
-    return hidden[torch.tensor(positions, dtype=torch.long, device=device)]
-
-
 def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True, per_token: bool = False):
     """(loss, stats) of one pair: the student's sampled tokens under the privileged teacher (adapter off,
-    no_grad) against the student (adapter on, plain prompt). `per_token` adds each student token's divergence."""
+    no_grad), which sees the pair's reference, against the student (adapter on, plain prompt). `per_token` adds
+    each student token's divergence."""
     o = cfg.ofsd
     teacher_prefix = tokenizer(privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved),
                                add_special_tokens=False).input_ids
-    with torch.no_grad(), model.disable_adapter():
-        teacher = scored_hidden(model, teacher_prefix, pair.student)
-    with torch.set_grad_enabled(grad):
-        student = scored_hidden(model, pair.student.prompt_ids, pair.student)
-        _, head = _decoder_and_head(model)
-        return chunked_distill_loss(student, head, teacher, head.detach(), torch.ones(len(student)), o.divergence,
-                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)
+    return teacher_student_loss(model, teacher_prefix, pair.student, o, grad, per_token)
 
 
 def pair_record(model, tokenizer, question: str, pair: Pair, cfg, stats: dict | None = None) -> dict:
