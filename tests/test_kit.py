@@ -37,7 +37,8 @@ def test_adamw_trains_what_requires_grad_and_decays_matrices_only_when_asked():
     model[1].weight.requires_grad_(False)
     optimizer, trainable = adamw(model, 1e-3, 0.1)
     assert trainable == [model[0].weight, model[0].bias, model[1].bias]
-    assert optimizer.param_groups[0]["params"] == trainable and optimizer.param_groups[0]["weight_decay"] == 0.1
+    (group,) = optimizer.param_groups
+    assert group["params"] == trainable and group["weight_decay"] == 0.1
     optimizer, _ = adamw(model, 1e-3, 0.1, betas=(0.9, 0.95), decay_matrices_only=True)
     decay, no_decay = optimizer.param_groups
     assert decay["params"] == [model[0].weight] and decay["weight_decay"] == 0.1
@@ -50,7 +51,8 @@ def test_skip_guard_stops_after_three_skipped_steps_in_a_row():
     from searche1.train.kit import MAX_SKIPPED_IN_A_ROW, SkipGuard
 
     guard = SkipGuard("GRPO", "lower grpo.lr")
-    for step, skipped in enumerate([True, True, False, True, True], start=1):  # a finite step resets the count
+    # a step that was not skipped resets the count
+    for step, skipped in enumerate([True, True, False, True, True], start=1):
         guard.step(step, skipped)
     with pytest.raises(TrainingDiverged, match=f"GRPO step 6: the loss or gradient was NaN/inf in "
                                                f"{MAX_SKIPPED_IN_A_ROW} steps in a row .*; lower grpo.lr$"):

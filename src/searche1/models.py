@@ -51,9 +51,10 @@ def resolve_model_path(name_or_path: str) -> str:
         folder = cache_dir() / SMOLLM2_SEARCHER
         with made_once(folder, "warmstart.json") as missing:  # (waits while another process makes it)
             if missing:
-                raise FileNotFoundError(f"{SMOLLM2_SEARCHER} is not made yet (no {folder}): a searche1 command that "
-                                        "names it makes it once, e.g. `searche1 train --preset smollm2-135m-cpu`; "
-                                        "from Python, call searche1.train.named_models.ensure_made first")
+                raise FileNotFoundError(f"{SMOLLM2_SEARCHER} is not made yet (no {folder}): a searche1 "
+                                        "command that names it makes it once, e.g. `searche1 train --preset "
+                                        "smollm2-135m-cpu`; from Python, call "
+                                        "searche1.train.named_models.ensure_made first")
         return str(folder)
     return name_or_path
 

@@ -1,9 +1,9 @@
 """GRPO losses, as pure tensor functions (vanilla GRPO of the paper = Search-R1's GRPO, verl semantics).
 
 Shapes: B trajectories, T response tokens. `mask` [B, T] is the response mask (1 = sampled by the model,
-0 = inserted observation or padding): every term below ignores masked tokens. Each function is tested against a
-brute-force per-token loop in tests/test_grpo.py, gradients included. The optimizer step that uses them (micro-
-batches, processes, the NaN skip) is train/grpo_update.py.
+0 = inserted observation or padding): every term below ignores masked tokens. Each function is tested against
+a brute-force per-token loop in tests/test_grpo.py, gradients included. The optimizer step that uses them
+(micro-batches, processes, the NaN skip) is train/grpo_update.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Teacher-forced scoring of trajectories: per-token log-probs (and entropy) of the response under a model.
 
-GRPO needs them for the policy being trained and for its reference. One forward over prompt + response in verl's
-layout (prompt left-padded, response right-padded; see rollout.trajectory.collate). (OFSD scores hidden states,
-not log-probs, so that it never holds a [T, V] tensor: losses/ofsd.py.)
+GRPO needs them for the policy being trained and for its reference. One forward over prompt + response in
+verl's layout (prompt left-padded, response right-padded; see rollout.trajectory.collate). (OFSD scores hidden
+states, not log-probs, so that it never holds a [T, V] tensor: losses/ofsd.py.)
 """
 
 from __future__ import annotations

@@ -174,8 +174,8 @@ def chunked_distill_loss(hidden: torch.Tensor, weight: torch.Tensor, teacher_hid
     return loss, _stats(rows, mask, tau_clip, per_token)
 
 
-# The teacher/student forward: one trajectory teacher-forced under two contexts of one LoRA model. These take a
-# model (the functions above take tensors only); they hand the losses last hidden states, never [T, V] logits.
+# The teacher/student forward: one trajectory teacher-forced under two contexts of one LoRA model. These take
+# a model (the functions above take tensors only) and hand the loss last hidden states, never [T, V] logits.
 
 
 def decoder_and_head(model):
@@ -207,5 +207,5 @@ def teacher_student_loss(model, teacher_prefix: list[int], student, o, grad: boo
     with torch.set_grad_enabled(grad):
         hidden = scored_hidden(model, student.prompt_ids, student)
         _, head = decoder_and_head(model)
-        return chunked_distill_loss(hidden, head, teacher, head.detach(), torch.ones(len(hidden)), o.divergence,
-                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)
+        return chunked_distill_loss(hidden, head, teacher, head.detach(), torch.ones(len(hidden)),
+                                    o.divergence, o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)

@@ -129,8 +129,8 @@ def make_client(target: str, topk: int = 3, timeout: float = 30.0, retries: int 
 
 
 def client_from_config(retrieval, target: str | None = None, topk: int | None = None) -> RetrievalClient:
-    """make_client with the settings of a `retrieval:` config section; `target` and `topk` (command-line flags)
-    win over its index and topk when given."""
+    """make_client with the settings of a `retrieval:` config section; `target` and `topk` (command-line
+    flags) win over its index and topk when given."""
     r = retrieval
     return make_client(r.index if target is None else target, topk=r.topk if topk is None else topk,
                        timeout=r.timeout, retries=r.retries)

@@ -1,1 +1,1 @@
-"""Training recipes (GRPO, OFSD, the self-evolution rounds, ablations, the toy warm start) and their shared kit."""
+"""Training recipes (GRPO, OFSD, the self-evolution rounds, ablations, the toy warm start) and their kit."""

@@ -219,7 +219,8 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             record = {"phase": name, "kind": kind, "round": round_, "model": model_out, "key": key,
                       "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
                       "searches": mean(v["mean_searches"] for v in report["benchmarks"].values()),
-                      "generated_tokens": mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
+                      "generated_tokens": mean(v["mean_generated_tokens"]
+                                               for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
             if i:  # how far the phase moved the policy, even where EM did not move
                 record["answers_changed"] = answers_changed(dirs[i - 1], path)

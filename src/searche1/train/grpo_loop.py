@@ -31,7 +31,15 @@ from searche1.losses.grpo import GRPOLossConfig, group_advantages
 from searche1.rollout.trajectory import FinishReason
 from searche1.runtime import process_count, process_rank
 from searche1.train.grpo_update import policy_update, rescore_old_logprobs
-from searche1.train.kit import SkipGuard, adamw, lora_wrap, lr_factor, progress_bar, refuse_existing_run, sample_seed
+from searche1.train.kit import (
+    SkipGuard,
+    adamw,
+    lora_wrap,
+    lr_factor,
+    progress_bar,
+    refuse_existing_run,
+    sample_seed,
+)
 from searche1.train.sources import training_questions
 
 
@@ -172,8 +180,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
     limits, sampling = EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k)
     figures: dict = {}
-    guard = SkipGuard("GRPO", "lower grpo.lr, check the model's dtype, or resume from the last checkpoint under "
-                      f"{out / 'checkpoints'}")
+    guard = SkipGuard("GRPO", "lower grpo.lr, check the model's dtype, or resume from the last checkpoint "
+                      f"under {out / 'checkpoints'}")
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
         f"per step over {world} process(es), steps {step + 1}..{g.steps}"
         + (f" (data stream steps {stream.offset + step + 1}..{stream.offset + g.steps})" if stream.offset else "")

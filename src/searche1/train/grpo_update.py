@@ -1,6 +1,6 @@
-"""GRPO's optimizer step over a mini-batch of trajectories: micro-batches weighted to the mini-batch's gradient,
-processes summed once per update, a non-finite loss or gradient skipped; and the rescoring of rollout log-probs
-that another backend produced. The loss it minimises is losses/grpo.py.
+"""GRPO's optimizer step over a mini-batch of trajectories: micro-batches weighted to the mini-batch's
+gradient, processes summed once per update, a non-finite loss or gradient skipped; and the rescoring of rollout
+log-probs that another backend produced. The loss it minimises is losses/grpo.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from __future__ import annotations
 from searche1.models import SMOLLM2, SMOLLM2_SEARCHER, cache_dir, made_once
 
 SMOLLM2_SEARCHER_RECIPE = {"max_steps": 32, "lr": 5e-5, "loss_on_observations": False, "seed": 0}
-"""The format warm-up that makes smollm2-135m-searcher from smollm2-135m (seeded: the same folder everywhere)."""
+"""The format warm-up that makes smollm2-135m-searcher from smollm2-135m (seeded: the same folder on any
+machine)."""
 
 
 def ensure_made(*names: str | None) -> None:

@@ -36,8 +36,8 @@ def pool_questions(questions: list, n: int, seed: int) -> list:
 
 def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True, per_token: bool = False):
     """(loss, stats) of one pair: the student's sampled tokens under the privileged teacher (adapter off,
-    no_grad), which sees the pair's reference, against the student (adapter on, plain prompt). `per_token` adds
-    each student token's divergence."""
+    no_grad), which sees the pair's reference, against the student (adapter on, plain prompt). `per_token`
+    adds each student token's divergence."""
     o = cfg.ofsd
     teacher_prefix = tokenizer(privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved),
                                add_special_tokens=False).input_ids
