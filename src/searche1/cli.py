@@ -424,7 +424,7 @@ def cmd_warmstart(args) -> int:
 
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
-    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_report
+    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_eval_report
     from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
@@ -449,7 +449,7 @@ def cmd_eval(args) -> int:
                                     EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
                                     cfg.seed)
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
-    traj_path = write_report(args.out, report, trajectories)
+    traj_path = write_eval_report(args.out, report, trajectories)
     print(markdown_table(report))
     print(f"wrote {args.out} and {traj_path}")
     return 0
@@ -533,9 +533,9 @@ def cmd_view(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from searche1.view.report import write_report
+    from searche1.view.report import write_run_report
 
-    path = write_report(args.run, args.out)
+    path = write_run_report(args.run, args.out)
     print(path.read_text() + f"\nwrote {path} and its figures")
     return 0
 

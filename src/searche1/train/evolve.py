@@ -107,7 +107,7 @@ def len_train(cfg: Config) -> int:
 def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: tuple) -> dict:
     """Greedy EM of `model_path` on the evaluation sets `sets` = (benchmarks, retrieval client) -> out/eval.json
     (+ trajectories)."""
-    from searche1.eval import evaluate, write_report
+    from searche1.eval import evaluate, write_eval_report
     from searche1.rollout.backends.select import generation_backend
     from searche1.rollout.engine import EngineLimits
 
@@ -117,7 +117,7 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
                                     EngineLimits.from_config(cfg.rollout, cfg.retrieval),
                                     batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
     report.update(model=str(model_path))
-    write_report(out / "eval.json", report, trajectories)
+    write_eval_report(out / "eval.json", report, trajectories)
     return report
 
 
@@ -140,10 +140,9 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
             if last is None and (path / "metrics.jsonl").exists() and process_rank() == 0:
                 (path / "metrics.jsonl").unlink()
             train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log, stream=stream)
-        from searche1.plots import read_metrics
+        from searche1.plots import read_steps
 
-        # the last record of each step: a resumed phase re-logs the steps after its checkpoint
-        steps_logged = list({r["step"]: r for r in read_metrics(path / "metrics.jsonl", "grpo")}.values())
+        steps_logged = read_steps(path / "metrics.jsonl", "grpo")  # (a resumed phase re-logs some steps)
         cost = {"train_tokens": round(sum(r["generated_tokens_per_second"] * r["rollout_seconds"]
                                           for r in steps_logged)),
                 "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples,
