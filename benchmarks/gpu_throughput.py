@@ -43,12 +43,13 @@ def main() -> int:
               file=sys.stderr)
         return 1
     from searche1.config import load_config
+    from searche1.losses.grpo import GRPOLossConfig, group_advantages
     from searche1.models import load_model, resolve_model_path
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.backends.select import vllm_engine
     from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+    from searche1.train.grpo_update import policy_update
     from searche1.train.sources import training_questions
 
     cfg = load_config("smollm2-135m-cpu", [f"rollout.max_turns={args.max_turns}",

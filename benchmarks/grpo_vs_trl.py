@@ -63,7 +63,8 @@ def run_trl(cfg, out: Path) -> list[dict]:
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.train.grpo_loop import sample_seed, step_prompts
+    from searche1.train.grpo_loop import step_prompts
+    from searche1.train.kit import sample_seed
     from searche1.train.sources import training_questions
 
     g, r = cfg.grpo, cfg.rollout

@@ -38,7 +38,7 @@ def measure(variant: str, tokens: int, vocab: int, hidden: int, chunk: int, trai
     """In this (child) process: one loss + backward of `variant`; seconds and peak bytes above the start."""
     import torch
 
-    from searche1.train.ofsd import chunked_distill_loss, distill_loss
+    from searche1.losses.ofsd import chunked_distill_loss, distill_loss
 
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)

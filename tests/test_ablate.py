@@ -22,14 +22,14 @@ def test_arms_change_one_thing_each():
 
 
 def test_summarize_means_over_seeds_and_rounds():
-    from searche1.train.ablate import summarize
+    from searche1.train.ablate import summarize_arms
 
     def rows(base, r1, r2):
         return [{"round": 0, "average_em": base, "train_seconds": 0, "rollouts": 0},
                 {"round": 1, "average_em": r1, "train_seconds": 10, "rollouts": 100},
                 {"round": 2, "average_em": r2, "train_seconds": 10, "rollouts": 100}]
 
-    report = summarize({"a": [rows(0.1, 0.2, 0.3), rows(0.1, 0.2, 0.5)]})["a"]
+    report = summarize_arms({"a": [rows(0.1, 0.2, 0.3), rows(0.1, 0.2, 0.5)]})["a"]
     assert report["final_em_mean"] == pytest.approx(0.4) and report["final_em_std"] == pytest.approx(0.1414, 1e-3)
     assert report["em_by_round"] == pytest.approx({0: 0.1, 1: 0.2, 2: 0.4})
     assert report["rollouts"] == 200 and report["train_seconds"] == 20

@@ -10,7 +10,7 @@ import torch
 
 from conftest import tiny_qwen2, tiny_rollouts
 from searche1.rollout.backends.select import folder_weights, plain_named_weights
-from searche1.train.grpo import rescore_old_logprobs
+from searche1.train.grpo_update import rescore_old_logprobs
 
 
 def test_rescore_matches_the_backends_logprobs_and_replaces_them(tiny_corpus, smollm2_tokenizer):

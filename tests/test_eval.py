@@ -5,7 +5,7 @@ import json
 import pytest
 
 from searche1.data.qa import QAExample, write_qa_jsonl
-from searche1.eval import evaluate, find_qa_files, load_benchmarks, markdown_table, summarize
+from searche1.eval import benchmark_figures, evaluate, find_qa_files, load_benchmarks, markdown_table
 from searche1.fileio import InputError
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
@@ -53,7 +53,7 @@ def test_evaluate_aggregates(smollm2_tokenizer, tiny_corpus):
     assert len(trajs) == 5
     table = markdown_table(report)
     assert table.splitlines()[0] == "| a | b | average |" and "| 0.500 | 0.000 | 0.250 |" in table
-    assert summarize([]) == {"em": 0.0, "n": 0}
+    assert benchmark_figures([]) == {"em": 0.0, "n": 0}
     assert a["mixed_fraction"] == 0.0  # one sample per question: never mixed
 
 
@@ -67,7 +67,7 @@ def test_mixed_fraction_counts_questions_with_right_and_wrong_siblings():
     # q1: 1,0,0 (mixed); q2: 1,1 (all right); q3: 0,0 (all wrong)
     trajs = [traj("q1", 1.0), traj("q1", 0.0), traj("q1", 0.0), traj("q2", 1.0), traj("q2", 1.0),
              traj("q3", 0.0), traj("q3", 0.0)]
-    assert summarize(trajs)["mixed_fraction"] == pytest.approx(1 / 3)
+    assert benchmark_figures(trajs)["mixed_fraction"] == pytest.approx(1 / 3)
 
 
 def test_benchmark_discovery(tmp_path):

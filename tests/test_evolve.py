@@ -206,7 +206,7 @@ def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedul
     learning rate continues one warm-up-then-constant schedule over both rounds, or restarts it (per_round)."""
     import searche1.train.grpo_loop as grpo_loop
     from searche1.train.evolve import run_evolve
-    from searche1.train.grpo_loop import lr_factor
+    from searche1.train.kit import lr_factor
 
     calls = {"prompts": [], "seeds": set()}
 

@@ -173,8 +173,9 @@ def test_engine_with_a_server_dying_mid_run(server, smollm2_tokenizer):
 def test_failed_samples_are_left_out_of_advantages_and_the_loss():
     """group_advantages ignores invalid rows; a failed sample's masked copy changes nothing in the update."""
     from conftest import tiny_qwen2
+    from searche1.losses.grpo import GRPOLossConfig, group_advantages
     from searche1.rollout.trajectory import Trajectory
-    from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update
+    from searche1.train.grpo_update import policy_update
 
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0])
     groups = [0, 0, 0, 1, 1]

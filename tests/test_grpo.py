@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from searche1.train.grpo import (
+from searche1.losses.grpo import (
     GRPOLossConfig,
     aggregate,
     clipped_policy_loss,
@@ -140,7 +140,7 @@ def rolled_out(smollm2_tokenizer, tiny_corpus):
 def test_policy_update_micro_batches_equal_one_batch(rolled_out):
     import copy
 
-    from searche1.train.grpo import policy_update
+    from searche1.train.grpo_update import policy_update
 
     model, tok, trajs = rolled_out
     adv = group_advantages(torch.tensor([t.reward for t in trajs]), [t.group_id for t in trajs])
@@ -163,7 +163,7 @@ def test_policy_update_micro_batches_equal_one_batch(rolled_out):
 def test_policy_update_skips_a_non_finite_step(rolled_out):
     import copy
 
-    from searche1.train.grpo import policy_update
+    from searche1.train.grpo_update import policy_update
 
     model, tok, trajs = rolled_out
     m = copy.deepcopy(model).train()

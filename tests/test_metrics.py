@@ -97,3 +97,15 @@ def test_moving_average_and_grpo_report(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "eval/x": 1}\n')
     with pytest.raises(ValueError, match="no grpo/ records"):
         write_grpo_report(tmp_path)
+
+
+def test_read_steps_keeps_the_last_record_of_each_step_in_step_order(tmp_path):
+    """A resumed run logs the steps after its checkpoint again: those records win, each step once."""
+    from searche1.plots import read_steps
+
+    lines = [{"step": 1, "grpo/x": 1}, {"step": 2, "grpo/x": 2}, {"step": 3, "grpo/x": 3},
+             {"step": 2, "grpo/x": 20}, {"step": 3, "grpo/x": 30}, {"step": 4, "grpo/x": 40},
+             {"step": 4, "ofsd/x": 0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert read_steps(tmp_path / "metrics.jsonl", "grpo") == [{"step": 1, "x": 1}, {"step": 2, "x": 20},
+                                                               {"step": 3, "x": 30}, {"step": 4, "x": 40}]

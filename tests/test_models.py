@@ -57,3 +57,27 @@ def test_load_model_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             load_model(str(tmp_path), device="cuda")
+
+
+def test_loading_a_named_model_never_trains(tmp_path, monkeypatch):
+    """smollm2-135m-searcher is made by training (train/named_models.py), once, by the command that names it:
+    resolving or loading it only looks it up, and says how to make it when it is missing."""
+    import subprocess
+    import sys
+
+    from searche1 import models
+    from searche1.train import named_models
+
+    monkeypatch.setenv("SEARCHE1_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="not made yet"):
+        models.load_model(models.SMOLLM2_SEARCHER)
+    made = []
+    monkeypatch.setattr("searche1.train.warmstart.warmstart", lambda folder, cfg: made.append(folder))
+    named_models.ensure_made("toy-base", None, str(tmp_path))  # names that no training defines: nothing made
+    assert made == []
+    named_models.ensure_made(models.SMOLLM2, models.SMOLLM2_SEARCHER)
+    assert made == [tmp_path / models.SMOLLM2_SEARCHER]
+    loaded = subprocess.run([sys.executable, "-c", "import sys, searche1.models; "
+                             "print(sorted(m for m in sys.modules if m.startswith('searche1.train')))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"  # models.py imports no training code

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from searche1.train.ofsd import chunked_distill_loss, distill_loss, token_divergence
+from searche1.losses.ofsd import chunked_distill_loss, distill_loss, token_divergence
 
 KINDS = ["forward", "reverse", "jsd"]
 

@@ -45,13 +45,13 @@ def _pair(tokenizer):
 
 
 def test_scored_hidden_predicts_the_sampled_tokens(tokenizer):
-    from searche1.train.ofsd_loop import _decoder_and_head, scored_hidden
+    from searche1.losses.ofsd import decoder_and_head, scored_hidden
 
     model = tiny_qwen2(len(tokenizer))
     pair = _pair(tokenizer)
     t = pair.student
     hidden = scored_hidden(model, t.prompt_ids, t)
-    _, head = _decoder_and_head(model)
+    _, head = decoder_and_head(model)
     logits = model(input_ids=torch.tensor([t.prompt_ids + t.response_ids])).logits[0]
     rows = [len(t.prompt_ids) - 1 + j for j, m in enumerate(t.response_mask) if m]
     assert hidden.shape[0] == sum(t.response_mask) and torch.allclose(hidden @ head.T, logits[rows], atol=1e-5)
@@ -66,7 +66,7 @@ def test_pair_loss_equals_a_plain_teacher_on_the_privileged_context_against_the_
     from peft import LoraConfig, get_peft_model
 
     from searche1.config import load_config
-    from searche1.train.ofsd import distill_loss
+    from searche1.losses.ofsd import distill_loss
     from searche1.train.ofsd_loop import pair_loss
     from searche1.train.pairs import Pair, privileged_prompt
 

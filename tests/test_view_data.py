@@ -112,7 +112,7 @@ def test_render_splits_model_text_from_inserted_text_and_aligns_token_kl():
 
 def test_rundir_over_a_real_run_and_the_report_shows_the_same_numbers(small_evolve_run, tmp_path):
     from searche1.view import tables
-    from searche1.view.report import write_report
+    from searche1.view.report import write_run_report
     from searche1.view.rundir import RunDir
 
     run = RunDir(small_evolve_run)
@@ -133,7 +133,7 @@ def test_rundir_over_a_real_run_and_the_report_shows_the_same_numbers(small_evol
         assert ref.reward > 0 and len(pair["student_token_kl"]) == student.n_generated
     assert run.tokenizer().decode(pool.trajectory(0).response_ids)  # the run's own tokenizer was found
 
-    report = write_report(small_evolve_run, tmp_path / "report").read_text()
+    report = write_run_report(small_evolve_run, tmp_path / "report").read_text()
     for table in tables.run_tables(run):
         assert tables.markdown(table) in report
     assert "| grpo-r1 |" in report and "OFSD pairs" in report

@@ -70,7 +70,7 @@ LOGPROB_TOLERANCE = 0.05
 def test_vllm_logprobs_match_the_trainers_after_each_sync(tmp_path):
     from searche1.models import load_model, resolve_model_path
     from searche1.rollout.backends.select import PolicyGenerator
-    from searche1.train.grpo import rescore_old_logprobs
+    from searche1.train.grpo_update import rescore_old_logprobs
     from searche1.train.sources import training_questions
 
     cfg = _smollm2_cfg(tmp_path)

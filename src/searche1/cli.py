@@ -282,6 +282,7 @@ def cmd_index(args) -> int:
 def cmd_serve(args) -> int:
     from searche1.config import load_config
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
+    from searche1.runtime import is_loopback
 
     cfg = load_config(args.preset, args.overrides)
     host, port = _pick(args.host, cfg.server.host), _pick(args.port, cfg.server.port)
@@ -300,7 +301,7 @@ def cmd_serve(args) -> int:
     if args.workers > 1 and args.index is None:  # each worker would scan the corpus again
         raise ValueError("--workers > 1 needs --index DIR; serve this with one worker, or import it once with "
                          "`searche1 index --method dense --faiss-index FILE --corpus CORPUS --model M --out DIR`")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(host):
         print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
     if args.index is not None:
         from searche1.retrieval.base import read_meta
@@ -342,13 +343,13 @@ def cmd_serve(args) -> int:
 def cmd_search(args) -> int:
     from searche1.config import load_config
     from searche1.protocol import information_block
-    from searche1.retrieval.client import make_client
+    from searche1.retrieval.client import client_from_config
 
     r = load_config(args.preset, args.overrides).retrieval
     target = _pick(args.index, r.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
-    client = make_client(target, topk=_pick(args.topk, r.topk), timeout=r.timeout, retries=r.retries)
+    client = client_from_config(r, target, args.topk)
     results = client.retrieve(args.queries)
     for q, docs in zip(args.queries, results):
         if args.json:
@@ -383,6 +384,7 @@ def cmd_model(args) -> int:
 
 
 def cmd_warmstart(args) -> int:
+    from searche1.train.named_models import ensure_made
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
@@ -403,6 +405,7 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError("--max-hops must be >= 1")
+    ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
                                         snapshot_every=args.snapshot_every, lr=args.lr,
@@ -421,11 +424,12 @@ def cmd_warmstart(args) -> int:
 
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
-    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_report
-    from searche1.retrieval.client import make_client
+    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_eval_report
+    from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
     from searche1.rollout.engine import EngineLimits
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout)  # (vLLM ignores --device and --dtype: the engine is bf16 on the GPU)
@@ -435,7 +439,8 @@ def cmd_eval(args) -> int:
     if args.samples < 1 or args.batch_size < 1:
         raise ValueError("--samples and --batch-size must be >= 1")
     benchmarks = load_benchmarks(args.data, args.limit)
-    client = make_client(target, topk=cfg.retrieval.topk, timeout=cfg.retrieval.timeout, retries=cfg.retrieval.retries)
+    client = client_from_config(cfg.retrieval, target)
+    ensure_made(args.model)
     backend, tokenizer = generation_backend(cfg.rollout, args.model, args.device, args.dtype, cfg.seed)
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
@@ -444,7 +449,7 @@ def cmd_eval(args) -> int:
                                     EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
                                     cfg.seed)
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
-    traj_path = write_report(args.out, report, trajectories)
+    traj_path = write_eval_report(args.out, report, trajectories)
     print(markdown_table(report))
     print(f"wrote {args.out} and {traj_path}")
     return 0
@@ -455,9 +460,13 @@ def cmd_train(args) -> int:
     from searche1.rollout.backends.select import check_backend
     from searche1.runtime import seed_everything
     from searche1.train.grpo_loop import train_grpo
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
+    # before the seed: making a named model draws from the global RNG, and the run must not depend on whether
+    # it was already in the cache
+    ensure_made(cfg.grpo.model, cfg.ofsd.model, getattr(args, "model", None))
     seed_everything(cfg.seed)
     print(f"searche1 train {args.train_command} -> {args.out} (preset {args.preset})\n" + dump_config(cfg), end="")
     if args.train_command == "evolve":
@@ -488,9 +497,11 @@ def cmd_ablate(args) -> int:
     from searche1.config import load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.train.ablate import ARMS, report_markdown, run_ablation
+    from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
+    ensure_made(cfg.grpo.model, cfg.ofsd.model)
     arms = args.arms.split(",") if args.arms else list(ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:
@@ -505,13 +516,14 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_view(args) -> int:
+    from searche1.runtime import is_loopback
     from searche1.view.app import serve_viewer
     from searche1.view.rundir import RunDir
 
     if not 1 <= args.port <= 65535:
         raise ValueError("--port must be in 1..65535")
     run = RunDir(args.run)  # a clear error now, not in the browser
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
         print(f"warning: binding {args.host}: the run's data is readable from other machines", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"viewing {run.path} ({len(run.phases)} phases) on http://{host}:{args.port}/ (Ctrl-C stops)",
@@ -521,9 +533,9 @@ def cmd_view(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from searche1.view.report import write_report
+    from searche1.view.report import write_run_report
 
-    path = write_report(args.run, args.out)
+    path = write_run_report(args.run, args.out)
     print(path.read_text() + f"\nwrote {path} and its figures")
     return 0
 

@@ -14,6 +14,7 @@ import torch
 
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
 from searche1.fileio import InputError, write_json
+from searche1.metrics import mean
 from searche1.progress import progress
 from searche1.retrieval.client import RetrievalClient
 from searche1.rollout.backends.base import Backend, SamplingParams
@@ -61,14 +62,11 @@ def load_benchmarks(paths: Sequence[str | os.PathLike], limit: int | None = None
     return {name: out[name] for name in sorted(out, key=_paper_order)}
 
 
-def summarize(trajectories: Sequence[Trajectory]) -> dict:
+def benchmark_figures(trajectories: Sequence[Trajectory]) -> dict:
     """The figures of one benchmark; with G > 1 samples each question's samples all count."""
     n = len(trajectories)
     if n == 0:
         return {"em": 0.0, "n": 0}
-
-    def mean(xs):
-        return float(sum(xs) / n)
 
     groups: dict[str, set[float]] = {}
     for t in trajectories:
@@ -98,7 +96,7 @@ def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer
             trajs = rollout(examples, backend, tokenizer, client, limits, sampling, n_samples, generator,
                             max_batch=batch_size * n_samples,
                             on_finish=lambda n, task=task: bar.advance(task, n / n_samples))
-            results[name] = summarize(trajs)
+            results[name] = benchmark_figures(trajs)
             everything += trajs
     average = sum(r["em"] for r in results.values()) / len(results) if results else 0.0
     return {"benchmarks": results, "average_em": average}, everything
@@ -120,7 +118,7 @@ def markdown_table(report: dict) -> str:
     return table + detail
 
 
-def write_report(path: str | os.PathLike, report: dict, trajectories: Sequence[Trajectory]) -> Path:
+def write_eval_report(path: str | os.PathLike, report: dict, trajectories: Sequence[Trajectory]) -> Path:
     """The JSON report at `path` and the trajectories beside it (`<stem>.trajectories.jsonl`)."""
     path = Path(path)
     write_json(path, report)

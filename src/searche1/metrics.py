@@ -15,6 +15,12 @@ import uuid
 from pathlib import Path
 
 
+def mean(values) -> float:
+    """The mean of `values` (any iterable), 0.0 when there are none: the one average every report uses."""
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
 def _mirrors(report_to, run_dir: Path, config: dict | None, append: bool, first_step: int) -> list:
     """(name, log(record, step), close()) for each requested mirror; a clear error when its package is missing."""
     out = []

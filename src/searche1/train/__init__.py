@@ -1,1 +1,1 @@
-"""Training: the toy warm start now; GRPO, OFSD and the self-evolution loop with their issues."""
+"""Training recipes (GRPO, OFSD, the self-evolution rounds, ablations, the toy warm start) and their kit."""

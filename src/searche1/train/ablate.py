@@ -66,10 +66,10 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
                 log(f"sharing {', '.join(shared)} with a run that did the same work (train/evolve.py phase_keys)")
             runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
             finals.setdefault(arm, []).append(phase_dirs(cfg, run)[-1] / "eval.trajectories.jsonl")
-    report = summarize(runs)
+    report = summarize_arms(runs)
     for arm, paired in paired_against(finals, arms[0]).items():
         report[arm]["paired"] = paired
-    write_report(out, report, base)
+    write_ablation_report(out, report, base)
     return report
 
 
@@ -135,7 +135,7 @@ def sign_test(won: int, lost: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
 
 
-def summarize(runs: dict[str, list[list[dict]]]) -> dict:
+def summarize_arms(runs: dict[str, list[list[dict]]]) -> dict:
     """Per arm: final average EM over seeds (mean, std, each), average EM after each round (mean over seeds), and
     cost (rollouts, training seconds; mean over seeds)."""
     out = {}
@@ -180,7 +180,7 @@ def report_markdown(report: dict, base: Config) -> str:
             + head + body)
 
 
-def write_report(out: Path, report: dict, base: Config) -> None:
+def write_ablation_report(out: Path, report: dict, base: Config) -> None:
     write_json(out / "report.json", {"arms": report, "overrides": {a: ARMS[a] for a in report},
                                      "config": to_dict(base)})
     with atomic_write(out / "report.md") as f:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 from searche1.config import Config, ConfigError, save_config, to_dict
 from searche1.fileio import atomic_write, write_json
+from searche1.metrics import mean
 from searche1.runtime import process_count, process_rank
+from searche1.train.kit import refuse_existing_run
 
 
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
@@ -105,7 +107,7 @@ def len_train(cfg: Config) -> int:
 def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: tuple) -> dict:
     """Greedy EM of `model_path` on the evaluation sets `sets` = (benchmarks, retrieval client) -> out/eval.json
     (+ trajectories)."""
-    from searche1.eval import evaluate, write_report
+    from searche1.eval import evaluate, write_eval_report
     from searche1.rollout.backends.select import generation_backend
     from searche1.rollout.engine import EngineLimits
 
@@ -115,7 +117,7 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
                                     EngineLimits.from_config(cfg.rollout, cfg.retrieval),
                                     batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
     report.update(model=str(model_path))
-    write_report(out / "eval.json", report, trajectories)
+    write_eval_report(out / "eval.json", report, trajectories)
     return report
 
 
@@ -138,10 +140,9 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
             if last is None and (path / "metrics.jsonl").exists() and process_rank() == 0:
                 (path / "metrics.jsonl").unlink()
             train_grpo(phase_cfg, path, resume=last is not None, device=device, log=log, stream=stream)
-        from searche1.plots import read_metrics
+        from searche1.plots import read_steps
 
-        # the last record of each step: a resumed phase re-logs the steps after its checkpoint
-        steps_logged = list({r["step"]: r for r in read_metrics(path / "metrics.jsonl", "grpo")}.values())
+        steps_logged = read_steps(path / "metrics.jsonl", "grpo")  # (a resumed phase re-logs some steps)
         cost = {"train_tokens": round(sum(r["generated_tokens_per_second"] * r["rollout_seconds"]
                                           for r in steps_logged)),
                 "rollouts": steps * cfg.grpo.prompts_per_step * cfg.rollout.n_samples,
@@ -170,8 +171,8 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
     # runs OFSD phases and evaluations while the others wait for its phase record (on the filesystem: no
     # collective is left pending for an hour, and a failed main process ends the launch).
     main = process_rank() == 0
-    if main and not resume and (out / "phases").exists():  # (the others would see the main process's first phase)
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if main and not resume:  # (the others would see the main process's first phase)
+        refuse_existing_run(out, "phases")
     log = log if main else (lambda *_: None)  # as train_grpo silences its other processes
     if process_count() > 1:
         log("evolve: GRPO phases on every process; OFSD phases and evaluations on the main process")
@@ -216,8 +217,9 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             report = evaluate_model(cfg, model_out, path, device, sets)
             record = {"phase": name, "kind": kind, "round": round_, "model": model_out, "key": key,
                       "em": {b: v["em"] for b, v in report["benchmarks"].items()}, "average_em": report["average_em"],
-                      "searches": _mean(v["mean_searches"] for v in report["benchmarks"].values()),
-                      "generated_tokens": _mean(v["mean_generated_tokens"] for v in report["benchmarks"].values()),
+                      "searches": mean(v["mean_searches"] for v in report["benchmarks"].values()),
+                      "generated_tokens": mean(v["mean_generated_tokens"]
+                                               for v in report["benchmarks"].values()),
                       "train_seconds": t_train, "eval_seconds": time.perf_counter() - t0 - t_train, **cost}
             if i:  # how far the phase moved the policy, even where EM did not move
                 record["answers_changed"] = answers_changed(dirs[i - 1], path)
@@ -247,11 +249,6 @@ def answers_changed(before: Path, after: Path) -> float:
     a, b = responses(before), responses(after)
     both = a.keys() & b.keys()
     return sum(a[q] != b[q] for q in both) / len(both) if both else 0.0
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
 
 
 def phase_table(rows: list[dict]) -> str:

@@ -2,7 +2,8 @@
 
 Setup in order: questions and retriever, tokenizer and policy, reference, optimizer, schedule. Then per step:
 prompts -> G rollouts each -> rewards -> group advantages -> one optimizer update per mini-batch -> metrics, and a
-checkpoint every `save_every` steps. The losses and the update are pure pieces of train/grpo.py.
+checkpoint every `save_every` steps. The losses are pure functions in losses/grpo.py, the optimizer step is
+train/grpo_update.py.
 
 Exact resume: the data order and the rollout sampling of step k are functions of (seed, k) alone, and the
 checkpoint holds weights and optimizer state, so a run resumed from step k repeats what the uninterrupted run did.
@@ -26,25 +27,20 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
+from searche1.losses.grpo import GRPOLossConfig, group_advantages
 from searche1.rollout.trajectory import FinishReason
-from searche1.runtime import TrainingDiverged, process_count, process_rank
-from searche1.train.grpo import GRPOLossConfig, group_advantages, policy_update, rescore_old_logprobs
+from searche1.runtime import process_count, process_rank
+from searche1.train.grpo_update import policy_update, rescore_old_logprobs
+from searche1.train.kit import (
+    SkipGuard,
+    adamw,
+    lora_wrap,
+    lr_factor,
+    progress_bar,
+    refuse_existing_run,
+    sample_seed,
+)
 from searche1.train.sources import training_questions
-
-MAX_SKIPPED_IN_A_ROW = 3
-"""A non-finite loss or gradient skips that update (logged); this many whole steps skipped in a row stop the run."""
-
-
-def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> float:
-    """Multiplier of the peak lr at optimizer step `step` (0-based): linear warmup over warmup_ratio of the run,
-    then constant, or cosine down to 10%."""
-    warmup = int(warmup_ratio * total)
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -84,14 +80,13 @@ def _load_policy(cfg: Config, resume_from: Path | None, device: str):
 
     g = cfg.grpo
     if g.lora_rank:
-        from peft import LoraConfig, PeftModel, get_peft_model
+        from peft import PeftModel
 
         base, tokenizer = load_model(g.model, device, "float32")
         if resume_from is not None:
             model = PeftModel.from_pretrained(base, resume_from, is_trainable=True)
         else:
-            model = get_peft_model(base, LoraConfig(r=g.lora_rank, lora_alpha=g.lora_alpha,
-                                                    target_modules="all-linear", task_type="CAUSAL_LM"))
+            model = lora_wrap(base, g.lora_rank, g.lora_alpha)
         return model, tokenizer, None
     model, tokenizer = load_model(str(resume_from) if resume_from is not None else g.model, device, "float32")
     if device.startswith("cuda"):  # it only runs forwards under bf16 autocast: half the memory of a second copy,
@@ -101,12 +96,6 @@ def _load_policy(cfg: Config, resume_from: Path | None, device: str):
     for p in reference.parameters():
         p.requires_grad_(False)
     return model, tokenizer, reference.eval()
-
-
-def sample_seed(seed: int, step: int, position: int, sibling: int) -> int:
-    """The sampling seed of one rollout: a function of (run seed, step, the question's position in the step, its
-    sibling number) alone, so a step split over several processes draws what one process would."""
-    return (((seed * 1_000_003 + step) * 65_537 + position) * 257 + sibling) % (2**63 - 1)  # torch takes int64
 
 
 def process_positions(per_step: int, mini_batch: int, rank: int, world: int) -> list[int]:
@@ -127,8 +116,6 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     run inside a longer one (a round of `searche1 train`); steps and checkpoints are numbered from 1 either way."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, gather_object
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from searche1.metrics import MetricsWriter
     from searche1.rollout.backends.base import SamplingParams
@@ -149,8 +136,8 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
         remove_partial_checkpoints(out, log)
     if resume and start_from is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    if not resume and (out / "metrics.jsonl").exists() and process_rank() == 0:
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if not resume and process_rank() == 0:
+        refuse_existing_run(out, "metrics.jsonl")
     world = process_count()
     positions = process_positions(g.prompts_per_step, g.mini_batch_prompts, process_rank(),
                                   world)
@@ -178,8 +165,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     accelerator.wait_for_everyone()  # every process has checked `out` before the main one writes into it
     questions, client = training_questions(cfg)
     model, tokenizer, reference = _policy(cfg, start_from, str(accelerator.device))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=g.lr, weight_decay=g.weight_decay)
+    optimizer, _ = adamw(model, g.lr, g.weight_decay)
     step = load_trainer_state(start_from, optimizer)["step"] if start_from is not None else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     policy = accelerator.unwrap_model(model)
@@ -194,15 +180,15 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
     limits, sampling = EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k)
     figures: dict = {}
-    skipped_in_a_row = 0
+    guard = SkipGuard("GRPO", "lower grpo.lr, check the model's dtype, or resume from the last checkpoint "
+                      f"under {out / 'checkpoints'}")
     log(f"GRPO: {g.model} -> {out}, {len(questions)} questions, {g.prompts_per_step} prompts x {r.n_samples} "
         f"per step over {world} process(es), steps {step + 1}..{g.steps}"
         + (f" (data stream steps {stream.offset + step + 1}..{stream.offset + g.steps})" if stream.offset else "")
         + (f" (resumed from {start_from})" if start_from else ""))
     with (MetricsWriter(out / "metrics.jsonl", append=start_from is not None, report_to=cfg.report_to,
                         config=to_dict(cfg), first_step=step + 1) if main else nullcontext()) as metrics, \
-            Progress(TextColumn("grpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                     TimeRemainingColumn(), console=Console(stderr=True), disable=not main) as bar:
+            progress_bar(disable=not main) as bar:
         task = bar.add_task("grpo", total=g.steps, completed=step, info="")
         while step < g.steps:
             t0 = time.perf_counter()
@@ -245,11 +231,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                 figures.update(sync_seconds=sync_seconds, rollout_logprob_gap=logprob_gap)
             if main:
                 metrics.log(figures, step=step, prefix="grpo")
-            skipped_in_a_row = skipped_in_a_row + 1 if figures["skipped"] == 1 else 0
-            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                raise TrainingDiverged(f"GRPO step {step}: the loss or gradient was NaN/inf in {skipped_in_a_row} "
-                                   "steps in a row (every update skipped); lower grpo.lr, check the model's dtype, "
-                                   f"or resume from the last checkpoint under {out / 'checkpoints'}")
+            guard.step(step, figures["skipped"] == 1)
             bar.update(task, completed=step, info=f"reward {figures['reward_mean']:.3f} kl {figures.get('kl', 0):.4f}")
             if step % g.save_every == 0 or step == g.steps:
                 if main:  # every process holds the whole weights (sharded ones are refused at start)

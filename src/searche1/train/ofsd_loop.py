@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from searche1.config import Config, ConfigError, save_config
-from searche1.runtime import TrainingDiverged
-from searche1.train.grpo_loop import MAX_SKIPPED_IN_A_ROW
-from searche1.train.ofsd import chunked_distill_loss
+from searche1.losses.ofsd import teacher_student_loss
+from searche1.train.kit import SkipGuard, adamw, lora_wrap, progress_bar, sample_seed
 from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
 
 
@@ -35,38 +34,14 @@ def pool_questions(questions: list, n: int, seed: int) -> list:
     return random.Random(seed * 1_000_003 + 17).sample(questions, n)
 
 
-def _decoder_and_head(model):
-    """The transformer body (last hidden states, final norm applied) and the LM-head weight of an HF causal LM,
-    through a peft wrapper if there is one (its LoRA layers live inside the body)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings().weight
-
-
-def scored_hidden(model, prefix_ids: list[int], trajectory) -> torch.Tensor:
-    """Last hidden states [N, H] that predict the trajectory's N sampled tokens (mask 1), with `prefix_ids` as the
-    context before its response: the plain prompt for the student, the privileged one for the teacher."""
-    decoder, _ = _decoder_and_head(model)
-    device = next(model.parameters()).device
-    ids = torch.tensor([prefix_ids + trajectory.response_ids], device=device)
-    hidden = decoder(input_ids=ids).last_hidden_state[0]
-    # the hidden state at position i predicts token i + 1
-    positions = [len(prefix_ids) - 1 + j for j, m in enumerate(trajectory.response_mask) if m]
-    return hidden[torch.tensor(positions, dtype=torch.long, device=device)]
-
-
 def pair_loss(model, tokenizer, question: str, pair: Pair, cfg, grad: bool = True, per_token: bool = False):
     """(loss, stats) of one pair: the student's sampled tokens under the privileged teacher (adapter off,
-    no_grad) against the student (adapter on, plain prompt). `per_token` adds each student token's divergence."""
+    no_grad), which sees the pair's reference, against the student (adapter on, plain prompt). `per_token`
+    adds each student token's divergence."""
     o = cfg.ofsd
     teacher_prefix = tokenizer(privileged_prompt(question, pair.reference, tokenizer, o.with_retrieved),
                                add_special_tokens=False).input_ids
-    with torch.no_grad(), model.disable_adapter():
-        teacher = scored_hidden(model, teacher_prefix, pair.student)
-    with torch.set_grad_enabled(grad):
-        student = scored_hidden(model, pair.student.prompt_ids, pair.student)
-        _, head = _decoder_and_head(model)
-        return chunked_distill_loss(student, head, teacher, head.detach(), torch.ones(len(student)), o.divergence,
-                                    o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)
+    return teacher_student_loss(model, teacher_prefix, pair.student, o, grad, per_token)
 
 
 def pair_record(model, tokenizer, question: str, pair: Pair, cfg, stats: dict | None = None) -> dict:
@@ -89,10 +64,6 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
                log=print) -> dict:
     """One OFSD phase from `model_path` (default ofsd.model) into `out`; returns its figures. The merged model is
     written to out/final/."""
-    from peft import LoraConfig, get_peft_model
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from searche1.fileio import atomic_dir, write_json, write_jsonl
     from searche1.metrics import MetricsWriter
     from searche1.models import load_model
@@ -100,7 +71,6 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     from searche1.rollout.backends.select import phase_backend
     from searche1.rollout.engine import EngineLimits, rollout
     from searche1.rollout.trajectory import FinishReason, save_trajectories
-    from searche1.train.grpo_loop import sample_seed
     from searche1.train.sources import training_questions
 
     o, r, out = cfg.ofsd, cfg.rollout, Path(out)
@@ -130,8 +100,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
 
     # 2. pairs (the kl strategy scores every candidate under the fresh adapter: teacher vs the plain policy)
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from the global RNG: same seed, same phase
-    model = get_peft_model(base, LoraConfig(r=o.lora_rank, lora_alpha=o.lora_alpha, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
+    model = lora_wrap(base, o.lora_rank, o.lora_alpha)
     scored: dict[tuple[str, int], dict] = {}  # per-token values kept as float32 arrays: a large pool stays small
 
     def kl_score(ref, t):
@@ -160,19 +129,17 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
         f"searches, student {stats['student_tokens']:.0f} / {stats['student_searches']:.2f}")
 
     # 3. distillation: the adapter learns to act, from the plain prompt, as the teacher would with the reference
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=o.lr, weight_decay=0.0)
+    optimizer, trainable = adamw(model, o.lr, weight_decay=0.0)
     order_rng = random.Random(cfg.seed)
     steps = [(e, s) for e in range(o.epochs) for s in range(0, len(pairs), o.pairs_per_step)]
     figures: dict = {"pairs": stats}
     model.train()
     with MetricsWriter(out / "metrics.jsonl", report_to=cfg.report_to) as metrics, \
-            Progress(TextColumn("ofsd"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                     TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+            progress_bar() as bar:
         metrics.log({**stats, "pool_seconds": t_pool}, step=0, prefix="ofsd")
         task = bar.add_task("ofsd", total=len(steps), info="")
         epoch_order: list[int] = []
-        skipped_in_a_row = 0
+        guard = SkipGuard("OFSD", "lower ofsd.lr or ofsd.tau_clip, or check the model's dtype")
         for n, (epoch, start) in enumerate(steps, start=1):
             if start == 0:
                 epoch_order = order_rng.sample(range(len(pairs)), len(pairs))
@@ -195,11 +162,7 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
                 optimizer.step()
             figures = {**sums, "grad_norm": grad_norm, "skipped": int(skipped), "tokens": tokens, "epoch": epoch}
             metrics.log(figures, step=n, prefix="ofsd")
-            skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
-            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                raise TrainingDiverged(f"OFSD step {n}: the loss or gradient was NaN/inf in {skipped_in_a_row} steps "
-                                       "in a row (every update skipped); lower ofsd.lr or ofsd.tau_clip, or check the "
-                                       "model's dtype")
+            guard.step(n, skipped)
             bar.update(task, completed=n, info=f"loss {sums['loss']:.4f}")
 
     # 4. merge the adapter: the next phase starts from plain weights

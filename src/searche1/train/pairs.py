@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
 from searche1 import protocol
+from searche1.metrics import mean
 from searche1.rollout.trajectory import Trajectory
 
 StudentStrategy = Literal["kl", "longest", "lexical", "random", "all"]
@@ -93,11 +94,6 @@ def pair_stats(pool: Sequence[Trajectory], pairs: Sequence[Pair]) -> dict[str, f
     """What a mining pass found: share of questions with a pair, and the mean sizes of references and students."""
     questions = len(group_by_question(pool))
     paired = len({p.reference.group_id for p in pairs})
-
-    def mean(values):
-        values = list(values)
-        return sum(values) / len(values) if values else 0.0
-
     return {"questions": questions, "pairs": len(pairs), "paired_fraction": paired / max(questions, 1),
             "reference_tokens": mean(p.reference.n_generated for p in pairs),
             "student_tokens": mean(p.student.n_generated for p in pairs),

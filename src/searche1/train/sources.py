@@ -9,7 +9,7 @@ from searche1.config import Config, ConfigError
 def training_questions(cfg: Config):
     """(questions, retrieval client): grpo.train_data through retrieval.index, or by default the toy world's train
     split with an in-process BM25 index over its corpus."""
-    from searche1.retrieval.client import InProcessClient, make_client
+    from searche1.retrieval.client import client_from_config
 
     r = cfg.retrieval
     if cfg.grpo.train_data:
@@ -22,29 +22,31 @@ def training_questions(cfg: Config):
         questions = [ex for f in find_qa_files(cfg.grpo.train_data) for ex in load_qa(f)]
         if not questions:
             raise ConfigError(f"grpo.train_data {cfg.grpo.train_data} holds no questions")
-        return questions, make_client(r.index, topk=r.topk, timeout=r.timeout, retries=r.retries)
-    from searche1.data.toyworld.generator import generate_world
-    from searche1.retrieval.bm25 import BM25Retriever
-
-    world = generate_world(cfg.world)
-    return world.train, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
+        return questions, client_from_config(r)
+    world, client = _toy_world(cfg)
+    return world.train, client
 
 
 def eval_benchmarks(cfg: Config):
     """({name: questions}, retrieval client) to evaluate on: evolve.eval_data through retrieval.index, or by default
     the toy world's seven test sets with an in-process BM25 index (at most evolve.eval_limit questions each)."""
     from searche1.eval import load_benchmarks
-    from searche1.retrieval.client import InProcessClient, make_client
+    from searche1.retrieval.client import client_from_config
 
     e, r = cfg.evolve, cfg.retrieval
     if e.eval_data:
         if not r.index:
             raise ConfigError("evolve.eval_data is set but retrieval.index is empty")
-        return load_benchmarks(e.eval_data, e.eval_limit or None), make_client(r.index, topk=r.topk,
-                                                                               timeout=r.timeout, retries=r.retries)
+        return load_benchmarks(e.eval_data, e.eval_limit or None), client_from_config(r)
+    world, client = _toy_world(cfg)
+    return {name: exs[:e.eval_limit] if e.eval_limit else exs for name, exs in world.tests.items()}, client
+
+
+def _toy_world(cfg: Config):
+    """(the toy world of cfg.world, an in-process BM25 client over its corpus)."""
     from searche1.data.toyworld.generator import generate_world
     from searche1.retrieval.bm25 import BM25Retriever
+    from searche1.retrieval.client import InProcessClient
 
     world = generate_world(cfg.world)
-    tests = {name: exs[:e.eval_limit] if e.eval_limit else exs for name, exs in world.tests.items()}
-    return tests, InProcessClient(BM25Retriever.build(world.docs), topk=r.topk)
+    return world, InProcessClient(BM25Retriever.build(world.docs), topk=cfg.retrieval.topk)

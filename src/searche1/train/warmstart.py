@@ -9,7 +9,6 @@ demonstrations of the imperfect scripted searcher, reading drills and copy drill
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import time
@@ -25,6 +24,7 @@ from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import value_token_ids
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
+from searche1.train.kit import adamw, cosine_decay, progress_bar
 from searche1.train.pairs import privileged_context
 from searche1.train.warmstart_card import model_card
 
@@ -326,9 +326,6 @@ def _save(out: str | Path, model, tokenizer, report: dict) -> None:
 
 def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     """Train, save an HF folder (model + toy tokenizer + warmstart.json) at `out`, return the run's figures."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.fileio import check_replaceable
 
@@ -366,10 +363,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt, _ = adamw(model, cfg.lr, cfg.weight_decay, betas=(0.9, 0.95), decay_matrices_only=True)
     batches = length_batches(demo_stream(tokenizer, cfg, rng), cfg.batch_tokens, tokenizer.pad_token_id,
                              cfg.bucket_episodes, rng)
     # held out: a pretraining-namespace world far beyond the stream, and an evaluation world nobody evaluates on
@@ -383,9 +377,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         token_weight[value_token_ids(tokenizer)] = cfg.value_weight
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
-    with Progress(TextColumn("warm start"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True)) as bar:
-        task = bar.add_task("train", total=budget, info="")
+    with progress_bar(counts=False) as bar:
+        task = bar.add_task("warm start", total=budget, info="")
         while True:
             elapsed = time.perf_counter() - t0
             if elapsed >= budget or (cfg.max_steps is not None and step >= cfg.max_steps):
@@ -393,7 +386,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             ids, mask, real_tokens = next(batches)
             # linear warmup, then cosine to 10% over the budget (the fraction of time or of max_steps spent)
             frac = min(max(elapsed / budget, step / cfg.max_steps if cfg.max_steps else 0.0), 1.0)
-            scale = min(1.0, (step + 1) / cfg.warmup_steps) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            scale = min(1.0, (step + 1) / cfg.warmup_steps) * cosine_decay(frac)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * scale
             # written value tokens weigh value_weight, other written tokens and trained observations 1

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from searche1.fileio import InputError
+from searche1.runtime import LOOPBACK_HOSTS, is_loopback
 from searche1.view import figures, tables
 from searche1.view.render import list_row, render_trajectory
 from searche1.view.rundir import SOURCES, RunDir
@@ -31,9 +32,6 @@ def _page(indices: list, page: int, per_page: int) -> tuple[list, dict]:
     page = min(max(1, page), pages)
     return indices[(page - 1) * per_page:page * per_page], {"total": len(indices), "page": page, "pages": pages,
                                                             "per_page": per_page}
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def make_app(run_path: str | Path, allowed_hosts: list[str] | None = None):
@@ -163,5 +161,5 @@ def make_app(run_path: str | Path, allowed_hosts: list[str] | None = None):
 def serve_viewer(run_path: str | Path, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning"):
     import uvicorn
 
-    allowed = list(LOOPBACK_HOSTS) if host in LOOPBACK_HOSTS else None
+    allowed = list(LOOPBACK_HOSTS) if is_loopback(host) else None
     uvicorn.run(make_app(run_path, allowed), host=host, port=port, log_level=log_level)

@@ -21,7 +21,7 @@ CAPTIONS = {
 }
 
 
-def write_report(run_path: str | Path, out: str | Path | None = None) -> Path:
+def write_run_report(run_path: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of the run at `run_path` into `out` (default RUN/report); returns report.md's path."""
     run = RunDir(run_path)
     out = Path(out) if out is not None else run.path / "report"

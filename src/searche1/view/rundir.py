@@ -130,13 +130,12 @@ class RunDir:
     def metrics(self, phase: Phase) -> list[dict]:
         """The phase's training records ({step, name: value} with its kind's prefix removed) in step order; [] if
         none. A resumed phase logs the steps after its checkpoint again: the last record of a step counts."""
-        from searche1.plots import read_metrics
+        from searche1.plots import read_steps
 
         path = phase.path / "metrics.jsonl"
         if phase.kind not in ("grpo", "ofsd") or not path.is_file():
             return []
-        by_step = {r["step"]: r for r in read_metrics(path, phase.kind)}
-        return [by_step[step] for step in sorted(by_step)]
+        return read_steps(path, phase.kind)
 
     def pairs(self, phase_key: str) -> list[dict]:
         """pairs.jsonl of an OFSD phase (one record per pair: group_id, reference and student sample indices,

@@ -11,6 +11,7 @@ import re
 
 from searche1.data.qa import QAExample
 from searche1.data.toyworld.generator import SINGLE_HOP_SETS, World
+from searche1.metrics import mean
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.reward import em
 
@@ -79,10 +80,6 @@ def _first_named_entity(question: str, entity_names: set[str]) -> str | None:
     return None
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else 0.0
-
-
 def check_world(world: World, topk: int = 3) -> dict:
     """All check figures for `world` (fractions in [0, 1]); raises ValueError if a gold passage is wrong."""
     n_checked = check_gold_passages(world)
@@ -105,8 +102,8 @@ def check_world(world: World, topk: int = 3) -> dict:
         if name in SINGLE_HOP_SETS:
             found_1 = [float(ids[0] == g) for g, ids in zip(gold_first, ranked)]
             distractor_1 = [float(ids[0] in distractor_ids) for ids in ranked]
-            report["single_hop_retrieval"][name] = {"recall@1": _mean(found_1), at_k: _mean(found_k),
-                                                    "distractor@1": _mean(distractor_1)}
+            report["single_hop_retrieval"][name] = {"recall@1": mean(found_1), at_k: mean(found_k),
+                                                    "distractor@1": mean(distractor_1)}
             for key, xs in (("recall@1", found_1), (at_k, found_k), ("distractor@1", distractor_1)):
                 pooled[key] += xs
         else:
@@ -114,9 +111,9 @@ def check_world(world: World, topk: int = 3) -> dict:
             # question rarely finds it: multi-hop needs a second query with the bridge entity.
             gold_last = [ex.metadata["gold_doc_ids"][-1] for ex in examples]
             last_k = [float(g in ids[:topk]) for g, ids in zip(gold_last, ranked)]
-            report["multi_hop_retrieval"][name] = {f"first_hop_{at_k}": _mean(found_k),
-                                                   f"last_hop_{at_k}": _mean(last_k)}
-    report["single_hop_retrieval"]["overall"] = {k: _mean(v) for k, v in pooled.items()}
+            report["multi_hop_retrieval"][name] = {f"first_hop_{at_k}": mean(found_k),
+                                                   f"last_hop_{at_k}": mean(last_k)}
+    report["single_hop_retrieval"]["overall"] = {k: mean(v) for k, v in pooled.items()}
 
     by_key, by_final = _majority_answers(world.train)
     entity_names = set(world.entities)
@@ -124,8 +121,8 @@ def check_world(world: World, topk: int = 3) -> dict:
         majority = [em(by_key.get(_answer_key(ex), by_final.get(_final_relation(ex))), ex.golden_answers)
                     for ex in examples]
         entity = [em(_first_named_entity(ex.question, entity_names), ex.golden_answers) for ex in examples]
-        report["guess_majority_em"][name] = _mean(majority)
-        report["guess_entity_em"][name] = _mean(entity)
+        report["guess_majority_em"][name] = mean(majority)
+        report["guess_entity_em"][name] = mean(entity)
     return report
 
 

@@ -172,3 +172,40 @@ def chunked_distill_loss(hidden: torch.Tensor, weight: torch.Tensor, teacher_hid
     loss = sum(p[0] for p in parts) / n if parts else hidden.sum() * 0
     rows = torch.cat([p[1] for p in parts]) if parts else hidden.new_zeros(0)
     return loss, _stats(rows, mask, tau_clip, per_token)
+
+
+# The teacher/student forward: one trajectory teacher-forced under two contexts of one LoRA model. These take
+# a model (the functions above take tensors only) and hand the loss last hidden states, never [T, V] logits.
+
+
+def decoder_and_head(model):
+    """The transformer body (last hidden states, final norm applied) and the LM-head weight of an HF causal LM,
+    through a peft wrapper if there is one (its LoRA layers live inside the body)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings().weight
+
+
+def scored_hidden(model, prefix_ids: list[int], trajectory) -> torch.Tensor:
+    """Last hidden states [N, H] that predict the trajectory's N sampled tokens (mask 1), with `prefix_ids` as the
+    context before its response: the plain prompt for the student, the privileged one for the teacher."""
+    decoder, _ = decoder_and_head(model)
+    device = next(model.parameters()).device
+    ids = torch.tensor([prefix_ids + trajectory.response_ids], device=device)
+    hidden = decoder(input_ids=ids).last_hidden_state[0]
+    # the hidden state at position i predicts token i + 1
+    positions = [len(prefix_ids) - 1 + j for j, m in enumerate(trajectory.response_mask) if m]
+    return hidden[torch.tensor(positions, dtype=torch.long, device=device)]
+
+
+def teacher_student_loss(model, teacher_prefix: list[int], student, o, grad: bool = True,
+                         per_token: bool = False) -> tuple[torch.Tensor, dict]:
+    """(loss, stats) of one student trajectory: its sampled tokens under the teacher (the model with its LoRA
+    adapter off, reading `teacher_prefix`, under no_grad) against the student (adapter on, reading the
+    trajectory's own plain prompt), by chunked_distill_loss with the settings of the `ofsd:` section `o`."""
+    with torch.no_grad(), model.disable_adapter():
+        teacher = scored_hidden(model, teacher_prefix, student)
+    with torch.set_grad_enabled(grad):
+        hidden = scored_hidden(model, student.prompt_ids, student)
+        _, head = decoder_and_head(model)
+        return chunked_distill_loss(hidden, head, teacher, head.detach(), torch.ones(len(hidden)),
+                                    o.divergence, o.tau_clip, o.top_k or None, o.jsd_beta, o.chunk, per_token)

@@ -1,7 +1,8 @@
 """Teacher-forced scoring of trajectories: per-token log-probs (and entropy) of the response under a model.
 
-GRPO needs them for the policy being trained and for the reference; OFSD for teacher and student. One forward over
-prompt + response in verl's layout (prompt left-padded, response right-padded; see rollout.trajectory.collate).
+GRPO needs them for the policy being trained and for its reference. One forward over prompt + response in
+verl's layout (prompt left-padded, response right-padded; see rollout.trajectory.collate). (OFSD scores hidden
+states, not log-probs, so that it never holds a [T, V] tensor: losses/ofsd.py.)
 """
 
 from __future__ import annotations
@@ -31,3 +32,15 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
         with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
             entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def reference_logprobs(model, ref_model, batch: dict, temperature: float) -> torch.Tensor | None:
+    """Log-probs under the reference policy: `ref_model` (full fine-tuning: a frozen copy), or `model` with its
+    LoRA adapter disabled (no second copy), or None when there is neither (no KL term)."""
+    with torch.no_grad():
+        if ref_model is not None:
+            return response_logprobs(ref_model, batch, temperature)[0]
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                return response_logprobs(model, batch, temperature)[0]
+    return None

@@ -3,9 +3,9 @@
 import torch
 
 from conftest import tiny_qwen2, tiny_rollouts
+from searche1.losses.grpo import entropy_from_logits
+from searche1.losses.logprobs import response_logprobs
 from searche1.rollout.trajectory import collate
-from searche1.train.grpo import entropy_from_logits
-from searche1.train.scoring import response_logprobs
 
 
 def test_batch_scoring_matches_rollout_logprobs(smollm2_tokenizer, tiny_corpus):
