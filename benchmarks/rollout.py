@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from rollout_setup import add_batch_arguments, load_batch
+from rollout_setup import add_batch_arguments, load_batch, sample_seeds
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,7 +82,7 @@ def main() -> None:
 
     def engine():
         return rollout(examples, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
-                       generator=torch.Generator().manual_seed(args.seed))
+                       sample_seeds=sample_seeds(args, len(examples)))
 
     trajs = engine()  # seeded: every call returns these trajectories
     generated = sum(t.n_generated for t in trajs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rollout_setup import add_batch_arguments, load_batch
+from rollout_setup import add_batch_arguments, load_batch, sample_seeds
 
 HERE = Path(__file__).resolve().parent
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
@@ -62,7 +62,7 @@ def main() -> None:
 
     def engine():
         return rollout(examples, hf.HFBackend(model, tokenizer), tokenizer, client, limits, SamplingParams(),
-                       generator=torch.Generator().manual_seed(args.seed))
+                       sample_seeds=sample_seeds(args, len(examples)))
 
     engine()
     seconds.clear()
@@ -81,8 +81,10 @@ def main() -> None:
             total - seconds["generate"] - seconds["prefill"] - seconds["retrieval"],
     }
     generated = sum(t.n_generated for t in trajectories)
+    inserted = sum(len(t.response_ids) - t.n_generated for t in trajectories)
     print(f"\n{args.model}: {len(examples)} questions, {generated} generated tokens in {total:.2f} s "
-          f"({generated / total:.0f} tokens/s); {counts['decode']} decode steps, {counts['prefill']} prefills\n")
+          f"({generated / total:.0f} tokens/s); {counts['decode']} decode steps, {counts['prefill']} prefills of "
+          f"{sum(len(t.prompt_ids) for t in trajectories)} prompt and {inserted} observation tokens\n")
     print("| part | seconds | share |\n|---|---|---|")
     for name, secs in parts.items():
         print(f"| {name} | {secs:.2f} | {100 * secs / total:.0f}% |")
@@ -108,7 +110,8 @@ def main() -> None:
     for name, secs in sorted(ops.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {secs:.2f} | {100 * secs / in_forward:.0f}% |")
     write_json(args.out, {"model": args.model, "questions": len(examples), "generated_tokens": generated,
-                          "seconds": total, "decode_steps": counts["decode"], "prefills": counts["prefill"],
+                          "observation_tokens": inserted, "seconds": total, "decode_steps": counts["decode"],
+                          "prefills": counts["prefill"],
                           "parts": parts, "inside_forwards": dict(ops),
                           "machine": f"{torch.get_num_threads()} torch threads"})
     print(f"\nwrote {args.out}")

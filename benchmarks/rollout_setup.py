@@ -21,6 +21,12 @@ def add_batch_arguments(ap: argparse.ArgumentParser) -> None:
                          "the weights cannot travel to, e.g. a SmolLM2-shaped model from config.json alone")
 
 
+def sample_seeds(args: argparse.Namespace, n: int) -> list[int]:
+    """One sampling seed per trajectory (as GRPO draws): a row's tokens then depend on its seed and the logits
+    alone, so two commits whose model code computes the same logits generate the same trajectories."""
+    return [args.seed * 1_000_003 + i for i in range(n)]
+
+
 @dataclass
 class Batch:
     model: object

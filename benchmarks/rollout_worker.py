@@ -16,9 +16,7 @@ import json
 import sys
 import time
 
-import torch
-
-from rollout_setup import add_batch_arguments, load_batch
+from rollout_setup import add_batch_arguments, load_batch, sample_seeds
 
 
 def main() -> None:
@@ -33,7 +31,7 @@ def main() -> None:
 
     def engine():
         return rollout(batch.examples, HFBackend(batch.model, batch.tokenizer), batch.tokenizer, batch.client,
-                       batch.limits, SamplingParams(), generator=torch.Generator().manual_seed(args.seed))
+                       batch.limits, SamplingParams(), sample_seeds=sample_seeds(args, len(batch.examples)))
 
     generated = sum(t.n_generated for t in engine())
     sha = hashlib.sha256("\n".join(ex.question for ex in batch.examples).encode()).hexdigest()
