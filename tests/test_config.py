@@ -1,5 +1,7 @@
 """Typed config: presets as diffs, dotted overrides, unknown keys and wrong types rejected with the key path."""
 
+import re
+
 import pytest
 import yaml
 
@@ -141,13 +143,19 @@ def test_float_forms_and_conflicts():
 
 @pytest.mark.parametrize("override,message", [
     ("retrieval.faiss_type=lsh", "faiss_type must be"),
-    ("retrieval.retries=-1", "retries >= 0"),
+    ("retrieval.retries=-1", "retrieval.retries must be >= 0, got -1"),
     ("retrieval.timeout=0", "timeout must be > 0"),
-    ("server.max_queries=0", "must be >= 1"),
+    ("retrieval.timeout=nan", "retrieval.timeout must be > 0 and finite (seconds), got nan"),
+    ("retrieval.timeout=.inf", "retrieval.timeout must be > 0 and finite (seconds), got inf"),
+    ("server.max_queries=0", "server.max_queries must be >= 1, got 0"),
+    ("grpo.grad_clip=0", "grpo.grad_clip must be > 0, got 0.0"),
+    ("grpo.lr=.nan", "grpo.lr must be > 0, got nan"),
+    ("ofsd.epochs=0", "ofsd.epochs must be >= 1, got 0"),
+    ("evolve.eval_limit=-1", "evolve.eval_limit must be >= 0"),
     ("server.port=99999", "server.port must be in"),
 ])
 def test_load_time_validation(override, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("toy", [override])
 
 
@@ -162,3 +170,19 @@ def test_threads_respect_user_setting(monkeypatch):
     assert configure_threads() == 1
     assert configure_threads(2) == 2
     configure_threads(1)  # back to the suite's one thread
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("retrieval:\n  topk: 3\n  method: [bm25\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml:\d+: not valid YAML"):
+        load_config(str(bad))
+
+
+def test_sections_check_themselves():
+    from searche1.config import GRPOConfig, RetrievalConfig
+
+    with pytest.raises(ConfigError, match="retrieval.timeout must be > 0 and finite"):
+        RetrievalConfig(timeout=float("inf"))
+    with pytest.raises(ConfigError, match=r"grpo.prompts_per_step \(12\) must be a multiple"):
+        GRPOConfig(prompts_per_step=12, mini_batch_prompts=8)

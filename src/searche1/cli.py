@@ -38,10 +38,21 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "t
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. retrieval.topk=5")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option and exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searche1", description="Search-E1: GRPO + offline self-distillation for search agents.")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch/OpenMP/BLAS (default: $OMP_NUM_THREADS if set, else all cores)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     h = COMMANDS

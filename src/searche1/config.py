@@ -8,9 +8,7 @@ Unknown keys and wrong types fail at load time with the key's full path in the m
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,17 @@ from typing import Any
 import yaml
 
 from searche1 import protocol
+from searche1.config_fields import (
+    ConfigError,
+    apply_mapping,
+    at_least,
+    non_negative,
+    parse_overrides,
+    positive,
+    require,
+    require_each,
+    to_dict,
+)
 from searche1.data.toyworld.generator import WorldConfig
 from searche1.fileio import atomic_write
 from searche1.reward import EMMode
@@ -26,12 +35,18 @@ from searche1.reward import EMMode
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
-    pass
+class Section:
+    """A config section checks its own fields (at construction, and again after a preset or overrides set them)."""
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self, at: str = "") -> None:
+        pass
 
 
 @dataclass
-class RetrievalConfig:
+class RetrievalConfig(Section):
     method: str = "bm25"
     """Index type: bm25 | dense (`searche1 index` and the demo build it)."""
     index: str = ""
@@ -53,8 +68,16 @@ class RetrievalConfig:
     the metrics, left out of the GRPO and OFSD losses, scored 0 in evaluations)."""
 
 
+    def check(self, at: str = "retrieval") -> None:
+        require(self.method in ("bm25", "dense"), f"{at}.method", "bm25 or dense", self.method)
+        require(1 <= self.topk <= 100, f"{at}.topk", "in 1..100", self.topk)
+        require(self.faiss_type in ("flat", "fp16", "ivf", "hnsw"), f"{at}.faiss_type", "flat, fp16, ivf or hnsw",
+                self.faiss_type)
+        require(positive(self.timeout), f"{at}.timeout", "> 0 and finite (seconds)", self.timeout)
+        require(self.retries >= 0, f"{at}.retries", ">= 0", self.retries)
+
 @dataclass
-class ServerConfig:
+class ServerConfig(Section):
     host: str = "127.0.0.1"
     """Bind address; loopback unless told otherwise."""
     port: int = 8000
@@ -64,8 +87,12 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
 
 
+    def check(self, at: str = "server") -> None:
+        require(0 <= self.port <= 65535, f"{at}.port", "in 0..65535", self.port)
+        require_each(self, at, "max_queries max_query_chars max_body_bytes", at_least(1), ">= 1")
+
 @dataclass
-class RolloutConfig:
+class RolloutConfig(Section):
     max_turns: int = protocol.DEFAULT_MAX_TURNS
     """Searches allowed per trajectory; then one last turn with search disabled."""
     max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
@@ -96,8 +123,19 @@ class RolloutConfig:
     """vLLM: longest sequence in tokens (0 = max_prompt_length + max_response_length)."""
 
 
+    def check(self, at: str = "rollout") -> None:
+        require(self.max_turns >= 0, f"{at}.max_turns", ">= 0", self.max_turns)
+        require_each(self, at, "max_obs_length max_response_length max_start_length max_prompt_length n_samples "
+                     "max_query_chars", at_least(1), ">= 1")
+        require(positive(self.temperature), f"{at}.temperature", "> 0", self.temperature)
+        require(0 < self.top_p <= 1, f"{at}.top_p", "in (0, 1]", self.top_p)
+        require(self.top_k >= 0, f"{at}.top_k", ">= 0 (0 = off)", self.top_k)
+        require(0 < self.vllm_gpu_memory_utilization < 1, f"{at}.vllm_gpu_memory_utilization", "in (0, 1)",
+                self.vllm_gpu_memory_utilization)
+        require(self.vllm_max_model_len >= 0, f"{at}.vllm_max_model_len", ">= 0", self.vllm_max_model_len)
+
 @dataclass
-class GRPOConfig:
+class GRPOConfig(Section):
     """Vanilla GRPO (Search-R1's, verl semantics). Defaults are sized for the toy world on 2 CPU cores; the searchr1
     preset sets the paper's numbers (docs/protocol.md)."""
 
@@ -143,8 +181,20 @@ class GRPOConfig:
     """Steps between checkpoints (and one at the end)."""
 
 
+    def check(self, at: str = "grpo") -> None:
+        require_each(self, at, "steps prompts_per_step mini_batch_prompts micro_batch save_every", at_least(1), ">= 1")
+        if self.prompts_per_step % self.mini_batch_prompts:
+            raise ConfigError(f"{at}.prompts_per_step ({self.prompts_per_step}) must be a multiple of "
+                              f"{at}.mini_batch_prompts ({self.mini_batch_prompts})")
+        require_each(self, at, "lr grad_clip clip_low", positive, "> 0")
+        require(self.clip_high is None or positive(self.clip_high), f"{at}.clip_high", "> 0 or null (= clip_low)",
+                self.clip_high)
+        require(0 <= self.warmup_ratio < 1, f"{at}.warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        require_each(self, at, "kl_coef entropy_coef weight_decay", non_negative, ">= 0")
+        require(self.lora_rank >= 0, f"{at}.lora_rank", ">= 0 (0 = full fine-tuning)", self.lora_rank)
+
 @dataclass
-class OFSDConfig:
+class OFSDConfig(Section):
     """Offline self-distillation (docs/ofsd.md, "The method"). The paper leaves rounds, steps, LoRA rank,
     learning rate, epochs and the teacher's view of retrieved text open: the defaults below are choices, sized for
     the toy world on 2 CPU cores, and every run records them."""
@@ -179,8 +229,21 @@ class OFSDConfig:
     grad_clip: float = 1.0
 
 
+    def check(self, at: str = "ofsd") -> None:
+        require_each(self, at, "chunk lora_rank epochs pairs_per_step", at_least(1), ">= 1")
+        require(self.n_samples >= 2, f"{at}.n_samples", ">= 2 (a pair is two siblings of one question)",
+                self.n_samples)
+        require(self.pool_questions >= 0, f"{at}.pool_questions", ">= 0 (0 = all)", self.pool_questions)
+        require_each(self, at, "lr grad_clip", positive, "> 0")
+        require(self.tau_clip is None or positive(self.tau_clip), f"{at}.tau_clip", "> 0 or null", self.tau_clip)
+        require(self.top_k >= 0, f"{at}.top_k", ">= 0 (0 = the full distribution)", self.top_k)
+        require(0 < self.jsd_beta < 1, f"{at}.jsd_beta", "in (0, 1)", self.jsd_beta)
+        if self.top_k and self.divergence == "reverse":
+            raise ConfigError(f"{at}.top_k with {at}.divergence=reverse: the reverse KL is infinite outside the "
+                              "teacher's top k; use forward or jsd")
+
 @dataclass
-class EvolveConfig:
+class EvolveConfig(Section):
     """Self-evolution: rounds of GRPO -> OFSD, every phase checkpointed and evaluated (`searche1 train`)."""
 
     rounds: int = 2
@@ -204,6 +267,10 @@ class EvolveConfig:
     """Questions in flight during evaluation."""
 
 
+    def check(self, at: str = "evolve") -> None:
+        require_each(self, at, "rounds eval_batch", at_least(1), ">= 1")
+        require_each(self, at, "grpo_steps eval_limit", at_least(0), ">= 0 (0 = the default)")
+
 @dataclass
 class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -223,155 +290,16 @@ class Config:
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks, each naming the fix. Section dataclasses with their own checks run them again, since
-    overrides are applied field by field after construction."""
+    """Every section's own checks, run once the whole config is set (overrides set fields one by one)."""
     try:
         cfg.world.__post_init__()
     except ValueError as e:
         raise ConfigError(f"world: {e}") from None
-    if cfg.retrieval.method not in ("bm25", "dense"):
-        raise ConfigError(f"retrieval.method must be bm25 or dense, got {cfg.retrieval.method!r}")
-    if not 1 <= cfg.retrieval.topk <= 100:
-        raise ConfigError(f"retrieval.topk must be in 1..100, got {cfg.retrieval.topk}")
-    if cfg.retrieval.faiss_type not in ("flat", "fp16", "ivf", "hnsw"):
-        raise ConfigError(f"retrieval.faiss_type must be flat, fp16, ivf or hnsw, got {cfg.retrieval.faiss_type!r}")
-    if cfg.retrieval.timeout <= 0 or cfg.retrieval.retries < 0:
-        raise ConfigError("retrieval.timeout must be > 0 and retrieval.retries >= 0")
-    if not 0 <= cfg.server.port <= 65535:
-        raise ConfigError(f"server.port must be in 0..65535, got {cfg.server.port}")
-    if min(cfg.server.max_queries, cfg.server.max_query_chars, cfg.server.max_body_bytes) < 1:
-        raise ConfigError("server.max_queries, server.max_query_chars and server.max_body_bytes must be >= 1")
-    if cfg.rollout.max_turns < 0:
-        raise ConfigError(f"rollout.max_turns must be >= 0, got {cfg.rollout.max_turns}")
-    r = cfg.rollout
-    if min(r.max_obs_length, r.max_response_length, r.max_start_length, r.max_prompt_length, r.n_samples,
-           r.max_query_chars) < 1:
-        raise ConfigError("rollout.max_obs_length, max_response_length, max_start_length, max_prompt_length, "
-                          "n_samples and max_query_chars must be >= 1")
-    if r.temperature <= 0 or not 0 < r.top_p <= 1 or r.top_k < 0:
-        raise ConfigError("rollout.temperature must be > 0, rollout.top_p in (0, 1], rollout.top_k >= 0")
-    if not 0 < r.vllm_gpu_memory_utilization < 1 or r.vllm_max_model_len < 0:
-        raise ConfigError("rollout.vllm_gpu_memory_utilization must be in (0, 1), rollout.vllm_max_model_len >= 0")
-    g = cfg.grpo
-    if min(g.steps, g.prompts_per_step, g.mini_batch_prompts, g.micro_batch, g.save_every) < 1:
-        raise ConfigError("grpo.steps, prompts_per_step, mini_batch_prompts, micro_batch and save_every must be >= 1")
-    if g.prompts_per_step % g.mini_batch_prompts:
-        raise ConfigError(f"grpo.prompts_per_step ({g.prompts_per_step}) must be a multiple of "
-                          f"grpo.mini_batch_prompts ({g.mini_batch_prompts})")
-    if g.lr <= 0 or not 0 <= g.warmup_ratio < 1 or g.grad_clip <= 0 or g.clip_low <= 0 or g.lora_rank < 0:
-        raise ConfigError("grpo.lr, grad_clip and clip_low must be > 0, warmup_ratio in [0, 1), lora_rank >= 0")
-    if g.clip_high is not None and g.clip_high <= 0:
-        raise ConfigError(f"grpo.clip_high must be > 0 or null (= clip_low), got {g.clip_high}")
-    if min(g.kl_coef, g.entropy_coef, g.weight_decay) < 0:
-        raise ConfigError("grpo.kl_coef, entropy_coef and weight_decay must be >= 0")
-    o = cfg.ofsd
-    if min(o.n_samples, o.chunk, o.lora_rank, o.epochs, o.pairs_per_step) < 1 or o.pool_questions < 0:
-        raise ConfigError("ofsd.n_samples, chunk, lora_rank, epochs and pairs_per_step must be >= 1, "
-                          "ofsd.pool_questions >= 0")
-    if o.n_samples < 2:
-        raise ConfigError("ofsd.n_samples must be >= 2: a pair is two siblings of one question")
-    if o.lr <= 0 or o.grad_clip <= 0 or (o.tau_clip is not None and o.tau_clip <= 0) or o.top_k < 0:
-        raise ConfigError("ofsd.lr and grad_clip must be > 0, ofsd.tau_clip > 0 or null, ofsd.top_k >= 0")
-    if not 0 < o.jsd_beta < 1:
-        raise ConfigError(f"ofsd.jsd_beta must be in (0, 1), got {o.jsd_beta}")
-    if o.top_k and o.divergence == "reverse":
-        raise ConfigError("ofsd.top_k with ofsd.divergence=reverse: the reverse KL is infinite outside the teacher's "
-                          "top k; use forward or jsd")
-    e = cfg.evolve
-    if e.rounds < 1 or min(e.grpo_steps, e.eval_limit) < 0 or e.eval_batch < 1:
-        raise ConfigError("evolve.rounds and eval_batch must be >= 1, evolve.grpo_steps and eval_limit >= 0")
+    for name in ("retrieval", "server", "rollout", "grpo", "ofsd", "evolve"):
+        getattr(cfg, name).check(name)
     unknown = sorted(set(cfg.report_to) - {"tensorboard", "wandb"})
     if unknown:
         raise ConfigError(f"report_to: unknown {unknown}; choose from tensorboard, wandb")
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp, key: str) -> Any:
-    """Check `value` against the annotation `tp` (int accepted for float, strings for enums)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
-    if origin is typing.Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: must be one of {typing.get_args(tp)}, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is Any:
-        return value
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            raise ConfigError(f"{key}: must be one of {[m.value for m in tp]}, got {value!r}") from None
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _apply(obj: Any, updates: dict, prefix: str = "") -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in updates.items():
-        path = f"{prefix}{key}"
-        if key not in names:
-            raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(names))}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: expected a mapping of its fields, got {value!r}")
-            _apply(current, value, path + ".")
-        else:
-            setattr(obj, key, _coerce(value, hints[key], path))
-
-
-def parse_overrides(overrides: list[str]) -> dict:
-    """["a.b=1", "c=x"] -> {"a": {"b": 1}, "c": "x"}; values parsed as YAML scalars."""
-    tree: dict = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. retrieval.topk=5)")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        node = tree
-        parts = key.strip().split(".")
-        for i, p in enumerate(parts[:-1]):
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with an earlier override of "
-                                  f"{'.'.join(parts[:i + 1])!r}")
-        if isinstance(node.get(parts[-1]), dict):
-            raise ConfigError(f"override {item!r} conflicts with an earlier override inside {key.strip()!r}")
-        node[parts[-1]] = value
-    return tree
 
 
 def preset_path(preset: str | os.PathLike) -> Path:
@@ -387,42 +315,41 @@ def preset_path(preset: str | os.PathLike) -> Path:
     return candidate
 
 
+def read_preset(path: Path) -> Any:
+    """A preset's YAML; a syntax error names the file and line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the preset: {e}") from None
+
+
 def load_config(preset: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     cfg = Config.__new__(Config)  # defaults without validation; validated once complete
     for f in dataclasses.fields(Config):
         setattr(cfg, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
     if preset is not None:
         path = preset_path(preset)
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_preset(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a preset must be a mapping of config sections")
         try:
-            _apply(cfg, data)
+            apply_mapping(cfg, data)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
-    _apply(cfg, parse_overrides(overrides or []))
+    apply_mapping(cfg, parse_overrides(overrides or []))
     validate(cfg)
     return cfg
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply dotted overrides to a loaded config in place (validated again); returns it."""
-    _apply(cfg, parse_overrides(overrides))
+    apply_mapping(cfg, parse_overrides(overrides))
     validate(cfg)
     return cfg
-
-
-def to_dict(cfg: Any) -> dict:
-    def plain(v):
-        if isinstance(v, enum.Enum):
-            return v.value
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    return plain(dataclasses.asdict(cfg))
 
 
 def dump_config(cfg: Config) -> str:
