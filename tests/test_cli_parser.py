@@ -1,0 +1,29 @@
+"""The command line's shape: every command has a handler beside its parser; `train` without an algorithm runs evolve."""
+
+import pytest
+
+from searche1.cli import COMMANDS, build_parser, with_train_algorithm
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--preset", "toy", "--out", "r"], ["train", "evolve", "--preset", "toy", "--out", "r"]),
+    (["--threads", "1", "train", "--out", "r"], ["--threads", "1", "train", "evolve", "--out", "r"]),
+    (["--threads=1", "train", "--out", "r"], ["--threads=1", "train", "evolve", "--out", "r"]),
+    (["train", "grpo", "--out", "r"], ["train", "grpo", "--out", "r"]),
+    (["train", "--help"], ["train", "--help"]),
+    (["eval", "--model", "train", "--data", "d"], ["eval", "--model", "train", "--data", "d"]),  # not the command
+])
+def test_train_without_an_algorithm_means_evolve(argv, expected):
+    assert with_train_algorithm(argv) == expected
+
+
+def test_every_command_has_a_handler():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    for name, command in sub.choices.items():
+        if name == "train":
+            for algorithm in ("grpo", "evolve", "ofsd"):
+                assert callable(parser.parse_args(["train", algorithm, "--out", "r"]).run)
+        else:
+            assert callable(command.get_default("run")), name
