@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faiss-index", help="dense: reuse this faiss file (e.g. Search-R1's e5_Flat.index)")
     p.add_argument("--query-prefix", default=None, help="dense: override the query prefix (e5: 'query: ')")
     p.add_argument("--passage-prefix", default=None, help="dense: override the passage prefix (e5: 'passage: ')")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="dense: passages per encoder batch (default 64)")
     p.add_argument("--device", default=None, help="dense encoder device (cpu, cuda)")
     _add_config_args(p)
 
@@ -105,15 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="index directory or http://host:port of a server "
                                                   "(default retrieval.index)")
     p.add_argument("--topk", type=int, default=None, help="default retrieval.topk: 3")
-    p.add_argument("--json", action="store_true", help="print the raw documents as JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON line per query: its documents and their "
+                                                        "scores")
     p.add_argument("--preset", default="toy", help="preset name in configs/ or a YAML path")
     p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="key=value",
                    help="config override (repeatable), e.g. -o retrieval.timeout=5")
-    p.add_argument("queries", nargs="+")
+    p.add_argument("queries", nargs="+", help="one or more queries (quote each one)")
 
     p = sub.add_parser("convert", help=h["convert"], description=h["convert"])
     p.add_argument("input", help=".jsonl (FlashRAG) or .parquet (Search-R1)")
     p.add_argument("output", help=".jsonl or .parquet")
+    p.add_argument("--split", default=None, help="parquet output: Search-R1's extra_info.split of every row (default: "
+                                                 "the input's split, from its file name: train, dev, test)")
+    p.add_argument("--data-source", default=None, help="parquet output: Search-R1's data_source of every row "
+                                                       "(default: the input's dataset, e.g. nq from .../nq/test.jsonl)")
 
     p = sub.add_parser("config", help=h["config"], description=h["config"])
     _add_config_args(p)
@@ -131,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimizer steps (the schedule follows steps, so a run is the same "
                         "on a slower machine; --minutes still caps it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of torch and the episode sampler "
+                                                        "(default 0)")
     p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on the <information> text (default: on)")
     p.add_argument("--lr", type=float, default=None,
@@ -177,13 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="QA files (.jsonl/.parquet) or directories of them")
     p.add_argument("--index", default=None, help="index directory or server URL (default retrieval.index)")
     p.add_argument("--out", required=True, help="report JSON; trajectories go beside it")
-    p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark")
+    p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark (N >= 1)")
     p.add_argument("--samples", type=int, default=1, help="samples per question (1 = greedy; more = sampled "
                                                           "with rollout.temperature / top_p)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="questions in flight at once (x --samples); a finished one is replaced at the next turn")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max-failed-share", type=float, default=0.1, metavar="S",
+                   help="with retrieval.on_failure=skip: when more than this share of the samples lost their search "
+                        "(retriever down), exit 2 and write nothing, since the figures would not be the model's "
+                        "(default 0.1)")
+    p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on a GPU that supports it, else float32), float32, "
+                                                   "bfloat16 or float16")
     _add_config_args(p)
 
     p = sub.add_parser("train", help=h["train"], description=h["train"])
@@ -194,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "and checkpoints/step-N under --out")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     _add_config_args(q)
     q = train_sub.add_parser("evolve", help="self-evolution: rounds of GRPO -> OFSD, each phase evaluated (the "
                                             "default: `searche1 train --preset P --out RUN` runs this)",
@@ -206,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     arm = q.add_mutually_exclusive_group()
     arm.add_argument("--no-ofsd", action="store_true", help="GRPO only, at the same rollout budget (the baseline)")
     arm.add_argument("--ofsd-only", action="store_true", help="OFSD phases only (the other arm)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     _add_config_args(q)
     q = train_sub.add_parser("ofsd", help="one offline self-distillation phase (ofsd.* in the config)",
                              description="OFSD: a rollout pool of the policy, pairs (shortest correct sibling, most "
@@ -214,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "the teacher, a LoRA adapter merged at the end into --out/final")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--model", default=None, help="policy to distil (default: ofsd.model)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     _add_config_args(q)
 
     p = sub.add_parser("ablate", help=h["ablate"], description=h["ablate"])
@@ -224,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", nargs="+", default=[], metavar="DIR",
                    help="earlier ablation directories whose phases are reused where they are the same work (e.g. "
                         "rounds 1-2 of a 2-round ablation inside a 3-round one)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     _add_config_args(p)
 
     p = sub.add_parser("demo", help=h["demo"], description=h["demo"])
@@ -232,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
 
     p = sub.add_parser("view", help=h["view"], description=h["view"] + " (docs/viewer.md). Read-only.")
-    p.add_argument("run", help="a run directory (searche1 train / demo output, or one phase's directory)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("run", help="a run directory (searche1 train / demo output, or one phase's directory), or an "
+                               "eval report (searche1 eval --out FILE.json) or the directory holding it")
+    p.add_argument("--port", type=int, default=8765, help="port of the page (default 8765)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback: the page shows the run's "
                                                        "data to whoever can reach it)")
 
@@ -282,14 +294,18 @@ def cmd_index(args) -> int:
 def cmd_serve(args) -> int:
     from searche1.config import load_config
     from searche1.retrieval.server import ServerLimits, serve, serve_workers
-    from searche1.runtime import is_loopback
+    from searche1.runtime import check_port_free, is_loopback
 
     cfg = load_config(args.preset, args.overrides)
     host, port = _pick(args.host, cfg.server.host), _pick(args.port, cfg.server.port)
     limits = ServerLimits(default_topk=_pick(args.topk, cfg.retrieval.topk), max_queries=cfg.server.max_queries,
                           max_query_chars=cfg.server.max_query_chars, max_body_bytes=cfg.server.max_body_bytes)
-    if not 1 <= limits.default_topk <= 100 or args.workers < 1 or not 0 <= port <= 65535:
-        raise ValueError("--topk must be in 1..100, --workers >= 1 and --port in 0..65535")
+    if not 1 <= limits.default_topk <= 100:
+        raise ValueError(f"--topk must be in 1..100, got {limits.default_topk}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {port}")
     dense_flags = args.model is not None or args.query_prefix is not None
     if args.index is not None and (args.corpus is not None or dense_flags):
         raise ValueError("--corpus, --model and --query-prefix go with --faiss-index or --pyserini-index; an index "
@@ -301,6 +317,7 @@ def cmd_serve(args) -> int:
     if args.workers > 1 and args.index is None:  # each worker would scan the corpus again
         raise ValueError("--workers > 1 needs --index DIR; serve this with one worker, or import it once with "
                          "`searche1 index --method dense --faiss-index FILE --corpus CORPUS --model M --out DIR`")
+    check_port_free(host, port)  # before seconds of loading, not after "serving ..."
     if not is_loopback(host):
         print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
     if args.index is not None:
@@ -308,6 +325,8 @@ def cmd_serve(args) -> int:
         from searche1.retrieval.index import open_index
 
         meta = read_meta(args.index)
+        print(f"opening {meta['method']} index {args.index} and compiling its search before listening (a few "
+              "seconds)", flush=True)
         info = {"method": meta["method"], "n_docs": meta["n_docs"]}
         source = f"{meta['method']} index {args.index}"
         if args.workers > 1:
@@ -320,6 +339,8 @@ def cmd_serve(args) -> int:
         from searche1.retrieval.dense import open_faiss_and_corpus
 
         model = _pick(args.model, cfg.retrieval.model)
+        print(f"opening {args.faiss_index}, loading the encoder {model} and finding the lines of {args.corpus}",
+              flush=True)
         retriever = open_faiss_and_corpus(args.faiss_index, args.corpus, model, args.device, args.query_prefix)
         info = {"method": "dense", "n_docs": len(retriever.docs), "model": model}
         source = f"faiss index {args.faiss_index} + {args.corpus} (model {model}, query prefix " \
@@ -327,6 +348,7 @@ def cmd_serve(args) -> int:
     else:
         from searche1.retrieval.pyserini_bm25 import PyseriniUnavailable, open_pyserini
 
+        print(f"opening pyserini index {args.pyserini_index} (starts a Java VM)", flush=True)
         try:  # configure_threads resolved the thread count into OMP_NUM_THREADS; Lucene's batch search uses it too
             retriever = open_pyserini(args.pyserini_index, args.corpus, int(os.environ.get("OMP_NUM_THREADS", 1)))
         except PyseriniUnavailable as e:
@@ -334,9 +356,9 @@ def cmd_serve(args) -> int:
             return 2
         info = {"method": "bm25-pyserini", "n_docs": int(retriever.searcher.num_docs)}
         source = f"pyserini index {args.pyserini_index}"
-    print(f"serving {source} ({info['n_docs']} docs) on http://{host}:{port} (POST /retrieve, GET /health), "
-          "1 worker", flush=True)
-    serve(retriever, host, port, limits, info=info)
+    serve(retriever, host, port, limits, info=info,
+          ready=f"serving {source} ({info['n_docs']} docs) on http://{host}:{port} (POST /retrieve, GET /health), "
+                "1 worker")
     return 0
 
 
@@ -349,11 +371,19 @@ def cmd_search(args) -> int:
     target = _pick(args.index, r.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
+    if Path(target).is_dir():  # the first search of a process compiles BM25 scoring (numba): seconds of silence
+        from searche1.retrieval.base import read_meta
+
+        what = "loading its encoder" if read_meta(target).get("method") == "dense" else \
+            "compiling BM25 search on first use (numba: a few seconds)"
+        print(f"searche1 search: opening {target}, {what}", file=sys.stderr, flush=True)
     client = client_from_config(r, target, args.topk)
-    results = client.retrieve(args.queries)
-    for q, docs in zip(args.queries, results):
+    results = client.retrieve_scored(args.queries)
+    for q, scored in zip(args.queries, results):
+        docs = [doc for doc, _ in scored]
         if args.json:
-            print(json.dumps({"query": q, "documents": docs}, ensure_ascii=False))
+            print(json.dumps({"query": q, "documents": docs, "scores": [score for _, score in scored]},
+                             ensure_ascii=False))
         else:
             print(f"<search> {q} </search>" + information_block(docs))
     return 0
@@ -362,7 +392,20 @@ def cmd_search(args) -> int:
 def cmd_convert(args) -> int:
     from searche1.data.qa import load_qa, save_qa
 
+    if Path(args.output).suffix != ".parquet" and (args.split is not None or args.data_source is not None):
+        raise ValueError("--split and --data-source set Search-R1 parquet columns; FlashRAG jsonl has no place for "
+                         f"them (output {args.output})")
     examples = load_qa(args.input)
+    if args.split is not None or args.data_source is not None:
+        examples = [dataclasses.replace(ex, split=_pick(args.split, ex.split),
+                                        dataset=_pick(args.data_source, ex.dataset), group_id="")
+                    for ex in examples]
+        seen: set[tuple[str, str]] = set()
+        for ex in examples:
+            if (ex.dataset, ex.id) in seen:  # a merged file's sources share ids (test_0, ...)
+                raise ValueError(f"--data-source {args.data_source}: id {ex.id!r} would appear twice in "
+                                 f"{args.output}; convert each source on its own")
+            seen.add((ex.dataset, ex.id))
     n = save_qa(args.output, examples)
     print(f"converted {n} examples: {args.input} -> {args.output}")
     return 0
@@ -388,23 +431,30 @@ def cmd_warmstart(args) -> int:
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
-        raise ValueError("--minutes must be > 0")
+        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
     if args.max_steps is not None and args.max_steps < 1:
-        raise ValueError("--max-steps must be >= 1")
+        raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.lr is None:
         args.lr = 5e-5 if args.base_model else 2e-3
-    if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
-        raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
+    for flag, value in (("--snapshot-every", args.snapshot_every), ("--first-world", args.first_world)):
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     from searche1.data.toyworld.generator import LEVELS
 
     if args.level not in LEVELS:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
-    if args.episodes < 1 or min(args.drills, args.copy_drills, args.privileged_episodes) < 0:
-        raise ValueError("--episodes must be >= 1, --drills, --copy-drills and --privileged-episodes >= 0")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    for flag, value in (("--drills", args.drills), ("--copy-drills", args.copy_drills),
+                        ("--privileged-episodes", args.privileged_episodes)):
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.privileged_hide_answer <= 1:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
-        raise ValueError("--max-hops must be >= 1")
+        raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
     ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,
@@ -424,7 +474,16 @@ def cmd_warmstart(args) -> int:
 
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
-    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_eval_report
+    from searche1.eval import (
+        check_failures,
+        evaluate,
+        load_benchmarks,
+        markdown_table,
+        trajectories_path,
+        write_eval_report,
+    )
+    from searche1.fileio import check_writable
+    from searche1.models import check_model_source
     from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
@@ -436,11 +495,17 @@ def cmd_eval(args) -> int:
     target = _pick(args.index, cfg.retrieval.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
-    if args.samples < 1 or args.batch_size < 1:
-        raise ValueError("--samples and --batch-size must be >= 1")
+    for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if not 0 <= args.max_failed_share <= 1:
+        raise ValueError(f"--max-failed-share must be in [0, 1], got {args.max_failed_share}")
+    check_writable(args.out, "report")  # now, not after the whole run
+    check_writable(trajectories_path(args.out), "trajectories file")
     benchmarks = load_benchmarks(args.data, args.limit)
     client = client_from_config(cfg.retrieval, target)
     ensure_made(args.model)
+    check_model_source(args.model)
     backend, tokenizer = generation_backend(cfg.rollout, args.model, args.device, args.dtype, cfg.seed)
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
@@ -448,9 +513,11 @@ def cmd_eval(args) -> int:
     report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
                                     EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
                                     cfg.seed)
+    cfg.retrieval.index = target  # the index used, not the preset's (often empty) default
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
-    traj_path = write_eval_report(args.out, report, trajectories)
     print(markdown_table(report))
+    check_failures(report, cfg.retrieval.on_failure, args.max_failed_share)
+    traj_path = write_eval_report(args.out, report, trajectories)
     print(f"wrote {args.out} and {traj_path}")
     return 0
 
@@ -506,7 +573,7 @@ def cmd_ablate(args) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:
         raise ValueError(f"unknown arms {unknown} (choose from {', '.join(ARMS)})" if unknown else
-                         "--seeds must be >= 1")
+                         f"--seeds must be >= 1, got {args.seeds}")
     missing = [r for r in args.reuse if not Path(r).is_dir()]
     if missing:
         raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")
@@ -516,13 +583,14 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_view(args) -> int:
-    from searche1.runtime import is_loopback
+    from searche1.runtime import check_port_free, is_loopback
     from searche1.view.app import serve_viewer
     from searche1.view.rundir import RunDir
 
     if not 1 <= args.port <= 65535:
-        raise ValueError("--port must be in 1..65535")
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
     run = RunDir(args.run)  # a clear error now, not in the browser
+    check_port_free(args.host, args.port)
     if not is_loopback(args.host):
         print(f"warning: binding {args.host}: the run's data is readable from other machines", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -566,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, TrainingDiverged, ValueError,
-            TypeError, FileNotFoundError, FileExistsError) as e:
+            TypeError, OSError) as e:  # OSError: a read-only or full disk, a missing file ([Errno 28] ...: 'PATH')
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
