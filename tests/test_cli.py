@@ -42,10 +42,11 @@ def test_bad_input_exit_code_and_message(tmp_path, capsys):
     assert not (tmp_path / "x.parquet").exists()
 
 
-@pytest.mark.parametrize("flag", ["--drills", "--copy-drills", "--privileged-episodes"])
+@pytest.mark.parametrize("flag", ["--drills", "--copy-drills", "--privileged-episodes", "--first-world",
+                                  "--snapshot-every"])
 def test_warmstart_refuses_negative_counts(tmp_path, capsys, flag):
     assert main(["warmstart", "--out", str(tmp_path / "m"), flag, "-1"]) == 2
-    assert "--privileged-episodes >= 0" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert f"{flag} must be >= 0, got -1" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
 def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys):

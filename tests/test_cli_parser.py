@@ -24,6 +24,21 @@ def test_every_command_has_a_handler():
     for name, command in sub.choices.items():
         if name == "train":
             for algorithm in ("grpo", "evolve", "ofsd"):
-                assert callable(parser.parse_args(["train", algorithm, "--out", "r"]).run)
+                assert callable(parser.parse_args(["train", algorithm, "--out", "r"]).handler)
         else:
-            assert callable(command.get_default("run")), name
+            assert callable(command.get_default("handler")), name
+
+
+def test_no_option_hides_the_handler():
+    """An argument named like the handler's attribute would replace it in the parsed namespace."""
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            choices = getattr(action, "choices", None)
+            for child in (choices.values() if isinstance(choices, dict) else ()):
+                if hasattr(child, "_actions"):
+                    yield from parsers(child)
+
+    for parser in parsers(build_parser()):
+        assert "handler" not in {a.dest for a in parser._actions}, parser.prog
+    assert callable(build_parser().parse_args(["view", "RUN"]).handler)

@@ -53,7 +53,11 @@ def test_extract_answer(response, answer):
     ("<answer>Lyon</answer>", ["Paris"], 0.0, 0.0, 0.0),
     ("no answer tag", ["Paris"], 0.0, 0.0, 0.0),
     ("<answer></answer>", ["Paris"], 0.0, 0.0, 0.0),
-    ("<answer>the</answer>", ["a"], 1.0, 1.0, 0.0),  # both normalise to "" (Search-R1 behaviour)
+    # an answer that normalises to nothing is never right (Search-R1 scored this EM 1: a reward hack)
+    ("<answer>the</answer>", ["a"], 0.0, 0.0, 0.0),
+    ("<answer> </answer>", [""], 0.0, 0.0, 0.0),
+    ("<answer>Paris</answer>", ["!!!"], 0.0, 0.0, 0.0),  # a gold that normalises to "" is in every answer
+    ("<answer>Paris</answer>", ["The The", "paris"], 1.0, 1.0, 1.0),
     ("<answer>Café</answer>", ["café"], 1.0, 1.0, 1.0),
     ("<answer>naïve</answer>", ["naive"], 0.0, 0.0, 0.0),
     ("<answer>x</answer><answer>Paris</answer>", ["Paris"], 1.0, 1.0, 1.0),

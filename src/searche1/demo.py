@@ -32,9 +32,10 @@ def _serve_in_thread(retriever, port: int = 0):
     """Start uvicorn on a free loopback port in a daemon thread; return (server, url)."""
     import uvicorn
 
-    from searche1.retrieval.server import make_app
+    from searche1.retrieval.server import allowed_hosts_for, make_app
 
-    server = uvicorn.Server(uvicorn.Config(make_app(retriever), host="127.0.0.1", port=port, log_level="warning"))
+    app = make_app(retriever, allowed_hosts=allowed_hosts_for("127.0.0.1"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(300):

@@ -6,6 +6,7 @@ generated tokens, answer rate), as a markdown table and a JSON file.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -13,13 +14,13 @@ from typing import Sequence
 import torch
 
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
-from searche1.fileio import InputError, write_json
+from searche1.fileio import InputError, atomic_files, write_jsonl_lines
 from searche1.metrics import mean
 from searche1.progress import progress
-from searche1.retrieval.client import RetrievalClient
+from searche1.retrieval.client import RetrievalClient, RetrieverUnavailable
 from searche1.rollout.backends.base import Backend, SamplingParams
 from searche1.rollout.engine import EngineLimits, rollout
-from searche1.rollout.trajectory import FinishReason, Trajectory, save_trajectories
+from searche1.rollout.trajectory import FinishReason, Trajectory
 
 
 def find_qa_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -48,17 +49,17 @@ def load_benchmarks(paths: Sequence[str | os.PathLike], limit: int | None = None
     """name -> examples (the name is the dataset: `nq`, `toy-nq`, ...) in the paper's column order; `limit` keeps
     the first N of each. A file holding several datasets (Search-R1's merged test.parquet, by its data_source
     column) gives one benchmark per dataset."""
+    if limit is not None and limit < 1:  # examples[:0] would be nothing, examples[:-1] all but the last
+        raise ValueError(f"limit must be >= 1 (or None: every question), got {limit}")
     out: dict[str, list[QAExample]] = {}
     for f in find_qa_files(paths):
         in_file: dict[str, list[QAExample]] = {}
         for ex in load_qa(f):
             in_file.setdefault(ex.dataset, []).append(ex)
-        if not in_file:  # an evaluation over nothing would report an average EM of 0
-            raise InputError(f, "holds no questions")
         for name, examples in in_file.items():
             if name in out:
                 raise InputError(f, f"a second file for benchmark {name!r}; pass one file per benchmark")
-            out[name] = examples[:limit] if limit else examples
+            out[name] = examples if limit is None else examples[:limit]
     return {name: out[name] for name in sorted(out, key=_paper_order)}
 
 
@@ -79,6 +80,19 @@ def benchmark_figures(trajectories: Sequence[Trajectory]) -> dict:
             "failed": sum(t.finish_reason is FinishReason.ERROR for t in trajectories),
             # questions whose samples got both EM 1 and EM 0: the ones that carry a GRPO signal (needs G > 1)
             "mixed_fraction": sum(len(ems) > 1 for ems in groups.values()) / len(groups)}
+
+
+def check_failures(report: dict, on_failure: str, max_share: float) -> None:
+    """Raise RetrieverUnavailable when more than `max_share` of the samples lost their search
+    (retrieval.on_failure=skip): scored 0, they would pass for the model's failures in a normal-looking table."""
+    failed = sum(r.get("failed", 0) for r in report["benchmarks"].values())
+    total = sum(r["n"] for r in report["benchmarks"].values())
+    if total and failed / total > max_share:
+        every = "every sample" if failed == total else f"{failed} of {total} samples ({failed / total:.0%})"
+        raise RetrieverUnavailable(
+            f"retrieval failed for {every} (retrieval.on_failure={on_failure}; the limit is --max-failed-share "
+            f"{max_share:g}): these figures measure the retriever at {report.get('index')}, not the model; nothing "
+            "written. Is the retriever running?")
 
 
 def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer, client: RetrievalClient,
@@ -121,7 +135,15 @@ def markdown_table(report: dict) -> str:
 def write_eval_report(path: str | os.PathLike, report: dict, trajectories: Sequence[Trajectory]) -> Path:
     """The JSON report at `path` and the trajectories beside it (`<stem>.trajectories.jsonl`)."""
     path = Path(path)
-    write_json(path, report)
-    traj_path = path.with_name(path.stem + ".trajectories.jsonl")
-    save_trajectories(traj_path, trajectories)
+    traj_path = trajectories_path(path)
+    with atomic_files(path, traj_path) as (f, ft):  # both or neither: the viewer reads them as a pair
+        json.dump(report, f, indent=2)
+        f.write("\n")
+        write_jsonl_lines(ft, (t.to_json() for t in trajectories))
     return traj_path
+
+
+def trajectories_path(report_path: str | os.PathLike) -> Path:
+    """Where an eval report's trajectories lie: `<stem>.trajectories.jsonl` beside it."""
+    path = Path(report_path)
+    return path.with_name(path.stem + ".trajectories.jsonl")

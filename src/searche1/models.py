@@ -123,6 +123,39 @@ def model_location(name_or_path: str) -> str:
     return str(Path(path).resolve()) if Path(path).is_dir() else path
 
 
+def check_model_source(name_or_path: str) -> None:
+    """Raise FileNotFoundError naming the model when it cannot be loaded here: a path that is no model folder, or
+    a hub id neither in the local HF cache nor reachable. In a second, instead of a transformers traceback (after
+    a minute of retries when there is no network)."""
+    path = resolve_model_path(name_or_path)
+    if Path(path).is_dir():
+        if not any((Path(path) / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise FileNotFoundError(f"model {name_or_path}: {path} is not a model folder (no config.json)")
+        return
+    if path.startswith(("/", ".", "~")) or path.count("/") > 1 or Path(path).exists():
+        raise FileNotFoundError(f"model {name_or_path}: no such model folder")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(path, "config.json")
+    except ValueError as e:  # HFValidationError: not a possible hub id either
+        raise FileNotFoundError(f"model {name_or_path}: neither a model folder nor a hub id ({e})") from None
+    if isinstance(cached, str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise FileNotFoundError(f"model {name_or_path}: not a folder here and not in the local HF cache, and "
+                                "HF_HUB_OFFLINE is set; pass a model folder")
+    import socket
+    import urllib.parse
+
+    hub = urllib.parse.urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((hub.hostname, hub.port or (443 if hub.scheme == "https" else 80)), timeout=5).close()
+    except OSError as e:
+        raise FileNotFoundError(f"model {name_or_path}: not a folder here nor in the local HF cache, and the hub "
+                                f"({constants.ENDPOINT}) cannot be reached ({e}); pass a model folder") from None
+
+
 def is_adapter_folder(path: str | os.PathLike) -> bool:
     """Whether `path` is a LoRA checkpoint (adapter weights over a base model named in adapter_config.json)."""
     return (Path(path) / "adapter_config.json").is_file()

@@ -38,33 +38,38 @@ def extract_answer(text: str, min_matches: int = 1) -> str | None:
     return matches[-1].strip()
 
 
-def _as_list(golden_answers: str | Sequence[str]) -> list[str]:
-    return [golden_answers] if isinstance(golden_answers, str) else list(golden_answers)
+def _normalized_golds(golden_answers: str | Sequence[str]) -> list[str]:
+    """The golden answers normalised, without those that normalise to "" ("The The", "!!!"): an empty gold
+    would match an empty answer by EM and be contained in every answer by sub-EM."""
+    golds = [golden_answers] if isinstance(golden_answers, str) else golden_answers
+    return [n for n in map(normalize_answer, golds) if n]
+
+
+def _normalized_prediction(prediction: str | None) -> str:
+    """"" for no answer and for one that normalises to nothing (`<answer> </answer>`, `<answer>the</answer>`):
+    an empty prediction is never right (Search-R1 scored "the" against "a" as EM 1, a reward hack)."""
+    return "" if prediction is None else normalize_answer(prediction)
 
 
 def em(prediction: str | None, golden_answers: str | Sequence[str]) -> float:
-    if prediction is None:
-        return 0.0
-    p = normalize_answer(prediction)
-    return float(any(p == normalize_answer(g) for g in _as_list(golden_answers)))
+    p = _normalized_prediction(prediction)
+    return float(bool(p) and any(p == g for g in _normalized_golds(golden_answers)))
 
 
 def sub_em(prediction: str | None, golden_answers: str | Sequence[str]) -> float:
     """1 when some normalised golden answer is contained in the normalised prediction."""
-    if prediction is None:
-        return 0.0
-    p = normalize_answer(prediction)
-    return float(any(normalize_answer(g) in p for g in _as_list(golden_answers)))
+    p = _normalized_prediction(prediction)
+    return float(bool(p) and any(g in p for g in _normalized_golds(golden_answers)))
 
 
 def f1(prediction: str | None, golden_answers: str | Sequence[str]) -> float:
     """Max token-level F1 over the golden answers (bag of normalised tokens)."""
-    if prediction is None:
+    pred = _normalized_prediction(prediction).split()
+    if not pred:
         return 0.0
-    pred = normalize_answer(prediction).split()
     best = 0.0
-    for g in _as_list(golden_answers):
-        gold = normalize_answer(g).split()
+    for g in _normalized_golds(golden_answers):
+        gold = g.split()
         common = sum((collections.Counter(pred) & collections.Counter(gold)).values())
         if common == 0:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import sys
 
 
@@ -64,3 +65,19 @@ def is_loopback(host: str) -> bool:
 class TrainingDiverged(RuntimeError):
     """Every update of several steps in a row was skipped (NaN/inf loss or gradient): the run stops, resumable from
     its last checkpoint (GRPO), with a message saying what to change."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ValueError when `host:port` cannot be listened on (taken by another server, or not this machine's
+    address): at start, before the index loads, not after "serving ..." was printed."""
+    if port == 0:
+        return
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e}): another server is using the port "
+                             "(an earlier searche1 serve or view?); pick another with --port") from None

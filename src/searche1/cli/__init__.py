@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from searche1.runtime import TrainingDiverged
 
     try:
-        return args.run(args)
+        return args.handler(args)
     except (InputError, ConfigError, RetrieverUnavailable, RetrieverRequestError, TrainingDiverged, ValueError,
-            TypeError, FileNotFoundError, FileExistsError) as e:
+            TypeError, OSError) as e:  # OSError: a read-only or full disk, a missing file ([Errno 28] ...: 'PATH')
         print(f"searche1 {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
-from searche1.cli.common import COMMANDS, add_config_args
+from searche1.cli.common import COMMANDS, add_config_args, pick
 
 
 def add_parsers(sub) -> None:
@@ -21,16 +22,20 @@ def add_parsers(sub) -> None:
                    "docs/toyworld.md): the same facts and questions, an easier or harder corpus")
     p.add_argument("--no-check", action="store_true", help="skip the answerability/retrieval checks")
     add_config_args(p)
-    p.set_defaults(run=cmd_world)
+    p.set_defaults(handler=cmd_world)
 
     p = sub.add_parser("convert", help=h["convert"], description=h["convert"])
     p.add_argument("input", help=".jsonl (FlashRAG) or .parquet (Search-R1)")
     p.add_argument("output", help=".jsonl or .parquet")
-    p.set_defaults(run=cmd_convert)
+    p.add_argument("--split", default=None, help="parquet output: Search-R1's extra_info.split of every row (default: "
+                                                 "the input's split, from its file name: train, dev, test)")
+    p.add_argument("--data-source", default=None, help="parquet output: Search-R1's data_source of every row "
+                                                       "(default: the input's dataset, e.g. nq from .../nq/test.jsonl)")
+    p.set_defaults(handler=cmd_convert)
 
     p = sub.add_parser("config", help=h["config"], description=h["config"])
     add_config_args(p)
-    p.set_defaults(run=cmd_config)
+    p.set_defaults(handler=cmd_config)
 
 
 def cmd_world(args) -> int:
@@ -55,7 +60,20 @@ def cmd_world(args) -> int:
 def cmd_convert(args) -> int:
     from searche1.data.qa import load_qa, save_qa
 
+    if Path(args.output).suffix != ".parquet" and (args.split is not None or args.data_source is not None):
+        raise ValueError("--split and --data-source set Search-R1 parquet columns; FlashRAG jsonl has no place for "
+                         f"them (output {args.output})")
     examples = load_qa(args.input)
+    if args.split is not None or args.data_source is not None:
+        examples = [dataclasses.replace(ex, split=pick(args.split, ex.split),
+                                        dataset=pick(args.data_source, ex.dataset), group_id="")
+                    for ex in examples]
+        seen: set[tuple[str, str]] = set()
+        for ex in examples:
+            if (ex.dataset, ex.id) in seen:  # a merged file's sources share ids (test_0, ...)
+                raise ValueError(f"--data-source {args.data_source}: id {ex.id!r} would appear twice in "
+                                 f"{args.output}; convert each source on its own")
+            seen.add((ex.dataset, ex.id))
     n = save_qa(args.output, examples)
     print(f"converted {n} examples: {args.input} -> {args.output}")
     return 0

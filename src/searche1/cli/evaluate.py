@@ -15,20 +15,34 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", nargs="+", required=True, help="QA files (.jsonl/.parquet) or directories of them")
     p.add_argument("--index", default=None, help="index directory or server URL (default retrieval.index)")
     p.add_argument("--out", required=True, help="report JSON; trajectories go beside it")
-    p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark")
+    p.add_argument("--limit", type=int, default=None, help="first N questions of each benchmark (N >= 1)")
     p.add_argument("--samples", type=int, default=1, help="samples per question (1 = greedy; more = sampled "
                                                           "with rollout.temperature / top_p)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="questions in flight at once (x --samples); a finished one is replaced at the next turn")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max-failed-share", type=float, default=0.1, metavar="S",
+                   help="with retrieval.on_failure=skip: when more than this share of the samples lost their search "
+                        "(retriever down), exit 2 and write nothing, since the figures would not be the model's "
+                        "(default 0.1)")
+    p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on a GPU that supports it, else float32), float32, "
+                                                   "bfloat16 or float16")
     add_config_args(p)
-    p.set_defaults(run=cmd_eval)
+    p.set_defaults(handler=cmd_eval)
 
 
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
-    from searche1.eval import evaluate, load_benchmarks, markdown_table, write_eval_report
+    from searche1.eval import (
+        check_failures,
+        evaluate,
+        load_benchmarks,
+        markdown_table,
+        trajectories_path,
+        write_eval_report,
+    )
+    from searche1.fileio import check_writable
+    from searche1.models import check_model_source
     from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
@@ -40,11 +54,17 @@ def cmd_eval(args) -> int:
     target = pick(args.index, cfg.retrieval.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
-    if args.samples < 1 or args.batch_size < 1:
-        raise ValueError("--samples and --batch-size must be >= 1")
+    for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if not 0 <= args.max_failed_share <= 1:
+        raise ValueError(f"--max-failed-share must be in [0, 1], got {args.max_failed_share}")
+    check_writable(args.out, "report")  # now, not after the whole run
+    check_writable(trajectories_path(args.out), "trajectories file")
     benchmarks = load_benchmarks(args.data, args.limit)
     client = client_from_config(cfg.retrieval, target)
     ensure_made(args.model)
+    check_model_source(args.model)
     backend, tokenizer = generation_backend(cfg.rollout, args.model, args.device, args.dtype, cfg.seed)
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
@@ -52,8 +72,10 @@ def cmd_eval(args) -> int:
     report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
                                     EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
                                     cfg.seed)
+    cfg.retrieval.index = target  # the index used, not the preset's (often empty) default
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
-    traj_path = write_eval_report(args.out, report, trajectories)
     print(markdown_table(report))
+    check_failures(report, cfg.retrieval.on_failure, args.max_failed_share)
+    traj_path = write_eval_report(args.out, report, trajectories)
     print(f"wrote {args.out} and {traj_path}")
     return 0

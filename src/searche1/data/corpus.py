@@ -48,8 +48,9 @@ def document_from_json(obj: dict, path: str | os.PathLike, lineno: int | str) ->
             raise InputError(path, f"field 'contents' must be a string, got {type(contents).__name__}", lineno)
     elif "title" in obj and "text" in obj:
         title, text = obj["title"], obj["text"]
-        if not isinstance(title, str) or not isinstance(text, str):
-            raise InputError(path, "fields 'title' and 'text' must be strings", lineno)
+        for key, value in (("title", title), ("text", text)):
+            if not isinstance(value, str):
+                raise InputError(path, f"field {key!r} must be a string, got {type(value).__name__}", lineno)
         contents = make_contents(title, text)
     else:
         raise InputError(path, "expected field 'contents', or fields 'title' and 'text'", lineno)

@@ -73,6 +73,8 @@ def _validate(path, lineno: int | str | None, obj: dict) -> tuple[str, str, list
     for a in answers:
         if not isinstance(a, str):
             raise InputError(path, f"field 'golden_answers' holds a {type(a).__name__}, expected strings", lineno)
+        if not a.strip():  # EM would be decided by an answer the model never has to find
+            raise InputError(path, f"field 'golden_answers' holds an empty answer {a!r}", lineno)
     metadata = obj.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InputError(path, f"field 'metadata' must be an object, got {type(metadata).__name__}", lineno)
@@ -175,8 +177,6 @@ def read_searchr1_parquet(path: str | os.PathLike) -> list[QAExample]:
         if answers is None:
             target = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
             answers = list(target) if target is not None else None
-        if isinstance(answers, str):
-            answers = [answers]
         extra = row.get("extra_info") or {}
         obj = {k: v for k, v in (("id", row.get("id", str(extra.get("index", i)))), ("question", row.get("question")),
                                  ("golden_answers", answers)) if v is not None}
@@ -198,10 +198,14 @@ def load_qa(path: str | os.PathLike) -> list[QAExample]:
     """Read a QA file by extension: .jsonl (FlashRAG) or .parquet (Search-R1)."""
     suffix = Path(path).suffix
     if suffix == ".jsonl":
-        return read_qa_jsonl(path)
-    if suffix == ".parquet":
-        return read_searchr1_parquet(path)
-    raise InputError(path, f"unknown QA file type {suffix!r} (expected .jsonl or .parquet)")
+        examples = read_qa_jsonl(path)
+    elif suffix == ".parquet":
+        examples = read_searchr1_parquet(path)
+    else:
+        raise InputError(path, f"unknown QA file type {suffix!r} (expected .jsonl or .parquet)")
+    if not examples:  # an evaluation over nothing would report an average EM of 0; a conversion, an empty file
+        raise InputError(path, "holds no questions")
+    return examples
 
 
 def save_qa(path: str | os.PathLike, examples: Sequence[QAExample]) -> int:

@@ -179,6 +179,8 @@ def scan_corpus_lines(path: str | os.PathLike, show_progress: bool = True) -> tu
 
 
 META_FILE = "meta.json"
+FORMAT_VERSION = 1
+"""The index directory layout this searche1 writes and reads (meta.json's format_version)."""
 
 
 def write_meta(directory: str | os.PathLike, meta: dict) -> None:
@@ -190,6 +192,11 @@ def read_meta(directory: str | os.PathLike) -> dict:
     if not path.is_file():
         raise InputError(directory, f"not a searche1 index (no {META_FILE}); build one with `searche1 index`")
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(path, f"invalid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise InputError(path, f"format_version={found!r}: this searche1 reads index format {FORMAT_VERSION}; "
+                               "rebuild the index with `searche1 index`")
+    return meta

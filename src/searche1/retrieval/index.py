@@ -13,10 +13,9 @@ from rich.progress import Progress
 from searche1.data.corpus import iter_corpus
 from searche1.fileio import InputError, atomic_dir, check_replaceable
 from searche1.progress import progress
-from searche1.retrieval.base import DocStore, Retriever, read_meta, write_meta
+from searche1.retrieval.base import FORMAT_VERSION, DocStore, Retriever, read_meta, write_meta
 
 METHODS = ("bm25", "dense")
-FORMAT_VERSION = 1
 
 
 @dataclass

@@ -15,14 +15,14 @@ import contextlib
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
-from fastapi import FastAPI, HTTPException
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from searche1.retrieval.base import MAX_TOPK, Retriever
+from searche1.runtime import LOOPBACK_HOSTS, is_loopback
 
 
 @dataclasses.dataclass
@@ -102,7 +102,42 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message})
 
 
-def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dict | None = None):
+def _invalid(errors: list[dict]) -> JSONResponse:
+    parts = []
+    for err in errors:
+        loc = ".".join(str(x) for x in err["loc"] if x != "body")
+        parts.append(f"{loc or 'body'}: {err['msg']}")
+    return _error(422, "invalid request: " + "; ".join(parts))
+
+
+async def _request(request: Request) -> RetrieveRequest | JSONResponse:
+    """The body as a RetrieveRequest, or the 422 answer saying what is wrong with it. Parsed here rather than by
+    FastAPI, which answers a body that is not UTF-8 or nested too deeply with a bare 400."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return _error(422, "invalid request: body: send JSON with the header Content-Type: application/json (got "
+                           f"{content_type or 'none'})")
+    raw = await request.body()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return _error(422, f"invalid request: body: not valid UTF-8 ({e.reason} at byte {e.start})")
+    except json.JSONDecodeError as e:
+        return _error(422, f"invalid request: body: invalid JSON at character {e.pos} ({e.msg})")
+    except RecursionError:
+        return _error(422, "invalid request: body: JSON nested too deeply")
+    try:
+        return RetrieveRequest.model_validate(data)
+    except ValidationError as e:
+        return _invalid(e.errors())
+    except RecursionError:
+        return _error(422, "invalid request: body: JSON nested too deeply")
+
+
+def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dict | None = None,
+             allowed_hosts: Sequence[str] | None = None):
+    """`allowed_hosts`: the Host headers answered (None = any). serve() sets the loopback names on a loopback
+    bind, so that a web page the user visits cannot read the corpus through DNS rebinding."""
     limits = limits or ServerLimits()
     batcher = _Batcher(retriever, limits.max_batch_queries)
 
@@ -114,20 +149,15 @@ def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dic
 
     app = FastAPI(title="searche1 retriever", lifespan=lifespan)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"] if x != "body")
-            parts.append(f"{loc or 'body'}: {err['msg']}")
-        return _error(422, "invalid request: " + "; ".join(parts))
-
     @app.get("/health")
     async def health():
         return {"status": "ok", **(info or {})}
 
     @app.post("/retrieve")
-    async def retrieve(req: RetrieveRequest):
+    async def retrieve(request: Request):
+        req = await _request(request)
+        if isinstance(req, JSONResponse):
+            return req
         if not req.queries:
             return _error(422, "invalid request: queries: must hold at least one query")
         if len(req.queries) > limits.max_queries:
@@ -143,23 +173,32 @@ def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dic
         # json.dumps directly: FastAPI's generic encoder is several times slower on large lists of dicts.
         return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
 
-    return _BodyLimit(app, limits.max_body_bytes)
+    return _BodyLimit(app, limits.max_body_bytes, allowed_hosts)
 
 
 class _BodyLimit:
-    """Reject bodies over the limit: at once from Content-Length, else (chunked) while the body streams in.
+    """Reject bodies over the limit: at once from Content-Length, else (chunked) while the body streams in; and
+    requests whose Host header is not one of `allowed_hosts` (when given).
 
     Plain ASGI rather than FastAPI's @middleware("http"), which costs a task switch per request."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, allowed_hosts: Sequence[str] | None = None):
         self.app, self.max_bytes = app, max_bytes
+        self.allowed_hosts = None if allowed_hosts is None else set(allowed_hosts)
         self.router = app.router  # lets tests enter the lifespan as with the app itself
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.allowed_hosts is not None:
+            host = headers.get(b"host", b"").decode("latin-1")
+            name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # without the port; [::1] kept whole
+            if name not in self.allowed_hosts:
+                return await _error(400, f"invalid Host header {host!r}: this retriever answers only "
+                                         f"{', '.join(sorted(self.allowed_hosts))}")(scope, receive, send)
         too_large = _error(422, f"request body is over the limit of {self.max_bytes} bytes")
-        size = dict(scope["headers"]).get(b"content-length", b"")
+        size = headers.get(b"content-length", b"")
         if size.isdigit() and int(size) > self.max_bytes:
             return await too_large(scope, receive, send)
         received = 0
@@ -176,6 +215,12 @@ class _BodyLimit:
 
 
 _ENV_INDEX, _ENV_LIMITS, _ENV_DEVICE = "SEARCHE1_SERVE_INDEX", "SEARCHE1_SERVE_LIMITS", "SEARCHE1_SERVE_DEVICE"
+_ENV_HOSTS = "SEARCHE1_SERVE_HOSTS"
+
+
+def allowed_hosts_for(host: str) -> list[str] | None:
+    """The Host headers a server bound to `host` answers: the loopback names on a loopback bind, else any."""
+    return list(LOOPBACK_HOSTS) if is_loopback(host) else None
 
 
 def app_from_env():
@@ -189,7 +234,8 @@ def app_from_env():
     retriever = open_index(index, device=os.environ.get(_ENV_DEVICE) or None)
     _warmup(retriever)
     return make_app(retriever, ServerLimits(**json.loads(os.environ[_ENV_LIMITS])),
-                    info={"method": meta["method"], "n_docs": meta["n_docs"]})
+                    info={"method": meta["method"], "n_docs": meta["n_docs"]},
+                    allowed_hosts=json.loads(os.environ.get(_ENV_HOSTS) or "null"))
 
 
 def serve_workers(index: str, workers: int, host: str = "127.0.0.1", port: int = 8000,
@@ -198,7 +244,8 @@ def serve_workers(index: str, workers: int, host: str = "127.0.0.1", port: int =
     import uvicorn
 
     limits = dataclasses.asdict(limits or ServerLimits())
-    os.environ.update({_ENV_INDEX: str(index), _ENV_LIMITS: json.dumps(limits), _ENV_DEVICE: device or ""})
+    os.environ.update({_ENV_INDEX: str(index), _ENV_LIMITS: json.dumps(limits), _ENV_DEVICE: device or "",
+                       _ENV_HOSTS: json.dumps(allowed_hosts_for(host))})
     uvicorn.run("searche1.retrieval.server:app_from_env", factory=True, workers=workers, host=host, port=port,
                 log_level=log_level)
 
@@ -210,11 +257,15 @@ def _warmup(retriever) -> None:
 
 
 def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
-          info: dict | None = None, log_level: str = "warning") -> None:
+          info: dict | None = None, log_level: str = "warning", ready: str | None = None) -> None:
+    """`ready`: a line printed once the search is compiled, just before the server listens."""
     import uvicorn
 
     _warmup(retriever)
-    uvicorn.run(make_app(retriever, limits, info), host=host, port=port, log_level=log_level)
+    if ready:
+        print(ready, flush=True)
+    uvicorn.run(make_app(retriever, limits, info, allowed_hosts_for(host)), host=host, port=port,
+                log_level=log_level)
 
 
 @dataclasses.dataclass
@@ -252,6 +303,15 @@ class ServeSource:
 
         meta = read_meta(self.index)
         return {"method": meta["method"], "n_docs": meta["n_docs"]}, f"{meta['method']} index {self.index}"
+
+    def opening(self, default_model: str) -> str:
+        """What opening takes seconds for, said before it starts."""
+        if self.index is not None:
+            return f"opening index {self.index} and compiling its search before listening (a few seconds)"
+        if self.faiss_index is not None:
+            model = default_model if self.model is None else self.model
+            return f"opening {self.faiss_index}, loading the encoder {model} and finding the lines of {self.corpus}"
+        return f"opening pyserini index {self.pyserini_index} (starts a Java VM)"
 
     def open(self, default_model: str, threads: int) -> tuple[Retriever, dict, str]:
         """(retriever, health info, a line naming what it serves)."""

@@ -30,13 +30,15 @@ class Phase:
     round: int
     path: Path
     record: dict = field(default_factory=dict)  # phase.json: EM per benchmark, cost; {} while the phase runs
+    report: str = "eval.json"  # the phase's eval report (a lone `searche1 eval --out D/e.json` names its own)
 
     @property
     def finished(self) -> bool:
         return bool(self.record)
 
     def source_path(self, source: str) -> Path | None:
-        path = self.path / SOURCES[source]
+        name = SOURCES[source] if source != "eval" else Path(self.report).stem + ".trajectories.jsonl"
+        path = self.path / name
         return path if path.is_file() else None
 
 
@@ -47,7 +49,7 @@ def _read_json(path: Path) -> dict:
         raise InputError(path, f"not JSON ({e.msg})", e.lineno) from None
 
 
-def _phase(path: Path) -> Phase:
+def _phase(path: Path, report: str = "eval.json") -> Phase:
     record = _read_json(path / "phase.json") if (path / "phase.json").is_file() else {}
     m = _PHASE_DIR.match(path.name)
     if record:
@@ -57,13 +59,23 @@ def _phase(path: Path) -> Phase:
     else:  # a lone phase directory: what it holds says what it is
         kind = "ofsd" if (path / "pool.jsonl").is_file() else "grpo" if (path / "checkpoints").is_dir() else "eval"
         round_, name = 0, path.name
-    if not record and (path / "eval.json").is_file():  # finished evaluation, no phase record (a lone eval dir)
-        report = _read_json(path / "eval.json")
-        if "benchmarks" in report:
+    key = path.name
+    if report != "eval.json":  # one of the eval reports a user wrote into a directory: named by its file
+        key = name = Path(report).stem
+    if not record and (path / report).is_file():  # finished evaluation, no phase record (a lone eval dir)
+        evaluation = _read_json(path / report)
+        if "benchmarks" in evaluation:
             record = {"phase": name, "kind": kind, "round": round_,
-                      "em": {b: v["em"] for b, v in report["benchmarks"].items()},
-                      "average_em": report.get("average_em", 0.0)}
-    return Phase(path.name, name, kind, round_, path, record)
+                      "em": {b: v["em"] for b, v in evaluation["benchmarks"].items()},
+                      "average_em": evaluation.get("average_em", 0.0), "model": evaluation.get("model")}
+    return Phase(key, name, kind, round_, path, record, report)
+
+
+def _eval_reports(directory: Path) -> list[str]:
+    """The `searche1 eval` reports in a directory, whatever the user named them: X.json with its
+    X.trajectories.jsonl beside it."""
+    return sorted(f.name for f in directory.glob("*.json")
+                  if f.with_name(f.stem + ".trajectories.jsonl").is_file())
 
 
 class RunDir:
@@ -78,23 +90,33 @@ class RunDir:
     def refresh(self) -> None:
         """Read the phases again (a run still training adds phases and records; trajectory indexes are kept and
         rebuilt only for files that changed)."""
+        if self.path.is_file() and self.path.suffix == ".json":  # an eval report itself
+            if not self.path.with_name(self.path.stem + ".trajectories.jsonl").is_file():
+                raise InputError(self.path, f"not a searche1 eval report: no {self.path.stem}.trajectories.jsonl "
+                                            "beside it")
+            self.phases_root = self.path.parent
+            self.phases = [_phase(self.path.parent, self.path.name)]
+            return
         if not self.path.is_dir():
             raise InputError(self.path, "no such run directory")
         for base in (self.path / "phases", self.path / "evolve" / "phases"):
             if base.is_dir():
                 self.phases_root = base
-                dirs = sorted(p for p in base.iterdir() if p.is_dir())
-                break
+                self.phases = [_phase(p) for p in sorted(p for p in base.iterdir() if p.is_dir())]
+                return
+        self.phases_root = self.path
+        if any((self.path / f).is_file() for f in _PHASE_FILES):
+            self.phases = [_phase(self.path)]
+        elif reports := _eval_reports(self.path):
+            self.phases = [_phase(self.path, r) for r in reports]
         else:
-            if not any((self.path / f).is_file() for f in _PHASE_FILES):
-                raise InputError(self.path, "not a searche1 run: no phases/, evolve/phases/, or a phase's files "
-                                            f"({', '.join(_PHASE_FILES)})")
-            self.phases_root, dirs = self.path, [self.path]
-        self.phases = [_phase(d) for d in dirs]
+            raise InputError(self.path, "not a searche1 run: no phases/, evolve/phases/, a phase's files "
+                                        f"({', '.join(_PHASE_FILES)}), or an eval report (X.json with "
+                                        "X.trajectories.jsonl)")
 
     def stamp(self) -> tuple:
         """Changes when any phase's record, metrics or pairs change (the viewer redraws its figures then)."""
-        files = [p.path / f for p in self.phases for f in ("phase.json", "eval.json", "metrics.jsonl", "pairs.jsonl")]
+        files = [p.path / f for p in self.phases for f in ("phase.json", p.report, "metrics.jsonl", "pairs.jsonl")]
         return tuple((str(f), f.stat().st_mtime_ns) for f in files if f.is_file())
 
     @property
@@ -195,20 +217,20 @@ class RunDir:
     def _tokenizer_source(self) -> str | None:
         from searche1 import models
 
+        # the names the package resolves are looked up where they would be made, never made by a viewer
+        made_once = {models.TOY_BASE: models.toy_base_path(),
+                     models.SMOLLM2: models.cache_dir() / models.SMOLLM2_FOLDER,
+                     models.SMOLLM2_SEARCHER: models.cache_dir() / models.SMOLLM2_SEARCHER}
         candidates = []
         for p in self.phases:
-            if p.record.get("model"):
-                candidates.append(Path(p.record["model"]))
+            if p.record.get("model"):  # a phase's record, or an eval report's "model" (toy-base, a folder)
+                candidates.append(made_once.get(p.record["model"], Path(p.record["model"])))
             candidates += [p.path / "final", *sorted((p.path / "checkpoints").glob("step-*"))]
         candidates.append(self.path / "final")
         for folder in candidates:
             if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
                 return str(folder)
-        # no model folder yet (a first phase still running): the start model its config names, if it is here;
-        # the names the package resolves are looked up where they would be made, never made by a viewer
-        made_once = {models.TOY_BASE: models.toy_base_path(),
-                     models.SMOLLM2: models.cache_dir() / models.SMOLLM2_FOLDER,
-                     models.SMOLLM2_SEARCHER: models.cache_dir() / models.SMOLLM2_SEARCHER}
+        # no model folder yet (a first phase still running): the start model its config names, if it is here
         for config in (self.path / "config.yaml", self.phases_root.parent / "config.yaml",
                        *(p.path / "config.yaml" for p in self.phases)):
             if config.is_file():
