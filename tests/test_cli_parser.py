@@ -2,7 +2,7 @@
 
 import pytest
 
-from searche1.cli import COMMANDS, build_parser, with_train_algorithm
+from searche1.cli import COMMANDS, build_parser, config_overrides, with_train_algorithm
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -42,3 +42,13 @@ def test_no_option_hides_the_handler():
     for parser in parsers(build_parser()):
         assert "handler" not in {a.dest for a in parser._actions}, parser.prog
     assert callable(build_parser().parse_args(["view", "RUN"]).handler)
+
+
+@pytest.mark.parametrize("command", [
+    ["config"], ["search", "--index", "I", "q"], ["eval", "--model", "m", "--data", "d", "--out", "o"],
+    ["train", "grpo", "--out", "r"], ["serve", "--index", "I"], ["demo"], ["ablate", "--out", "o"],
+])
+def test_one_override_form_everywhere(command):
+    args = build_parser().parse_args([*command[:1], "-o", "retrieval.topk=5", *command[1:]]
+                                     if command[0] != "train" else [*command, "-o", "retrieval.topk=5"])
+    assert config_overrides(args) == ["retrieval.topk=5"]

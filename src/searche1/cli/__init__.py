@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from searche1.cli.common import COMMANDS, positive_int
+from searche1.cli.common import COMMANDS, config_overrides, positive_int
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(with_train_algorithm(argv))
+    args.overrides = config_overrides(args)  # -o ones and bare ones: the commands read one list
     from searche1.runtime import configure_threads
 
     configure_threads(args.threads)  # before anything imports numpy or torch, so BLAS sees it too

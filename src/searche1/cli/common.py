@@ -38,9 +38,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "toy") -> None:
+def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "toy", positional: bool = True) -> None:
+    """--preset, and overrides in the one form every command takes (`-o key=value`, repeatable); commands without
+    other positional arguments also take them bare (`searche1 train --preset toy grpo.steps=5`)."""
     p.add_argument("--preset", default=default_preset, help="preset name in configs/ or a YAML path")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. retrieval.topk=5")
+    p.add_argument("-o", "--override", dest="option_overrides", action="append", default=[], metavar="key=value",
+                   help="config override (repeatable), e.g. -o retrieval.topk=5")
+    if positional:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides, e.g. retrieval.topk=5 (the same as -o retrieval.topk=5)")
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """Every override the command line gave, -o ones first."""
+    return [*getattr(args, "option_overrides", []), *getattr(args, "overrides", [])]
 
 
 def pick(flag, default):

@@ -65,9 +65,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--topk", type=int, default=None, help="default retrieval.topk: 3")
     p.add_argument("--json", action="store_true", help="print one JSON line per query: its documents and their "
                                                         "scores")
-    p.add_argument("--preset", default="toy", help="preset name in configs/ or a YAML path")
-    p.add_argument("-o", "--override", dest="overrides", action="append", default=[], metavar="key=value",
-                   help="config override (repeatable), e.g. -o retrieval.timeout=5")
+    add_config_args(p, positional=False)
     p.add_argument("queries", nargs="+", help="one or more queries (quote each one)")
     p.set_defaults(handler=cmd_search)
 
