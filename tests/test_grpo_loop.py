@@ -156,10 +156,10 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
 def test_grpo_trains_on_qa_files_through_an_index(tiny_policy, tmp_path):
     """grpo.train_data + retrieval.index: the questions of the files, searched through the index directory."""
     from searche1.config import ConfigError
+    from searche1.data.sources import training_questions
     from searche1.data.toyworld.generator import WorldConfig, generate_world, write_world
     from searche1.retrieval.index import IndexOptions, build_index
     from searche1.train.grpo_loop import train_grpo
-    from searche1.train.sources import training_questions
 
     write_world(generate_world(WorldConfig(seed=5)), tmp_path / "w")
     build_index(tmp_path / "w" / "corpus.jsonl", tmp_path / "idx", IndexOptions("bm25", "minilm", "flat"),

@@ -428,7 +428,6 @@ def cmd_eval(args) -> int:
     from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
-    from searche1.rollout.engine import EngineLimits
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
@@ -445,9 +444,8 @@ def cmd_eval(args) -> int:
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
                 else SamplingParams(r.temperature, r.top_p, r.top_k))
-    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
-                                    EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
-                                    cfg.seed)
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, r, sampling, args.samples,
+                                    args.batch_size, cfg.seed, on_retrieval_failure=cfg.retrieval.on_failure)
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
     traj_path = write_eval_report(args.out, report, trajectories)
     print(markdown_table(report))

@@ -99,7 +99,7 @@ def phase_dirs(cfg: Config, out: Path) -> list[Path]:
 
 
 def len_train(cfg: Config) -> int:
-    from searche1.train.sources import training_questions
+    from searche1.data.sources import training_questions
 
     return len(training_questions(cfg)[0])
 
@@ -109,13 +109,12 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
     (+ trajectories)."""
     from searche1.eval import evaluate, write_eval_report
     from searche1.rollout.backends.select import generation_backend
-    from searche1.rollout.engine import EngineLimits
 
     benchmarks, client = sets
     backend, tokenizer = generation_backend(cfg.rollout, model_path, device, "float32", cfg.seed)
-    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
-                                    EngineLimits.from_config(cfg.rollout, cfg.retrieval),
-                                    batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, cfg.rollout,
+                                    batch_size=cfg.evolve.eval_batch, seed=cfg.seed,
+                                    on_retrieval_failure=cfg.retrieval.on_failure)
     report.update(model=str(model_path))
     write_eval_report(out / "eval.json", report, trajectories)
     return report
@@ -211,7 +210,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log, stream)
             t_train = time.perf_counter() - t0
             if sets is None:  # built once, for the first phase that needs an evaluation
-                from searche1.train.sources import eval_benchmarks
+                from searche1.data.sources import eval_benchmarks
 
                 sets = eval_benchmarks(cfg)
             report = evaluate_model(cfg, model_out, path, device, sets)

@@ -27,7 +27,8 @@ from types import SimpleNamespace
 import torch
 
 from searche1.config import Config, ConfigError, save_config, to_dict
-from searche1.losses.grpo import GRPOLossConfig, group_advantages
+from searche1.data.sources import training_questions
+from searche1.losses.grpo import group_advantages
 from searche1.rollout.trajectory import FinishReason
 from searche1.runtime import process_count, process_rank
 from searche1.train.grpo_update import policy_update, rescore_old_logprobs
@@ -40,7 +41,6 @@ from searche1.train.kit import (
     refuse_existing_run,
     sample_seed,
 )
-from searche1.train.sources import training_questions
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
     from searche1.metrics import MetricsWriter
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import PolicyGenerator
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from searche1.train.checkpoint import (
         latest_checkpoint,
         load_trainer_state,
@@ -177,8 +177,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             _keep_metrics_up_to(out / "metrics.jsonl", step)
         save_config(cfg, out / "config.yaml")
     schedule_steps = stream.schedule_steps or g.steps
-    loss_cfg = GRPOLossConfig(g.clip_low, g.clip_high, g.kl_coef, g.kl_kind, g.entropy_coef, g.aggregation)
-    limits, sampling = EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k)
+    sampling = SamplingParams(r.temperature, r.top_p, r.top_k)
     figures: dict = {}
     guard = SkipGuard("GRPO", "lower grpo.lr, check the model's dtype, or resume from the last checkpoint "
                       f"under {out / 'checkpoints'}")
@@ -197,8 +196,9 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
             seeds = [sample_seed(cfg.seed, stream.offset + step, p, j) for p in positions for j in range(r.n_samples)]
             model.eval()
             with torch.no_grad():
-                trajectories = rollout(batch, generator.backend(policy), tokenizer, client, limits, sampling,
-                                       r.n_samples, sample_seeds=seeds)
+                trajectories = rollout(batch, generator.backend(policy), tokenizer, client, r, sampling,
+                                       r.n_samples, sample_seeds=seeds,
+                                       on_retrieval_failure=cfg.retrieval.on_failure)
                 # vLLM's log-probs come from another kernel stack (and after top-p truncation): the ratio's old
                 # log-probs are the trainer's own, as verl recomputes them; the gap is logged as a check
                 logprob_gap = (rescore_old_logprobs(policy, trajectories, tokenizer.pad_token_id, g.micro_batch,
@@ -219,7 +219,7 @@ def train_grpo(cfg: Config, out: str | Path, resume: bool = False, device: str =
                     group["lr"] = g.lr * lr_factor((stream.schedule_offset + step) * updates_per_step + u,
                                                    schedule_steps * updates_per_step, g.warmup_ratio, g.schedule)
                 part = slice(u * per_update, (u + 1) * per_update)  # trajectories come grouped, in prompt order
-                update_stats.append(policy_update(model, optimizer, trained[part], advantages[part], loss_cfg,
+                update_stats.append(policy_update(model, optimizer, trained[part], advantages[part], g,
                                                   tokenizer.pad_token_id, g.micro_batch, reference, r.temperature,
                                                   g.grad_clip, accelerator=accelerator))
             sync_seconds = generator.sync(policy)

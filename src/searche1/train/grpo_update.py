@@ -9,7 +9,8 @@ import math
 
 import torch
 
-from searche1.losses.grpo import GRPOLossConfig, grpo_loss
+from searche1.config import GRPOConfig
+from searche1.losses.grpo import grpo_loss
 
 
 def rescore_old_logprobs(model, trajectories: list, pad_id: int, micro_batch: int, temperature: float = 1.0,
@@ -36,7 +37,7 @@ def rescore_old_logprobs(model, trajectories: list, pad_id: int, micro_batch: in
     return gap / max(tokens, 1)
 
 
-def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOLossConfig,
+def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOConfig,
                   pad_id: int, micro_batch: int, ref_model=None, temperature: float = 1.0,
                   grad_clip: float = 1.0, accelerator=None) -> dict[str, float]:
     """One optimizer step over `trajectories` (a mini-batch), accumulated over micro-batches.

@@ -64,14 +64,14 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
                log=print) -> dict:
     """One OFSD phase from `model_path` (default ofsd.model) into `out`; returns its figures. The merged model is
     written to out/final/."""
+    from searche1.data.sources import training_questions
     from searche1.fileio import atomic_dir, write_json, write_jsonl
     from searche1.metrics import MetricsWriter
     from searche1.models import load_model
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import phase_backend
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from searche1.rollout.trajectory import FinishReason, save_trajectories
-    from searche1.train.sources import training_questions
 
     o, r, out = cfg.ofsd, cfg.rollout, Path(out)
     model_path = model_path or o.model
@@ -91,10 +91,9 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     base.eval()
     with torch.no_grad():
         pool = rollout(chosen, phase_backend(r, base, tokenizer, model_path, cfg.seed), tokenizer, client,
-                       EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k),
-                       o.n_samples,
+                       r, SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
                        sample_seeds=[sample_seed(cfg.seed, 10**6, p, j) for p in range(len(chosen))
-                                     for j in range(o.n_samples)])
+                                     for j in range(o.n_samples)], on_retrieval_failure=cfg.retrieval.on_failure)
     save_trajectories(out / "pool.jsonl", pool)
     t_pool = time.perf_counter() - t_start
 
