@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 
 def run_searche1(cfg, out: Path) -> list[dict]:
     """GRPO through the real entry point; per step (rollout s, update s, generated tokens)."""
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     train_grpo(cfg, out, log=lambda *_: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -64,7 +64,7 @@ def run_trl(cfg, out: Path) -> list[dict]:
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.engine import rollout
-    from searche1.train.grpo_loop import step_prompts
+    from searche1.train.grpo import step_prompts
     from searche1.train.kit import sample_seed
 
     g, r = cfg.grpo, cfg.rollout

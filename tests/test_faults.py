@@ -213,7 +213,7 @@ def test_grpo_with_the_retriever_down(tmp_path):
     failed and logs the count, and the step goes on (no skipped update, no crash); `stop` ends the run with the
     retriever's error."""
     from searche1.config import load_config
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"id": str(i), "question": q, "golden_answers": ["x"], "data_source": "nq"})
@@ -225,9 +225,9 @@ def test_grpo_with_the_retriever_down(tmp_path):
                                    f"grpo.train_data=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
                                    "retrieval.retries=0", f"retrieval.on_failure={on_failure}"])
 
-    figures = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
-    assert 1 <= figures["failed_samples"] <= 4 and figures["skipped"] == 0  # (a sample may answer at once)
+    record = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
+    assert 1 <= record["failed_samples"] <= 4 and record["skipped"] == 0  # (a sample may answer at once)
     logged = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
-    assert logged[-1]["grpo/failed_samples"] == figures["failed_samples"]
+    assert logged[-1]["grpo/failed_samples"] == record["failed_samples"]
     with pytest.raises(RetrieverUnavailable, match="unreachable"):
         train_grpo(config("stop"), tmp_path / "stop", log=lambda *_: None)

@@ -81,8 +81,8 @@ def test_follows_a_worked_solution_in_the_teacher_context(toy_base, monkeypatch)
     from searche1.retrieval.bm25 import BM25Retriever
     from searche1.retrieval.client import InProcessClient
     from searche1.rollout.backends.hf import HFBackend
+    from searche1.toy.episodes import FLAWLESS, worked_solution
     from searche1.train.pairs import privileged_context
-    from searche1.train.warmstart import FLAWLESS, worked_solution
 
     torch.set_num_threads(2)
     path, model, tokenizer = toy_base

@@ -98,13 +98,13 @@ def test_vllm_logprobs_match_the_trainers_after_each_sync(tmp_path):
 
 
 def test_one_bf16_grpo_step_and_one_ofsd_step_on_gpu(tmp_path):
-    from searche1.train.grpo_loop import train_grpo
-    from searche1.train.ofsd_loop import train_ofsd
+    from searche1.train.grpo import train_grpo
+    from searche1.train.ofsd import train_ofsd
 
     cfg = _smollm2_cfg(tmp_path, ["grpo.steps=1", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=2",
                                   "ofsd.pool_questions=8", "ofsd.n_samples=4"])
-    figures = train_grpo(cfg, tmp_path / "grpo", device="cuda")
-    assert figures["rollout_logprob_gap"] < LOGPROB_TOLERANCE and figures["skipped"] == 0
+    record = train_grpo(cfg, tmp_path / "grpo", device="cuda")
+    assert record["rollout_logprob_gap"] < LOGPROB_TOLERANCE and record["skipped"] == 0
     summary = train_ofsd(cfg, tmp_path / "ofsd", model_path=str(tmp_path / "grpo" / "checkpoints" / "step-1"),
                          device="cuda")
     assert (tmp_path / "ofsd" / "final" / "config.json").is_file() and summary["pairs"]["questions"] == 8

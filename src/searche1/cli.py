@@ -384,8 +384,8 @@ def cmd_model(args) -> int:
 
 
 def cmd_warmstart(args) -> int:
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
     from searche1.train.named_models import ensure_made
-    from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
         raise ValueError("--minutes must be > 0")
@@ -457,7 +457,7 @@ def cmd_train(args) -> int:
     from searche1.config import dump_config, load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.runtime import seed_everything
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
@@ -480,7 +480,7 @@ def cmd_train(args) -> int:
                   + f"\nwrote {args.out}/summary.md, summary.json and phases.png")
         return 0
     if args.train_command == "ofsd":
-        from searche1.train.ofsd_loop import train_ofsd
+        from searche1.train.ofsd import train_ofsd
 
         summary = train_ofsd(cfg, args.out, model_path=args.model, device=args.device)
         print(f"pairs {summary['pairs']['pairs']}, steps {summary['steps']}; wrote {args.out}/final")

@@ -49,7 +49,7 @@ def grpo_streams(cfg: Config) -> list:
     """One StepStream per planned phase (None for the phases that are not GRPO): round n's GRPO phase continues the
     data stream after the GRPO steps of the rounds before it, and its learning rate follows one schedule over every
     round (evolve.lr_schedule=continuous) or its own (per_round)."""
-    from searche1.train.grpo_loop import StepStream
+    from searche1.train.grpo import StepStream
 
     phases = plan_phases(cfg)
     total = sum(steps for kind, _, steps in phases if kind == "grpo")
@@ -129,7 +129,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
     phase_cfg = copy.deepcopy(cfg)
     if kind == "grpo":
         from searche1.train.checkpoint import latest_checkpoint
-        from searche1.train.grpo_loop import train_grpo
+        from searche1.train.grpo import train_grpo
 
         phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
         phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
@@ -148,7 +148,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
                 # the steps' own seconds, whichever process ran them (a resumed phase's wall time misses them)
                 "train_seconds": sum(r["rollout_seconds"] + r["train_seconds"] for r in steps_logged)}
         return str(latest_checkpoint(path)), cost
-    from searche1.train.ofsd_loop import train_ofsd
+    from searche1.train.ofsd import train_ofsd
 
     if path.exists() and not (path / "final").exists():
         shutil.rmtree(path)  # an interrupted OFSD phase: seeded, so it is simply redone
