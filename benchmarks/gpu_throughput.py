@@ -42,15 +42,15 @@ def main() -> int:
         print("gpu_throughput: needs a CUDA GPU and vLLM (pip install 'searche1[vllm]'); nothing measured",
               file=sys.stderr)
         return 1
-    from searche1.config import load_config
-    from searche1.losses.grpo import GRPOLossConfig, group_advantages
+    from searche1.config import GRPOConfig, load_config
+    from searche1.data.sources import training_questions
+    from searche1.losses.grpo import group_advantages
     from searche1.models import load_model, resolve_model_path
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
     from searche1.rollout.backends.select import vllm_engine
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from searche1.train.grpo_update import policy_update
-    from searche1.train.sources import training_questions
 
     cfg = load_config("smollm2-135m-cpu", [f"rollout.max_turns={args.max_turns}",
                                            f"rollout.max_response_length={args.turn_tokens}",
@@ -61,7 +61,7 @@ def main() -> int:
     policy, tokenizer = load_model(path, "cuda", "float32")
     hf_model = load_model(path, "cuda", "bfloat16")[0]  # HF generate at the engine's precision: a fair baseline
     engine = vllm_engine(path, cfg.rollout)
-    limits, sampling = EngineLimits.from_config(cfg.rollout), SamplingParams(1.0)
+    limits, sampling = cfg.rollout, SamplingParams(1.0)
     backends = {"hf": lambda: HFBackend(hf_model, tokenizer), "vllm": lambda: engine}
 
     def run(name):
@@ -93,7 +93,7 @@ def main() -> int:
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            policy_update(policy, optimizer, trajectories, advantages, GRPOLossConfig(kl_coef=0.0),
+            policy_update(policy, optimizer, trajectories, advantages, GRPOConfig(kl_coef=0.0),
                           tokenizer.pad_token_id, args.micro_batch)
         torch.cuda.synchronize()
         tokens = sum(len(t.prompt_ids) + len(t.response_ids) for t in trajectories)

@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 
 def run_searche1(cfg, out: Path) -> list[dict]:
     """GRPO through the real entry point; per step (rollout s, update s, generated tokens)."""
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     train_grpo(cfg, out, log=lambda *_: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -59,13 +59,13 @@ def run_trl(cfg, out: Path) -> list[dict]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from searche1.data.sources import training_questions
     from searche1.models import load_model
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.train.grpo_loop import step_prompts
+    from searche1.rollout.engine import rollout
+    from searche1.train.grpo import step_prompts
     from searche1.train.kit import sample_seed
-    from searche1.train.sources import training_questions
 
     g, r = cfg.grpo, cfg.rollout
     questions, client = training_questions(cfg)  # the retriever searche1 builds, built the same way
@@ -77,7 +77,7 @@ def run_trl(cfg, out: Path) -> list[dict]:
     order = [i for step in range(g.steps) for i in step_prompts(len(questions), step, g.prompts_per_step, cfg.seed)]
     dataset = Dataset.from_list([{"prompt": questions[i].question, "golden_answers": questions[i].golden_answers}
                                  for i in order])
-    limits, sampling = EngineLimits.from_config(r), SamplingParams(r.temperature, r.top_p, r.top_k)
+    limits, sampling = r, SamplingParams(r.temperature, r.top_p, r.top_k)
     log = {"rollout": [], "tokens": [], "reward": []}
 
     def rollout_func(prompts: list[str], trainer) -> dict:

@@ -43,11 +43,11 @@ def load_batch(args: argparse.Namespace) -> Batch:
     from searche1.runtime import configure_threads
 
     configure_threads(args.threads)
+    from searche1.config import RolloutConfig
     from searche1.data.toyworld.generator import WorldConfig, generate_world
     from searche1.models import load_model
     from searche1.retrieval.bm25 import BM25Retriever
     from searche1.retrieval.client import InProcessClient
-    from searche1.rollout.engine import EngineLimits
 
     if args.random_weights:
         model, tokenizer = _random_model(args)
@@ -56,7 +56,7 @@ def load_batch(args: argparse.Namespace) -> Batch:
     world = generate_world(WorldConfig(seed=0))
     examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
     return Batch(model, tokenizer, world, examples, InProcessClient(BM25Retriever.build(world.docs)),
-                 EngineLimits(max_turns=args.max_turns, max_response_length=args.turn_tokens))
+                 RolloutConfig(max_turns=args.max_turns, max_response_length=args.turn_tokens))
 
 
 def _random_model(args: argparse.Namespace):

@@ -17,7 +17,8 @@ import torch
 from searche1.data.toyworld.demos import induction_drill
 from searche1.data.toyworld.names import NAME_POOL
 from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_words
-from searche1.train.warmstart import WarmstartConfig, encode_demo, make_model, masked_lm_loss
+from searche1.toy.episodes import encode_demo
+from searche1.toy.warmstart import WarmstartConfig, make_model, masked_lm_loss
 
 
 def recurring_row(rng: random.Random) -> list[tuple[str, bool]]:

@@ -18,8 +18,8 @@ from searche1.data.toyworld.demos import demonstrate
 from searche1.data.toyworld.generator import WorldConfig, generate_world, write_world
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
+from searche1.toy.episodes import FLAWLESS, worked_solution
 from searche1.train.pairs import privileged_context
-from searche1.train.warmstart import FLAWLESS, worked_solution
 
 
 def worked_solutions(world, tokenizer) -> dict[str, str]:

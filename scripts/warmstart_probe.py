@@ -32,10 +32,10 @@ def main() -> None:
     if args.short_prompt:  # the engine and the warm start both build prompts through protocol.make_prompt
         protocol.make_prompt = lambda question, tokenizer=None: \
             f"{protocol.QUESTION_MARKER}{protocol.normalize_question(question)}\n"
-    import searche1.train.warmstart as warmstart
+    import searche1.toy.episodes as episodes
 
     if args.flawless:
-        warmstart.Imperfections = lambda *a, **k: Imperfections(0.0, 0.0, 0.0, 0.0)
+        episodes.Imperfections = lambda *a, **k: Imperfections(0.0, 0.0, 0.0, 0.0)
     from searche1.cli import main as searche1
 
     rest = [a for a in args.warmstart_args if a != "--"]

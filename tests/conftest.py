@@ -59,18 +59,19 @@ def tiny_rollouts(model, tokenizer, corpus, n_samples: int, temperature: float =
     """Real trajectories of `model` (HF backend, in-process BM25 over `corpus`) on two fixed questions."""
     import torch
 
+    from searche1.config import RolloutConfig
     from searche1.data.qa import QAExample
     from searche1.retrieval.bm25 import BM25Retriever
     from searche1.retrieval.client import InProcessClient
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
 
     client = InProcessClient(BM25Retriever.build(corpus), topk=2)
     examples = [QAExample("1", "Where was Zorvak born", ["Melin"], "toy"),
                 QAExample("2", "Who founded the company called Kelmar, and when was that", ["Zorvak"], "toy")]
     return rollout(examples, HFBackend(model, tokenizer), tokenizer, client,
-                   EngineLimits(max_turns=max_turns, max_response_length=max_response_length),
+                   RolloutConfig(max_turns=max_turns, max_response_length=max_response_length),
                    SamplingParams(temperature=temperature), n_samples=n_samples,
                    generator=torch.Generator().manual_seed(seed))
 

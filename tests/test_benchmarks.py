@@ -23,7 +23,7 @@ def test_retrieval_benchmark_smoke(tmp_path):
 
 
 def test_rollout_benchmark_smoke(tmp_path):
-    from searche1.train.warmstart import WarmstartConfig, warmstart
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
 
     model = tmp_path / "tiny"  # an untrained-size toy model: the smoke test checks the plumbing, not quality
     warmstart(model, WarmstartConfig(max_steps=1, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
@@ -47,7 +47,7 @@ def test_grpo_vs_trl_benchmark_smoke(tmp_path):
     run, and from the same weights with the same questions and per-sample seeds their first step generates the
     same tokens."""
     pytest.importorskip("trl")
-    from searche1.train.warmstart import WarmstartConfig, warmstart
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
 
     model = tmp_path / "tiny"
     warmstart(model, WarmstartConfig(max_steps=1, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from test_grpo_loop import _config, _records, _weights, tiny_policy  # noqa: F401  (a fixture)
+from test_grpo_recipe import _config, _records, _weights, tiny_policy  # noqa: F401  (a fixture)
 
 
 def test_checksums_find_a_changed_missing_or_added_file(tiny_policy, tmp_path):  # noqa: F811
@@ -42,7 +42,7 @@ def test_checksums_find_a_changed_missing_or_added_file(tiny_policy, tmp_path): 
 
 
 def test_resume_passes_over_a_damaged_checkpoint_and_ends_as_uninterrupted(tiny_policy, tmp_path):  # noqa: F811
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     full = tmp_path / "full"
@@ -113,7 +113,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_results(s
 def test_sigkill_during_a_checkpoint_write(tiny_policy, tmp_path):  # noqa: F811
     """The process kills itself (SIGKILL) while writing checkpoint 2, between the weights and the optimizer state:
     the half-written folder is never loaded, --resume removes it and ends as an uninterrupted run."""
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     full = tmp_path / "full"
@@ -122,8 +122,8 @@ def test_sigkill_during_a_checkpoint_write(tiny_policy, tmp_path):  # noqa: F811
     script = f"""
 import os, signal, torch
 from searche1.train import checkpoint
-from searche1.train.grpo_loop import train_grpo
-from test_grpo_loop import _config
+from searche1.train.grpo import train_grpo
+from test_grpo_recipe import _config
 saves = []
 real_save = torch.save
 def save(obj, path, *args, **kwargs):

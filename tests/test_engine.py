@@ -7,11 +7,12 @@ import torch
 
 from conftest import tiny_qwen2
 from searche1 import protocol
+from searche1.config import RolloutConfig
 from searche1.data.qa import QAExample
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
 from searche1.rollout.backends.base import SamplingParams, TurnOutput
-from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.engine import rollout
 from searche1.rollout.trajectory import FinishReason
 
 
@@ -88,7 +89,7 @@ def test_search_then_answer(tokenizer, client):
     scripts = {0: ["<think>need it</think><search> Zorvak painter born </search>", "<answer> Melin </answer>"],
                1: ["<answer> Dosta </answer>"]}
     backend = ScriptedBackend(tokenizer, scripts)
-    t0, t1 = rollout([_ex()], backend, tokenizer, client, EngineLimits(), SamplingParams(), n_samples=2)
+    t0, t1 = rollout([_ex()], backend, tokenizer, client, RolloutConfig(), SamplingParams(), n_samples=2)
     assert client.calls == [["Zorvak painter born"]]
     assert (t0.finish_reason, t0.answer, t0.reward, t0.n_searches) == (FinishReason.ANSWER, "Melin", 1.0, 1)
     assert (t1.finish_reason, t1.reward, t1.n_searches) == (FinishReason.ANSWER, 0.0, 0)
@@ -104,14 +105,14 @@ def test_search_then_answer(tokenizer, client):
 
 def test_turn_queries_are_batched_into_one_call(tokenizer, client):
     scripts = {r: [f"<search> query {r} Kelmar </search>", "<answer> x </answer>"] for r in range(3)}
-    rollout([_ex()] * 3, ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(), SamplingParams())
+    rollout([_ex()] * 3, ScriptedBackend(tokenizer, scripts), tokenizer, client, RolloutConfig(), SamplingParams())
     assert client.calls == [["query 0 Kelmar", "query 1 Kelmar", "query 2 Kelmar"]]
 
 
 def test_invalid_actions_and_the_final_turn(tokenizer, client):
     scripts = {0: ["no tags here", "<search> a </search>", "still nothing", "<search> b </search>",
                    "<search> c </search>"]}
-    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(max_turns=4),
+    (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client, RolloutConfig(max_turns=4),
                    SamplingParams())
     assert [turn.action for turn in t.turns] == ["invalid", "search", "invalid", "search", "end_no_answer"]
     assert t.finish_reason is FinishReason.NO_ANSWER and t.answer is None and t.reward == 0.0
@@ -123,14 +124,14 @@ def test_invalid_actions_and_the_final_turn(tokenizer, client):
 def test_budgets(tokenizer, client):
     scripts = {0: ["<search> Zorvak </search>", "<answer> Melin </answer>"]}
     (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
-                   EngineLimits(max_prompt_length=200, max_response_length=50), SamplingParams())
+                   RolloutConfig(max_prompt_length=200, max_response_length=50), SamplingParams())
     assert t.finish_reason is FinishReason.BUDGET and t.masked_spans() == []  # no room for the observation
     (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
-                   EngineLimits(max_obs_length=7), SamplingParams())
+                   RolloutConfig(max_obs_length=7), SamplingParams())
     (a, b), = t.masked_spans()
     assert b - a == 7 and t.finish_reason is FinishReason.ANSWER
     (t,) = rollout([_ex()], ScriptedBackend(tokenizer, scripts), tokenizer, client,
-                   EngineLimits(max_start_length=10), SamplingParams())
+                   RolloutConfig(max_start_length=10), SamplingParams())
     assert t.finish_reason is FinishReason.BUDGET and t.response_ids == []
 
 
@@ -142,7 +143,7 @@ def test_real_backend_masks_and_logprobs(tokenizer, tiny_corpus):
     model = tiny_qwen2(len(tokenizer))
     client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
     trajs = rollout([_ex(), _ex("Who founded Kelmar", ("Zorvak",))], HFBackend(model, tokenizer), tokenizer, client,
-                    EngineLimits(max_turns=2, max_response_length=12), SamplingParams(temperature=1.0),
+                    RolloutConfig(max_turns=2, max_response_length=12), SamplingParams(temperature=1.0),
                     n_samples=2, generator=torch.Generator().manual_seed(0))
     assert len(trajs) == 4
     for t in trajs:
@@ -156,11 +157,11 @@ def test_strict_em_reads_only_model_text_searchr1_reads_all(tokenizer, client):
     """The invalid-action text holds "<answer> and </answer>": it must not become the answer in strict mode."""
     scripts = {0: ["no tags", "<search> x </search>", "<search> y </search>"]}
     ex = _ex(a=("and",))
-    (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client, EngineLimits(max_turns=2),
+    (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client, RolloutConfig(max_turns=2),
                    SamplingParams())
     assert t.answer is None and t.reward == 0.0
     (t,) = rollout([ex], ScriptedBackend(tokenizer, scripts), tokenizer, client,
-                   EngineLimits(max_turns=2, em_mode="searchr1"), SamplingParams())
+                   RolloutConfig(max_turns=2, em_mode="searchr1"), SamplingParams())
     assert t.answer == "and" and t.reward == 1.0  # Search-R1's scoring, kept as is for comparable numbers
 
 
@@ -169,7 +170,7 @@ def test_strict_em_takes_the_answer_from_the_turn_that_answered(tokenizer, clien
     although the model-written text joined across turns holds a complete `<answer> Melin</answer>`."""
     scripts = {0: ["<answer> Melin", "</answer>", "no tags"], 1: ["<search> x </search>", "<answer> Melin </answer>"]}
     split, answered = (rollout([_ex()], ScriptedBackend(tokenizer, {0: scripts[i]}), tokenizer, client,
-                               EngineLimits(max_turns=2), SamplingParams())[0] for i in (0, 1))
+                               RolloutConfig(max_turns=2), SamplingParams())[0] for i in (0, 1))
     assert split.finish_reason is FinishReason.NO_ANSWER
     assert (split.answer, split.reward, split.em, split.sub_em, split.f1) == (None, 0.0, 0.0, 0.0, 0.0)
     assert answered.finish_reason is FinishReason.ANSWER and (answered.answer, answered.reward) == ("Melin", 1.0)
@@ -184,7 +185,7 @@ def test_max_batch_refills_freed_places(tokenizer, client):
                3: ["<answer> Melin </answer>"]}
     backend = ScriptedBackend(tokenizer, scripts)
     finished = []
-    trajs = rollout([_ex()] * 4, backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=2,
+    trajs = rollout([_ex()] * 4, backend, tokenizer, client, RolloutConfig(), SamplingParams(), max_batch=2,
                     on_finish=finished.append)
     assert [t.n_searches for t in trajs] == [0, 2, 1, 0] and [t.reward for t in trajs] == [1.0, 1.0, 0.0, 1.0]
     # turn 1: samples 0, 1 (0 answers); turn 2: 1 and newcomer 2 search together; turn 3: both answer, the batch
@@ -192,7 +193,7 @@ def test_max_batch_refills_freed_places(tokenizer, client):
     assert client.calls == [["Zorvak born"], ["Melin", "Kelmar"]]
     assert backend.starts == 2 and sum(finished) == 4
     with pytest.raises(ValueError):
-        rollout([_ex()], backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=0)
+        rollout([_ex()], backend, tokenizer, client, RolloutConfig(), SamplingParams(), max_batch=0)
 
 
 @pytest.mark.parametrize("stop_mid_turn", [False, True])
@@ -218,7 +219,7 @@ def test_max_batch_with_the_real_backend_rescores(tokenizer, tiny_corpus, monkey
     # A random model writes no tags, so turns end by budget: long prompts after one turn, short ones after two.
     p_short = len(tokenizer(protocol.make_prompt(short.question, tokenizer), add_special_tokens=False).input_ids)
     invalid = len(tokenizer(protocol.INVALID_ACTION_TEXT, add_special_tokens=False).input_ids)
-    limits = EngineLimits(max_turns=4, max_response_length=12, max_prompt_length=p_short + 12 + invalid + 12 + 13)
+    limits = RolloutConfig(max_turns=4, max_response_length=12, max_prompt_length=p_short + 12 + invalid + 12 + 13)
 
     def run():
         backend = HFBackend(model, tokenizer)
@@ -262,7 +263,7 @@ def test_backend_that_cannot_add_gets_new_samples_only_when_empty(tokenizer, cli
             return out
 
     backend = NoAdd(tokenizer, scripts)
-    trajs = rollout([_ex()] * 3, backend, tokenizer, client, EngineLimits(), SamplingParams(), max_batch=2)
+    trajs = rollout([_ex()] * 3, backend, tokenizer, client, RolloutConfig(), SamplingParams(), max_batch=2)
     assert backend.batches == [2, 1] and [t.n_searches for t in trajs] == [0, 1, 0]
     assert all(t.finish_reason is FinishReason.ANSWER for t in trajs)
 
@@ -275,7 +276,7 @@ def test_sample_seeds_make_each_trajectory_independent_of_its_batch(tokenizer, t
     model = tiny_qwen2(len(tokenizer))
     client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
     examples = [_ex(), _ex("Who founded Kelmar", ("Zorvak",)), _ex("Where is Dosta", ("Quenland",))]
-    limits, sampling = EngineLimits(max_turns=2, max_response_length=10), SamplingParams(temperature=1.0)
+    limits, sampling = RolloutConfig(max_turns=2, max_response_length=10), SamplingParams(temperature=1.0)
 
     def run(exs, seeds, max_batch=None):
         return [(t.response_ids, t.logprobs) for t in rollout(exs, HFBackend(model, tokenizer), tokenizer, client,

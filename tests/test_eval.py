@@ -4,13 +4,13 @@ import json
 
 import pytest
 
+from searche1.config import RolloutConfig
 from searche1.data.qa import QAExample, write_qa_jsonl
 from searche1.eval import benchmark_figures, evaluate, find_qa_files, load_benchmarks, markdown_table
 from searche1.fileio import InputError
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
 from searche1.rollout.backends.base import TurnOutput
-from searche1.rollout.engine import EngineLimits
 
 
 class AlwaysAnswers:
@@ -45,7 +45,7 @@ def test_evaluate_aggregates(smollm2_tokenizer, tiny_corpus):
     }
     client = InProcessClient(BM25Retriever.build(tiny_corpus))
     report, trajs = evaluate(benchmarks, AlwaysAnswers(smollm2_tokenizer, "Melin"), smollm2_tokenizer, client,
-                             EngineLimits(), batch_size=3, show_progress=False)
+                             RolloutConfig(), batch_size=3, show_progress=False)
     a, b = report["benchmarks"]["a"], report["benchmarks"]["b"]
     assert (a["em"], a["n"], a["mean_searches"], a["answer_rate"]) == (0.5, 4, 1.0, 1.0)
     assert (b["em"], b["sub_em"]) == (0.0, 0.0) and b["f1"] == pytest.approx(2 * 1 * 0.5 / 1.5)

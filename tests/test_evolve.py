@@ -8,7 +8,7 @@ import json
 import pytest
 
 from searche1.config import load_config
-from test_grpo_loop import tiny_policy  # noqa: F401  (a fixture)
+from test_grpo_recipe import tiny_policy  # noqa: F401  (a fixture)
 
 
 def test_plan_phases_and_the_matched_budget_of_grpo_only():
@@ -76,7 +76,7 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
 
 
 @pytest.mark.slow  # 90 s on the 2-core CI machine; GRPO under torchrun stays in the essential set
-# (test_grpo_loop.py::test_two_processes_under_torchrun_equal_one_process)
+# (test_grpo_recipe.py::test_two_processes_under_torchrun_equal_one_process)
 def test_evolve_under_torchrun_trains_grpo_on_both_processes_and_ofsd_once(tmp_path):
     """`searche1 train` under torchrun (2 CPU processes, gloo): the GRPO phase is shared by both processes, the
     OFSD phase and the evaluations run on the main process only, and the phases equal those of one process."""
@@ -117,7 +117,7 @@ def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_
     from peft.tuners.lora import LoraModel
 
     import searche1.train.checkpoint as checkpoint
-    import searche1.train.grpo_loop as grpo_loop
+    import searche1.train.grpo as grpo_recipe
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.train.evolve import run_evolve
 
@@ -156,9 +156,9 @@ def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_
             seen.append(("ofsd end", logits(self)))
         return merge_and_unload.original(self, *args, **kwargs)
 
-    load_policy.original, save.original = grpo_loop._load_policy, checkpoint.save_checkpoint
+    load_policy.original, save.original = grpo_recipe._load_policy, checkpoint.save_checkpoint
     get_peft_model.original, merge_and_unload.original = peft.get_peft_model, LoraModel.merge_and_unload
-    monkeypatch.setattr(grpo_loop, "_load_policy", load_policy)
+    monkeypatch.setattr(grpo_recipe, "_load_policy", load_policy)
     monkeypatch.setattr(checkpoint, "save_checkpoint", save)
     monkeypatch.setattr(peft, "get_peft_model", get_peft_model)
     monkeypatch.setattr(LoraModel, "merge_and_unload", merge_and_unload)
@@ -190,7 +190,7 @@ def test_every_phase_starts_from_the_weights_the_previous_phase_ended_with(lora_
 
 def test_grpo_streams_continue_the_data_and_the_schedule_over_rounds():
     from searche1.train.evolve import grpo_streams
-    from searche1.train.grpo_loop import StepStream
+    from searche1.train.grpo import StepStream
 
     base = ["evolve.rounds=3", "evolve.grpo_steps=5"]
     assert grpo_streams(load_config("toy", base)) == [None, StepStream(0, 0, 15), None, StepStream(5, 5, 15), None,
@@ -204,7 +204,7 @@ def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedul
                                                                       tmp_path, monkeypatch):
     """Round 2's GRPO phase reads the questions and sampling seeds after round 1's (not round 1's again); its
     learning rate continues one warm-up-then-constant schedule over both rounds, or restarts it (per_round)."""
-    import searche1.train.grpo_loop as grpo_loop
+    import searche1.train.grpo as grpo_recipe
     from searche1.train.evolve import run_evolve
     from searche1.train.kit import lr_factor
 
@@ -218,9 +218,9 @@ def test_grpo_rounds_continue_the_question_stream_and_the_lr_schedule(lr_schedul
         calls["seeds"].add(step)
         return sample_seed.original(seed, step, position, sibling)
 
-    step_prompts.original, sample_seed.original = grpo_loop.step_prompts, grpo_loop.sample_seed
-    monkeypatch.setattr(grpo_loop, "step_prompts", step_prompts)
-    monkeypatch.setattr(grpo_loop, "sample_seed", sample_seed)
+    step_prompts.original, sample_seed.original = grpo_recipe.step_prompts, grpo_recipe.sample_seed
+    monkeypatch.setattr(grpo_recipe, "step_prompts", step_prompts)
+    monkeypatch.setattr(grpo_recipe, "sample_seed", sample_seed)
     cfg = load_config("toy", [f"grpo.model={tiny_policy}", "evolve.mode=grpo-only", "evolve.rounds=2",
                               "evolve.grpo_steps=2", "ofsd.pool_questions=1", "ofsd.n_samples=2",
                               f"evolve.lr_schedule={lr_schedule}", "evolve.eval_limit=1", "grpo.warmup_ratio=0.7",

@@ -135,14 +135,16 @@ def test_many_queries_go_in_requests_the_server_accepts(server):
 
 
 def _engine_run(client, tokenizer, scripts, on_failure):
+    from searche1.config import RolloutConfig
     from searche1.data.qa import QAExample
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from test_engine import ScriptedBackend
 
     examples = [QAExample(str(i), "Where was Zorvak born", ["Melin"], "toy") for i in range(len(scripts))]
     return rollout(examples, ScriptedBackend(tokenizer, scripts), tokenizer, client,
-                   EngineLimits(max_turns=2, on_retrieval_failure=on_failure), SamplingParams(greedy=True))
+                   RolloutConfig(max_turns=2), SamplingParams(greedy=True),
+                   on_retrieval_failure=on_failure)
 
 
 def test_engine_with_a_server_dying_mid_run(server, smollm2_tokenizer):
@@ -173,7 +175,8 @@ def test_engine_with_a_server_dying_mid_run(server, smollm2_tokenizer):
 def test_failed_samples_are_left_out_of_advantages_and_the_loss():
     """group_advantages ignores invalid rows; a failed sample's masked copy changes nothing in the update."""
     from conftest import tiny_qwen2
-    from searche1.losses.grpo import GRPOLossConfig, group_advantages
+    from searche1.config import GRPOConfig
+    from searche1.losses.grpo import group_advantages
     from searche1.rollout.trajectory import Trajectory
     from searche1.train.grpo_update import policy_update
 
@@ -200,7 +203,7 @@ def test_failed_samples_are_left_out_of_advantages_and_the_loss():
     for batch, adv in ((good, torch.tensor([1.0, -1.0])), (good + [masked], torch.tensor([1.0, -1.0, 0.0]))):
         model = tiny_qwen2(64)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        policy_update(model, optimizer, batch, adv, GRPOLossConfig(kl_coef=0.0), 0, 2, None, 1.0, 1e9)
+        policy_update(model, optimizer, batch, adv, GRPOConfig(kl_coef=0.0), 0, 2, None, 1.0, 1e9)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
@@ -210,7 +213,7 @@ def test_grpo_with_the_retriever_down(tmp_path):
     failed and logs the count, and the step goes on (no skipped update, no crash); `stop` ends the run with the
     retriever's error."""
     from searche1.config import load_config
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"id": str(i), "question": q, "golden_answers": ["x"], "data_source": "nq"})
@@ -222,9 +225,9 @@ def test_grpo_with_the_retriever_down(tmp_path):
                                    f"grpo.train_data=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
                                    "retrieval.retries=0", f"retrieval.on_failure={on_failure}"])
 
-    figures = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
-    assert 1 <= figures["failed_samples"] <= 4 and figures["skipped"] == 0  # (a sample may answer at once)
+    record = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
+    assert 1 <= record["failed_samples"] <= 4 and record["skipped"] == 0  # (a sample may answer at once)
     logged = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
-    assert logged[-1]["grpo/failed_samples"] == figures["failed_samples"]
+    assert logged[-1]["grpo/failed_samples"] == record["failed_samples"]
     with pytest.raises(RetrieverUnavailable, match="unreachable"):
         train_grpo(config("stop"), tmp_path / "stop", log=lambda *_: None)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from searche1.config import GRPOConfig
 from searche1.losses.grpo import (
-    GRPOLossConfig,
     aggregate,
     clipped_policy_loss,
     entropy_from_logits,
@@ -74,7 +74,7 @@ def test_grpo_loss_matches_brute_force_with_gradients(aggregation, clip_high):
     old = torch.log_softmax(torch.randn(B, T, V), -1).gather(-1, tokens[..., None])[..., 0]
     ref = torch.log_softmax(torch.randn(B, T, V), -1).gather(-1, tokens[..., None])[..., 0]
     adv = torch.tensor([1.5, -0.7, 0.3, 2.0])
-    cfg = GRPOLossConfig(clip_high=clip_high, kl_coef=0.1, entropy_coef=0.01, aggregation=aggregation)
+    cfg = GRPOConfig(clip_high=clip_high, kl_coef=0.1, entropy_coef=0.01, aggregation=aggregation)
 
     def parts(lg):
         logp = torch.log_softmax(lg, -1).gather(-1, tokens[..., None])[..., 0]
@@ -145,7 +145,7 @@ def test_policy_update_micro_batches_equal_one_batch(rolled_out):
     model, tok, trajs = rolled_out
     adv = group_advantages(torch.tensor([t.reward for t in trajs]), [t.group_id for t in trajs])
     for aggregation in ("token-mean", "seq-mean-token-mean"):
-        cfg = GRPOLossConfig(kl_coef=0.01, entropy_coef=0.001, aggregation=aggregation)
+        cfg = GRPOConfig(kl_coef=0.01, entropy_coef=0.001, aggregation=aggregation)
         after = []
         for micro in (len(trajs), 2, 1):
             m = copy.deepcopy(model).train()
@@ -169,10 +169,10 @@ def test_policy_update_skips_a_non_finite_step(rolled_out):
     m = copy.deepcopy(model).train()
     before = [p.detach().clone() for p in m.parameters()]
     adv = torch.full((len(trajs),), float("nan"))
-    stats = policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOLossConfig(kl_coef=0.0),
+    stats = policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOConfig(kl_coef=0.0),
                           tok.pad_token_id or 0, micro_batch=2)
     assert stats["skipped"] == 1
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
     with pytest.raises(ValueError, match="reference"):  # a KL term with nothing to compare against
-        policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOLossConfig(kl_coef=0.1),
+        policy_update(m, torch.optim.SGD(m.parameters(), lr=0.5), trajs, adv, GRPOConfig(kl_coef=0.1),
                       tok.pad_token_id or 0, micro_batch=2)

@@ -97,12 +97,13 @@ def _check_trajectory(t, limits, tokenizer):
 @SETTINGS
 @given(st.lists(st.lists(hostile_text, min_size=1, max_size=5), min_size=1, max_size=3))
 def test_engine_survives_hostile_turns(smollm2_tokenizer, hostile_world, scripts):
+    from searche1.config import RolloutConfig
     from searche1.data.qa import QAExample
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from test_engine import ScriptedBackend
 
-    limits = EngineLimits(max_turns=3, max_response_length=96, max_obs_length=64, max_query_chars=80)
+    limits = RolloutConfig(max_turns=3, max_response_length=96, max_obs_length=64, max_query_chars=80)
     scripts = [turns + [""] * (limits.max_turns + 1 - len(turns)) for turns in scripts]  # enough turns for any run
     examples = [QAExample(str(i), "Where was Zorvak born", ["Melin"], "toy") for i in range(len(scripts))]
     trajs = rollout(examples, ScriptedBackend(smollm2_tokenizer, scripts), smollm2_tokenizer, hostile_world, limits,
@@ -114,13 +115,14 @@ def test_engine_survives_hostile_turns(smollm2_tokenizer, hostile_world, scripts
 
 def test_a_10k_character_query_is_cut_before_it_is_sent_and_an_empty_one_is_searched(smollm2_tokenizer,
                                                                                       hostile_world):
+    from searche1.config import RolloutConfig
     from searche1.data.qa import QAExample
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
     from test_engine import ScriptedBackend
 
     huge = "<search> " + "Zorvak " * 1500 + "</search>"  # 10.5k characters
-    limits = EngineLimits(max_turns=2, max_response_length=8192, max_prompt_length=32768, max_query_chars=1024)
+    limits = RolloutConfig(max_turns=2, max_response_length=8192, max_prompt_length=32768, max_query_chars=1024)
     hostile_world.queries.clear()
     (t,) = rollout([QAExample("1", "Where was Zorvak born", ["Melin"], "toy")],
                    ScriptedBackend(smollm2_tokenizer, [[huge, "<search></search>", "<answer> Melin </answer>"]]),

@@ -69,12 +69,35 @@ def test_refuse_existing_run(tmp_path):
 
 
 def _imports(path) -> set[str]:
-    """Every module a source file imports, at any depth (lazy imports inside functions included)."""
+    """Every module a source file imports, at any depth (lazy imports inside functions included); `from a.b import
+    c` counts as both a.b and a.b.c (c may be a module)."""
     import ast
 
     tree = ast.parse(path.read_text())
     return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+        {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+         for a in n.names} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
+RECIPES = {"searche1.train.grpo": "train/grpo.py", "searche1.train.ofsd": "train/ofsd.py", "searche1.toy": "toy"}
+"""Each recipe (module or package) and its source under src/searche1/: none imports another."""
+
+
+def _within(module: str, recipe: str) -> bool:
+    return module == recipe or module.startswith(recipe + ".")
+
+
+def _recipe_imports(src) -> list[tuple[str, str]]:
+    """(file, recipe) for every recipe that another recipe's source file imports."""
+    found = set()
+    for recipe, where in RECIPES.items():
+        files = [src / where] if where.endswith(".py") else sorted((src / where).glob("*.py"))
+        assert files and all(f.is_file() for f in files), where  # a rule over a file that moved checks nothing
+        for path in files:
+            found |= {(str(path.relative_to(src)), other) for m in _imports(path)
+                      for other in RECIPES if other != recipe and _within(m, other)}
+    return sorted(found)
 
 
 def test_losses_import_nothing_from_train_and_recipes_not_each_other():
@@ -85,8 +108,21 @@ def test_losses_import_nothing_from_train_and_recipes_not_each_other():
     src = Path(searche1.__file__).parent
     for path in (src / "losses").glob("*.py"):
         assert not [m for m in _imports(path) if m.startswith("searche1.train")], path
-    recipes = {"grpo_loop", "ofsd_loop", "warmstart"}
-    for name in recipes:
-        others = {f"searche1.train.{r}" for r in recipes - {name}}
-        assert not _imports(src / "train" / f"{name}.py") & others, name
-    assert not [m for m in _imports(src / "models.py") if m.startswith("searche1.train")]
+    assert _recipe_imports(src) == []
+    assert not [m for m in _imports(src / "models.py") if m.startswith(("searche1.train", "searche1.toy"))]
+
+
+def test_the_recipe_rule_catches_a_recipe_importing_another(tmp_path):
+    """The check above on a planted tree: each way of importing another recipe is found, a shared module whose
+    name starts like a recipe's (train/grpo_update.py) is not."""
+    (tmp_path / "train").mkdir()
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "train" / "grpo.py").write_text("from searche1.train.grpo_update import policy_update\n"
+                                                "from searche1.train.kit import adamw\n"
+                                                "def f():\n    from searche1.train import ofsd\n")
+    (tmp_path / "train" / "ofsd.py").write_text("import searche1.toy.warmstart\n")
+    (tmp_path / "toy" / "warmstart.py").write_text("from searche1.toy.card import model_card\n")
+    (tmp_path / "toy" / "card.py").write_text("from searche1.train.grpo import step_prompts\n")
+    assert _recipe_imports(tmp_path) == [("toy/card.py", "searche1.train.grpo"),
+                                         ("train/grpo.py", "searche1.train.ofsd"),
+                                         ("train/ofsd.py", "searche1.toy")]

@@ -72,12 +72,12 @@ def test_loading_a_named_model_never_trains(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not made yet"):
         models.load_model(models.SMOLLM2_SEARCHER)
     made = []
-    monkeypatch.setattr("searche1.train.warmstart.warmstart", lambda folder, cfg: made.append(folder))
+    monkeypatch.setattr("searche1.toy.warmstart.warmstart", lambda folder, cfg: made.append(folder))
     named_models.ensure_made("toy-base", None, str(tmp_path))  # names that no training defines: nothing made
     assert made == []
     named_models.ensure_made(models.SMOLLM2, models.SMOLLM2_SEARCHER)
     assert made == [tmp_path / models.SMOLLM2_SEARCHER]
-    loaded = subprocess.run([sys.executable, "-c", "import sys, searche1.models; "
-                             "print(sorted(m for m in sys.modules if m.startswith('searche1.train')))"],
+    loaded = subprocess.run([sys.executable, "-c", "import sys, searche1.models; print(sorted(m for m in "
+                             "sys.modules if m.startswith(('searche1.train', 'searche1.toy'))))"],
                             capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"  # models.py imports no training code

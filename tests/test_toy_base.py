@@ -40,12 +40,12 @@ def test_plays_the_protocol_on_a_fresh_world(toy_base):
     the protocol."""
     import torch
 
+    from searche1.config import RolloutConfig
     from searche1.data.toyworld.generator import WorldConfig, generate_world
     from searche1.eval import evaluate
     from searche1.retrieval.bm25 import BM25Retriever
     from searche1.retrieval.client import InProcessClient
     from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits
 
     torch.set_num_threads(2)
     path, model, tokenizer = toy_base
@@ -54,7 +54,7 @@ def test_plays_the_protocol_on_a_fresh_world(toy_base):
     client = InProcessClient(BM25Retriever.build(world.docs))
     benchmarks = {"toy-nq": world.tests["nq"][:16], "toy-hotpotqa": world.tests["hotpotqa"][:16]}
     report, trajectories = evaluate(benchmarks, HFBackend(model, tokenizer), tokenizer, client,
-                                    EngineLimits(max_response_length=96), batch_size=16, show_progress=False)
+                                    RolloutConfig(max_response_length=96), batch_size=16, show_progress=False)
     single, bridge = report["benchmarks"]["toy-nq"], report["benchmarks"]["toy-hotpotqa"]
     assert single["answer_rate"] >= 0.9 and bridge["answer_rate"] >= 0.9
     assert 1.0 <= single["mean_searches"] < bridge["mean_searches"]  # 1-hop: a search; 2-hop: more
@@ -74,15 +74,15 @@ def test_follows_a_worked_solution_in_the_teacher_context(toy_base, monkeypatch)
     import torch
 
     from searche1 import protocol
+    from searche1.config import RolloutConfig
     from searche1.data.toyworld.demos import demonstrate
     from searche1.data.toyworld.generator import WorldConfig, generate_world
     from searche1.eval import evaluate
     from searche1.retrieval.bm25 import BM25Retriever
     from searche1.retrieval.client import InProcessClient
     from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import EngineLimits
+    from searche1.toy.episodes import FLAWLESS, worked_solution
     from searche1.train.pairs import privileged_context
-    from searche1.train.warmstart import FLAWLESS, worked_solution
 
     torch.set_num_threads(2)
     path, model, tokenizer = toy_base
@@ -95,7 +95,7 @@ def test_follows_a_worked_solution_in_the_teacher_context(toy_base, monkeypatch)
     backend = HFBackend(model, tokenizer)
 
     def run(benchmarks):
-        return evaluate(benchmarks, backend, tokenizer, client, EngineLimits(max_response_length=96),
+        return evaluate(benchmarks, backend, tokenizer, client, RolloutConfig(max_response_length=96),
                         batch_size=32, show_progress=False)
 
     plain, _ = run({"single": examples})

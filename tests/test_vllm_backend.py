@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from conftest import tiny_qwen2
+from searche1.config import RolloutConfig
 from searche1.data.qa import QAExample
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
 from searche1.rollout.backends.base import SamplingParams
 from searche1.rollout.backends.hf import HFBackend
 from searche1.rollout.backends.vllm import VLLMBackend, vllm_available
-from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.engine import rollout
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not vllm_available(), reason="needs vLLM and a CUDA GPU (pip install searche1[vllm])")]
@@ -32,7 +33,7 @@ def saved_model(tmp_path_factory, smollm2_tokenizer):
 def test_vllm_greedy_matches_hf_and_logprobs_rescore(saved_model, smollm2_tokenizer, tiny_corpus):
     path, model = saved_model
     client = InProcessClient(BM25Retriever.build(tiny_corpus), topk=2)
-    limits = EngineLimits(max_turns=2, max_response_length=24)
+    limits = RolloutConfig(max_turns=2, max_response_length=24)
     greedy = SamplingParams(greedy=True)
     backend = VLLMBackend(str(path), dtype="float32", gpu_memory_utilization=0.2, max_model_len=2048)
     ours = rollout(_examples(), backend, smollm2_tokenizer, client, limits, greedy)
@@ -68,17 +69,17 @@ LOGPROB_TOLERANCE = 0.05
 
 
 def test_vllm_logprobs_match_the_trainers_after_each_sync(tmp_path):
+    from searche1.data.sources import training_questions
     from searche1.models import load_model, resolve_model_path
     from searche1.rollout.backends.select import PolicyGenerator
     from searche1.train.grpo_update import rescore_old_logprobs
-    from searche1.train.sources import training_questions
 
     cfg = _smollm2_cfg(tmp_path)
     questions, client = training_questions(cfg)
     path = resolve_model_path("smollm2-135m")
     policy, tokenizer = load_model(path, "cuda", "float32")
     generator = PolicyGenerator(cfg.rollout, tokenizer, path)
-    limits, sampling = EngineLimits.from_config(cfg.rollout), SamplingParams(1.0)
+    limits, sampling = cfg.rollout, SamplingParams(1.0)
 
     def gap() -> float:
         trajectories = rollout(questions[:8], generator.backend(policy), tokenizer, client, limits, sampling, 2,
@@ -97,13 +98,13 @@ def test_vllm_logprobs_match_the_trainers_after_each_sync(tmp_path):
 
 
 def test_one_bf16_grpo_step_and_one_ofsd_step_on_gpu(tmp_path):
-    from searche1.train.grpo_loop import train_grpo
-    from searche1.train.ofsd_loop import train_ofsd
+    from searche1.train.grpo import train_grpo
+    from searche1.train.ofsd import train_ofsd
 
     cfg = _smollm2_cfg(tmp_path, ["grpo.steps=1", "grpo.prompts_per_step=4", "grpo.mini_batch_prompts=2",
                                   "ofsd.pool_questions=8", "ofsd.n_samples=4"])
-    figures = train_grpo(cfg, tmp_path / "grpo", device="cuda")
-    assert figures["rollout_logprob_gap"] < LOGPROB_TOLERANCE and figures["skipped"] == 0
+    record = train_grpo(cfg, tmp_path / "grpo", device="cuda")
+    assert record["rollout_logprob_gap"] < LOGPROB_TOLERANCE and record["skipped"] == 0
     summary = train_ofsd(cfg, tmp_path / "ofsd", model_path=str(tmp_path / "grpo" / "checkpoints" / "step-1"),
                          device="cuda")
     assert (tmp_path / "ofsd" / "final" / "config.json").is_file() and summary["pairs"]["questions"] == 8

@@ -34,7 +34,8 @@ def test_tokenizer_single_tokens_and_exact_decoding(toy_tokenizer):
 def test_spaced_values_are_one_token_with_their_space_and_decode_exactly():
     from searche1.data.toyworld.generator import WorldConfig
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids
-    from searche1.train.warmstart import WarmstartConfig, held_out_demos
+    from searche1.toy.episodes import held_out_demos
+    from searche1.toy.warmstart import WarmstartConfig
 
     tok = build_toy_tokenizer(spaced_values=True)
     name = NAME_POOL[7]
@@ -162,7 +163,7 @@ def test_copy_drill_repeats_its_block_whole_or_shuffled(pretrain_world, toy_toke
 
 
 def test_masked_lm_loss_matches_brute_force():
-    from searche1.train.warmstart import masked_lm_loss
+    from searche1.toy.warmstart import masked_lm_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
@@ -179,7 +180,7 @@ def test_masked_lm_loss_matches_brute_force():
 
 
 def test_encode_demo_masks(toy_tokenizer):
-    from searche1.train.warmstart import encode_demo
+    from searche1.toy.episodes import encode_demo
 
     segs = [("<search> q </search>", True), ("\n\n<information>x</information>\n\n", False),
             ("<answer> a </answer>", True)]
@@ -191,7 +192,7 @@ def test_encode_demo_masks(toy_tokenizer):
 
 
 def test_length_batches_keep_episodes_whole_and_pad_at_the_end():
-    from searche1.train.warmstart import length_batches
+    from searche1.toy.warmstart import length_batches
 
     lengths = [3, 9, 4, 8, 5, 2, 7, 6]
     stream = iter([(list(range(1, n + 1)), [1] * n) for n in lengths] * 2)
@@ -211,7 +212,7 @@ def test_length_batches_keep_episodes_whole_and_pad_at_the_end():
 def test_warmstart_runs_and_saves(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from searche1.train.warmstart import WarmstartConfig, warmstart
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
 
     cfg = WarmstartConfig(minutes=5, max_steps=2, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                           intermediate_size=64, batch_tokens=1024, bucket_episodes=4, questions_per_world=2,
@@ -261,8 +262,9 @@ def test_privileged_episodes_show_the_teacher_context_ofsd_builds(pretrain_world
     from searche1.data.toyworld.demos import demonstrate
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.rollout.trajectory import Trajectory, Turn
+    from searche1.toy.episodes import FLAWLESS, encode_demo, privileged_episode
+    from searche1.toy.warmstart import WarmstartConfig
     from searche1.train.pairs import PRIVILEGED_BEGIN, privileged_prompt
-    from searche1.train.warmstart import FLAWLESS, WarmstartConfig, encode_demo, privileged_episode
 
     tok = build_toy_tokenizer(spaced_values=True, question_only_prompt=True)
     world, client = pretrain_world
@@ -293,7 +295,8 @@ def test_privileged_episodes_can_hide_the_answer_from_the_passages(pretrain_worl
     """With privileged_hide_answer=1 no block of the run states the answer (it is left to the solution), each block
     still shows as many passages as a search does, and the run answers as the solution does."""
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
-    from searche1.train.warmstart import WarmstartConfig, privileged_episode
+    from searche1.toy.episodes import privileged_episode
+    from searche1.toy.warmstart import WarmstartConfig
 
     tok = build_toy_tokenizer(spaced_values=True, question_only_prompt=True)
     world, client = pretrain_world
@@ -311,14 +314,15 @@ def test_privileged_episodes_can_hide_the_answer_from_the_passages(pretrain_worl
 
 @pytest.mark.parametrize("max_hops", [None, 1])
 def test_the_stream_keeps_questions_within_max_hops(monkeypatch, toy_tokenizer, max_hops):
-    import searche1.train.warmstart as warm
+    import searche1.toy.episodes as episodes
+    from searche1.toy.warmstart import WarmstartConfig
 
-    hops, demonstrate = [], warm.demonstrate
-    monkeypatch.setattr(warm, "demonstrate", lambda ex, *a, **k: hops.append(ex.metadata["hops"]) or
+    hops, demonstrate = [], episodes.demonstrate
+    monkeypatch.setattr(episodes, "demonstrate", lambda ex, *a, **k: hops.append(ex.metadata["hops"]) or
                         demonstrate(ex, *a, **k))
-    cfg = warm.WarmstartConfig(world_level=1, max_hops=max_hops, questions_per_world=12, drills_per_world=0,
-                               copy_drills_per_world=0)
-    stream = warm.demo_stream(toy_tokenizer, cfg, random.Random(0))
+    cfg = WarmstartConfig(world_level=1, max_hops=max_hops, questions_per_world=12, drills_per_world=0,
+                          copy_drills_per_world=0)
+    stream = episodes.demo_stream(toy_tokenizer, cfg, random.Random(0))
     for _ in range(24):
         next(stream)
     assert len(hops) == 24
@@ -329,7 +333,8 @@ def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):
     """The probe scores the question's entity in the first turn and the answer in the final turn; a stand-in model
     whose argmax is always the true next token scores 1.0, one that never is scores 0.0."""
     from searche1.data.toyworld.generator import WorldConfig
-    from searche1.train.warmstart import WarmstartConfig, held_out_demos, probe
+    from searche1.toy.episodes import held_out_demos, probe
+    from searche1.toy.warmstart import WarmstartConfig
 
     demos = held_out_demos(toy_tokenizer, WarmstartConfig(), WorldConfig(seed=5), n=6)
     name_ids = set(toy_tokenizer.convert_tokens_to_ids(list(NAME_POOL)))
@@ -373,7 +378,7 @@ def test_format_warmup_of_a_pretrained_model(tmp_path, smollm2_tokenizer):
     from transformers import AutoTokenizer
 
     from conftest import tiny_qwen2
-    from searche1.train.warmstart import WarmstartConfig, warmstart
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
 
     base = tmp_path / "base"
     tiny_qwen2(len(smollm2_tokenizer)).save_pretrained(base)

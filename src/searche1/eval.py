@@ -13,13 +13,14 @@ from typing import Sequence
 
 import torch
 
+from searche1.config import RolloutConfig
 from searche1.data.qa import BENCHMARKS, QAExample, load_qa
 from searche1.fileio import InputError, atomic_files, write_jsonl_lines
 from searche1.metrics import mean
 from searche1.progress import progress
 from searche1.retrieval.client import RetrievalClient, RetrieverUnavailable
 from searche1.rollout.backends.base import Backend, SamplingParams
-from searche1.rollout.engine import EngineLimits, rollout
+from searche1.rollout.engine import rollout
 from searche1.rollout.trajectory import FinishReason, Trajectory
 
 
@@ -96,10 +97,11 @@ def check_failures(report: dict, on_failure: str, max_share: float) -> None:
 
 
 def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer, client: RetrievalClient,
-             limits: EngineLimits, sampling: SamplingParams | None = None, n_samples: int = 1,
-             batch_size: int = 32, seed: int = 0, show_progress: bool = True) -> tuple[dict, list[Trajectory]]:
-    """Greedy by default. Returns ({"benchmarks": {name: figures}, "average_em": mean over benchmarks}, all
-    trajectories)."""
+             rollout_cfg: RolloutConfig, sampling: SamplingParams | None = None, n_samples: int = 1,
+             batch_size: int = 32, seed: int = 0, show_progress: bool = True,
+             on_retrieval_failure: str = "stop") -> tuple[dict, list[Trajectory]]:
+    """Greedy by default, within `rollout_cfg`'s turn and token limits. Returns ({"benchmarks": {name: figures},
+    "average_em": mean over benchmarks}, all trajectories)."""
     sampling = sampling or SamplingParams(greedy=True)
     generator = torch.Generator().manual_seed(seed)
     results, everything = {}, []
@@ -107,8 +109,8 @@ def evaluate(benchmarks: dict[str, list[QAExample]], backend: Backend, tokenizer
         for name, examples in benchmarks.items():
             task = bar.add_task(f"eval {name}", total=len(examples), visible=show_progress)
             # batch_size questions (x n_samples) in flight; finished samples are replaced at once
-            trajs = rollout(examples, backend, tokenizer, client, limits, sampling, n_samples, generator,
-                            max_batch=batch_size * n_samples,
+            trajs = rollout(examples, backend, tokenizer, client, rollout_cfg, sampling, n_samples, generator,
+                            max_batch=batch_size * n_samples, on_retrieval_failure=on_retrieval_failure,
                             on_finish=lambda n, task=task: bar.advance(task, n / n_samples))
             results[name] = benchmark_figures(trajs)
             everything += trajs

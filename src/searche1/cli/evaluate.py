@@ -46,7 +46,6 @@ def cmd_eval(args) -> int:
     from searche1.retrieval.client import client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
-    from searche1.rollout.engine import EngineLimits
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
@@ -69,9 +68,8 @@ def cmd_eval(args) -> int:
     r = cfg.rollout
     sampling = (SamplingParams(greedy=True) if args.samples == 1
                 else SamplingParams(r.temperature, r.top_p, r.top_k))
-    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
-                                    EngineLimits.from_config(r, cfg.retrieval), sampling, args.samples, args.batch_size,
-                                    cfg.seed)
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, r, sampling, args.samples,
+                                    args.batch_size, cfg.seed, on_retrieval_failure=cfg.retrieval.on_failure)
     cfg.retrieval.index = target  # the index used, not the preset's (often empty) default
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
     print(markdown_table(report))

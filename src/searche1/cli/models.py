@@ -75,8 +75,8 @@ def cmd_model(args) -> int:
 
 
 def cmd_warmstart(args) -> int:
+    from searche1.toy.warmstart import WarmstartConfig, warmstart
     from searche1.train.named_models import ensure_made
-    from searche1.train.warmstart import WarmstartConfig, warmstart
 
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be > 0, got {args.minutes}")

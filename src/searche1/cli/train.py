@@ -58,7 +58,7 @@ def cmd_train(args) -> int:
     from searche1.config import dump_config, load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.runtime import seed_everything
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
@@ -81,14 +81,14 @@ def cmd_train(args) -> int:
                   + f"\nwrote {args.out}/summary.md, summary.json and phases.png")
         return 0
     if args.train_command == "ofsd":
-        from searche1.train.ofsd_loop import train_ofsd
+        from searche1.train.ofsd import train_ofsd
 
         summary = train_ofsd(cfg, args.out, model_path=args.model, device=args.device)
         print(f"pairs {summary['pairs']['pairs']}, steps {summary['steps']}; wrote {args.out}/final")
         return 0
-    figures = train_grpo(cfg, args.out, resume=args.resume, device=args.device)
-    print(f"last step: reward {figures.get('reward_mean', float('nan')):.3f}, searches "
-          f"{figures.get('searches_mean', float('nan')):.2f}; wrote {args.out}")
+    record = train_grpo(cfg, args.out, resume=args.resume, device=args.device)
+    print(f"last step: reward {record.get('reward_mean', float('nan')):.3f}, searches "
+          f"{record.get('searches_mean', float('nan')):.2f}; wrote {args.out}")
     return 0
 
 

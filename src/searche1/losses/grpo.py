@@ -8,10 +8,11 @@ a brute-force per-token loop in tests/test_grpo.py, gradients included. The opti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from searche1.config import GRPOConfig
 
 Aggregation = Literal["token-mean", "seq-mean-token-mean"]
 KLKind = Literal["k1", "k2", "k3", "low_var_kl"]
@@ -91,21 +92,11 @@ def clipped_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, adva
     return torch.maximum(unclipped, clipped), clipped > unclipped
 
 
-@dataclass
-class GRPOLossConfig:
-    clip_low: float = 0.2
-    clip_high: float | None = None
-    """Upper clip (DAPO's clip-higher); None = clip_low."""
-    kl_coef: float = 0.001
-    kl_kind: KLKind = "low_var_kl"
-    entropy_coef: float = 0.0
-    aggregation: Aggregation = "token-mean"
-
-
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-              cfg: GRPOLossConfig, ref_logprobs: torch.Tensor | None = None,
+              cfg: GRPOConfig, ref_logprobs: torch.Tensor | None = None,
               entropy: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """policy loss + kl_coef * KL(policy || ref) - entropy_coef * entropy, each aggregated over unmasked tokens.
+    """policy loss + kl_coef * KL(policy || ref) - entropy_coef * entropy, each aggregated over unmasked tokens;
+    `cfg` gives clip_low, clip_high, kl_coef, kl_kind, entropy_coef and aggregation.
 
     logprobs [B, T] carries the gradient; old_logprobs (rollout-time) and ref_logprobs are constants. Returns the
     scalar loss and its parts for logging."""

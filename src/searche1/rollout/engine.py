@@ -15,32 +15,12 @@ from typing import Callable, Sequence
 import torch
 
 from searche1 import protocol
+from searche1.config import RolloutConfig
 from searche1.data.qa import QAExample
 from searche1.retrieval.client import RetrievalClient, RetrieverUnavailable
 from searche1.reward import EMMode, score
 from searche1.rollout.backends.base import Backend, SamplingParams
 from searche1.rollout.trajectory import FinishReason, Trajectory, Turn
-
-
-@dataclass
-class EngineLimits:
-    max_turns: int = protocol.DEFAULT_MAX_TURNS
-    max_response_length: int = 500  # tokens per turn
-    max_obs_length: int = protocol.DEFAULT_MAX_OBS_LENGTH
-    max_start_length: int = 2048
-    max_prompt_length: int = 4096  # prompt + response
-    em_mode: EMMode = EMMode.STRICT
-    max_query_chars: int = 1024  # a longer query is cut to this before it is sent (the model wrote it; the server
-    # would refuse one over its own limit and stop the run)
-    on_retrieval_failure: str = "stop"  # stop: RetrieverUnavailable ends the rollout; skip: the turn's searching
-    # samples end as FinishReason.ERROR (counted, and left out of training losses)
-
-    @classmethod
-    def from_config(cls, rollout_cfg, retrieval_cfg=None) -> "EngineLimits":
-        on_failure = retrieval_cfg.on_failure if retrieval_cfg is not None else "stop"
-        return cls(rollout_cfg.max_turns, rollout_cfg.max_response_length, rollout_cfg.max_obs_length,
-                   rollout_cfg.max_start_length, rollout_cfg.max_prompt_length, rollout_cfg.em_mode,
-                   rollout_cfg.max_query_chars, on_failure)
 
 
 @dataclass
@@ -65,11 +45,12 @@ class _Sample:
 
 
 def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: RetrievalClient,
-            limits: EngineLimits, sampling: SamplingParams, n_samples: int = 1,
+            cfg: RolloutConfig, sampling: SamplingParams, n_samples: int = 1,
             generator: torch.Generator | None = None, max_batch: int | None = None,
             on_finish: Callable[[int], None] | None = None,
-            sample_seeds: Sequence[int] | None = None) -> list[Trajectory]:
-    """`n_samples` trajectories per example (sharing its group id), in example order.
+            sample_seeds: Sequence[int] | None = None, on_retrieval_failure: str = "stop") -> list[Trajectory]:
+    """`n_samples` trajectories per example (sharing its group id), in example order, within the turn and token
+    limits of `cfg` (its sampling fields are not read: `sampling` says how to draw).
 
     At most `max_batch` samples are in the backend at once (None = all); as samples finish, waiting ones take
     their places at the next turn, so the batch stays full instead of trailing off with a few long episodes.
@@ -77,7 +58,9 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
     given seed and max_batch (random draws follow batch positions; greedy ones do not depend on max_batch).
     `sample_seeds` (one per sample, in output order) gives each sample its own generator instead: its draws then
     depend on its seed alone, not on max_batch nor on which samples share the batch (GRPO over several processes
-    reproduces a 1-process run this way)."""
+    reproduces a 1-process run this way). `on_retrieval_failure` (retrieval.on_failure): stop = a
+    RetrieverUnavailable ends the rollout; skip = the turn's searching samples end as FinishReason.ERROR (counted,
+    and left out of training losses)."""
     samples = []
     for ex in examples:
         text = protocol.make_prompt(ex.question, tokenizer)
@@ -88,7 +71,7 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
             raise ValueError(f"sample_seeds has {len(sample_seeds)} seeds for {len(samples)} samples")
         own = [torch.Generator().manual_seed(int(seed)) for seed in sample_seeds]
     for s in samples:
-        if len(s.prompt_ids) > limits.max_start_length:
+        if len(s.prompt_ids) > cfg.max_start_length:
             s.finish = FinishReason.BUDGET
     waiting = deque(r for r, s in enumerate(samples) if s.finish is None)
     if on_finish and len(waiting) < len(samples):
@@ -108,7 +91,7 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
                 new_rows = list(range(len(prompts)))
             rows.update(zip(new_rows, admitted))
         active = list(rows)
-        outputs = backend.generate(active, limits.max_response_length, sampling,
+        outputs = backend.generate(active, cfg.max_response_length, sampling,
                                    generator if sample_seeds is None else {row: own[rows[row]] for row in active})
         queries: dict[int, str] = {}
         inserts: dict[int, str] = {}
@@ -116,21 +99,21 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
             s, out = samples[rows[row]], outputs[row]
             start, end = s.add(out.ids, True, out.logprobs)
             action = protocol.parse_action(tokenizer.decode(out.ids))
-            step = protocol.next_step(action, s.turns_done, limits.max_turns)
+            step = protocol.next_step(action, s.turns_done, cfg.max_turns)
             s.turns.append(Turn(start, end, step.value, action.content if step is protocol.Step.SEARCH else None))
             if step is protocol.Step.ANSWER:
                 s.finish = FinishReason.ANSWER
             elif step is protocol.Step.END_NO_ANSWER:
                 s.finish = FinishReason.NO_ANSWER
             elif step is protocol.Step.SEARCH:
-                queries[row] = s.turns[-1].query = action.content[:limits.max_query_chars]
+                queries[row] = s.turns[-1].query = action.content[:cfg.max_query_chars]
             else:
                 inserts[row] = protocol.INVALID_ACTION_TEXT
         if queries:  # the whole turn's searches in one retriever call
             try:
                 results = client.retrieve(list(queries.values()))
             except RetrieverUnavailable:
-                if limits.on_retrieval_failure != "skip":
+                if on_retrieval_failure != "skip":
                     raise
                 results = None
                 for row in queries:  # these samples cannot go on; the others of the batch do
@@ -142,9 +125,9 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
         for row, text in inserts.items():
             s = samples[rows[row]]
             ids = protocol.truncate_observation_ids(tokenizer(text, add_special_tokens=False).input_ids,
-                                                    limits.max_obs_length)
+                                                    cfg.max_obs_length)
             # room for the observation and one more full turn, or the sample ends here
-            if len(s.prompt_ids) + len(s.response) + len(ids) + limits.max_response_length > limits.max_prompt_length:
+            if len(s.prompt_ids) + len(s.response) + len(ids) + cfg.max_response_length > cfg.max_prompt_length:
                 s.finish = FinishReason.BUDGET
                 continue
             s.turns[-1].observation = s.add(ids, False)
@@ -157,7 +140,7 @@ def rollout(examples: Sequence[QAExample], backend: Backend, tokenizer, client: 
             del rows[row]
         if on_finish and finished:
             on_finish(len(finished))
-    return [_finish(s, tokenizer, limits.em_mode) for s in samples]
+    return [_finish(s, tokenizer, cfg.em_mode) for s in samples]
 
 
 def _finish(s: _Sample, tokenizer, em_mode: EMMode) -> Trajectory:

@@ -1,9 +1,11 @@
-"""Checkpoint I/O, and only here: a training run's state as one folder per save, written atomically.
+"""Checkpoint I/O, and only here: a training run's state as one folder per save, written atomically; and the
+clean-up of what a kill left behind before a resume (half-written folders, metrics logged after the checkpoint).
 
 RUN/checkpoints/step-{N}/ holds the policy as an HF folder (safetensors; with LoRA, the adapter), the tokenizer,
-the optimizer state (`optimizer.pt`), `trainer_state.json` (step, config, figures) and `checksums.json` (the
-sha256 of every other file). Everything else a step needs is derived from the seed and the step number (data
-order, rollout sampling), so resuming from step N continues exactly where an uninterrupted run would be.
+the optimizer state (`optimizer.pt`), `trainer_state.json` (step, config, the step's metrics record) and
+`checksums.json` (the sha256 of every other file). Everything else a step needs is derived from the seed and the
+step number (data order, rollout sampling), so resuming from step N continues exactly where an uninterrupted run
+would be.
 
 A checkpoint is written into a hidden sibling folder and renamed when complete, so a kill mid-write leaves the
 previous ones intact. A file damaged afterwards (a disk error, a copy cut short) fails its checksum when the
@@ -109,3 +111,21 @@ def remove_partial_checkpoints(run: str | Path, log=print) -> None:
         if path.is_dir() and (path.name.endswith(".tmp") or path.name.endswith(".old")):
             log(f"removing {path}, a checkpoint a kill left half-written")
             shutil.rmtree(path, ignore_errors=True)
+
+
+def drop_metrics_after(path: Path, step: int) -> None:
+    """Keep the records of metrics file `path` up to `step` (a resumed run logs the later ones again); a line torn
+    by a kill is dropped too."""
+    from searche1.fileio import atomic_write
+
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except json.JSONDecodeError:  # a line torn by the kill
+            continue
+    with atomic_write(path) as f:
+        f.writelines(kept)

@@ -49,7 +49,7 @@ def grpo_streams(cfg: Config) -> list:
     """One StepStream per planned phase (None for the phases that are not GRPO): round n's GRPO phase continues the
     data stream after the GRPO steps of the rounds before it, and its learning rate follows one schedule over every
     round (evolve.lr_schedule=continuous) or its own (per_round)."""
-    from searche1.train.grpo_loop import StepStream
+    from searche1.train.grpo import StepStream
 
     phases = plan_phases(cfg)
     total = sum(steps for kind, _, steps in phases if kind == "grpo")
@@ -99,7 +99,7 @@ def phase_dirs(cfg: Config, out: Path) -> list[Path]:
 
 
 def len_train(cfg: Config) -> int:
-    from searche1.train.sources import training_questions
+    from searche1.data.sources import training_questions
 
     return len(training_questions(cfg)[0])
 
@@ -109,13 +109,12 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
     (+ trajectories)."""
     from searche1.eval import evaluate, write_eval_report
     from searche1.rollout.backends.select import generation_backend
-    from searche1.rollout.engine import EngineLimits
 
     benchmarks, client = sets
     backend, tokenizer = generation_backend(cfg.rollout, model_path, device, "float32", cfg.seed)
-    report, trajectories = evaluate(benchmarks, backend, tokenizer, client,
-                                    EngineLimits.from_config(cfg.rollout, cfg.retrieval),
-                                    batch_size=cfg.evolve.eval_batch, seed=cfg.seed)
+    report, trajectories = evaluate(benchmarks, backend, tokenizer, client, cfg.rollout,
+                                    batch_size=cfg.evolve.eval_batch, seed=cfg.seed,
+                                    on_retrieval_failure=cfg.retrieval.on_failure)
     report.update(model=str(model_path))
     write_eval_report(out / "eval.json", report, trajectories)
     return report
@@ -130,7 +129,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
     phase_cfg = copy.deepcopy(cfg)
     if kind == "grpo":
         from searche1.train.checkpoint import latest_checkpoint
-        from searche1.train.grpo_loop import train_grpo
+        from searche1.train.grpo import train_grpo
 
         phase_cfg.grpo.model, phase_cfg.grpo.steps = start_model, steps
         phase_cfg.grpo.save_every = min(phase_cfg.grpo.save_every, steps)
@@ -149,7 +148,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
                 # the steps' own seconds, whichever process ran them (a resumed phase's wall time misses them)
                 "train_seconds": sum(r["rollout_seconds"] + r["train_seconds"] for r in steps_logged)}
         return str(latest_checkpoint(path)), cost
-    from searche1.train.ofsd_loop import train_ofsd
+    from searche1.train.ofsd import train_ofsd
 
     if path.exists() and not (path / "final").exists():
         shutil.rmtree(path)  # an interrupted OFSD phase: seeded, so it is simply redone
@@ -211,7 +210,7 @@ def run_evolve(cfg: Config, out: str | Path, resume: bool = False, device: str =
             model_out, cost = _run_phase(cfg, kind, round_, steps, model, path, device, log, stream)
             t_train = time.perf_counter() - t0
             if sets is None:  # built once, for the first phase that needs an evaluation
-                from searche1.train.sources import eval_benchmarks
+                from searche1.data.sources import eval_benchmarks
 
                 sets = eval_benchmarks(cfg)
             report = evaluate_model(cfg, model_out, path, device, sets)

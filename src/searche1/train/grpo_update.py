@@ -1,15 +1,62 @@
 """GRPO's optimizer step over a mini-batch of trajectories: micro-batches weighted to the mini-batch's
-gradient, processes summed once per update, a non-finite loss or gradient skipped; and the rescoring of rollout
-log-probs that another backend produced. The loss it minimises is losses/grpo.py.
+gradient, processes summed once per update, a non-finite loss or gradient skipped; the accelerator the processes
+train through; and the rescoring of rollout log-probs that another backend produced. The loss it minimises is
+losses/grpo.py.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
-from searche1.losses.grpo import GRPOLossConfig, grpo_loss
+from searche1.config import ConfigError, GRPOConfig
+from searche1.losses.grpo import grpo_loss
+
+
+def make_accelerator(device: str, micro_batches: int, resume: bool):
+    """The accelerator every process of a GRPO run trains through, accumulating `micro_batches` per update; raises
+    when the launch does not match the environment, or shards the weights (ZeRO-3, FSDP), or resumes under
+    DeepSpeed."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    from searche1.runtime import process_count, process_rank
+
+    # bf16 autocast on GPU unless `accelerate launch` set mixed_precision (its config file, or --mixed_precision)
+    precision = None if "ACCELERATE_MIXED_PRECISION" in os.environ else (
+        "bf16" if device.startswith("cuda") else "no")
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=precision,
+                              gradient_accumulation_steps=micro_batches)  # DeepSpeed's "auto" reads it from here
+    # and set again: accelerate keeps one process-wide gradient state, which a previous run may have set
+    accelerator.gradient_accumulation_steps = micro_batches
+    world = process_count()
+    if (accelerator.num_processes, accelerator.process_index) != (world, process_rank()):
+        raise RuntimeError(f"accelerate sees process {accelerator.process_index} of {accelerator.num_processes}, the "
+                           f"environment says RANK={os.environ.get('RANK')} of WORLD_SIZE={world}: launch with "
+                           "torchrun or accelerate launch")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and resume:
+        raise ConfigError("--resume under DeepSpeed is not supported yet: ZeRO partitions the optimizer state, and "
+                          "checkpoints hold the main process's view only; restart from a checkpoint's weights "
+                          "(grpo.model=RUN/checkpoints/step-N) in a new run")
+    _check_whole_weights(accelerator)
+    return accelerator
+
+
+def _check_whole_weights(accelerator) -> None:
+    """The HF rollout backend generates with this process's copy of the policy, so every process must hold the
+    whole weights: DDP and ZeRO-1/2 do, FSDP and ZeRO-3 shard them (each process's forwards would then be
+    collectives that processes generating different lengths cannot match)."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    stage = (accelerator.state.deepspeed_plugin.zero_stage if kind == DistributedType.DEEPSPEED else 0)
+    if kind == DistributedType.FSDP or stage == 3:
+        raise ConfigError(f"{'FSDP' if kind == DistributedType.FSDP else 'DeepSpeed ZeRO-3'} shards the policy's "
+                          "weights, and GRPO's HF rollouts need them whole on every process: launch with "
+                          "configs/accelerate/ddp_8gpu.yaml or zero2_8gpu.yaml (LoRA for the largest models); "
+                          "sharded training with vLLM rollouts is docs/distributed.md's next step")
 
 
 def rescore_old_logprobs(model, trajectories: list, pad_id: int, micro_batch: int, temperature: float = 1.0,
@@ -36,7 +83,7 @@ def rescore_old_logprobs(model, trajectories: list, pad_id: int, micro_batch: in
     return gap / max(tokens, 1)
 
 
-def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOLossConfig,
+def policy_update(model, optimizer, trajectories: list, advantages: torch.Tensor, cfg: GRPOConfig,
                   pad_id: int, micro_batch: int, ref_model=None, temperature: float = 1.0,
                   grad_clip: float = 1.0, accelerator=None) -> dict[str, float]:
     """One optimizer step over `trajectories` (a mini-batch), accumulated over micro-batches.

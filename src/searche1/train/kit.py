@@ -1,8 +1,8 @@
 """What every training recipe needs and none of them owns: seeds, the LR schedule, the optimizer, LoRA, the
 NaN guard, the progress bar, and the refusal to overwrite a finished run.
 
-Recipes (grpo_loop.py, ofsd_loop.py, warmstart.py, evolve.py) import from here and never from one another, so
-each one reads top to bottom and shares these pieces by name.
+Recipes (train/grpo.py, train/ofsd.py, toy/warmstart.py, train/evolve.py) import from here and never from one
+another, so each one reads top to bottom and shares these pieces by name.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def ensure_made(*names: str | None) -> None:
     folder = cache_dir() / SMOLLM2_SEARCHER
     with made_once(folder, "warmstart.json") as missing:
         if missing:
-            from searche1.train.warmstart import WarmstartConfig, warmstart
+            from searche1.toy.warmstart import WarmstartConfig, warmstart
 
             print(f"making {SMOLLM2_SEARCHER} in {folder} (once: a format warm-up of {SMOLLM2}, "
                   f"{SMOLLM2_SEARCHER_RECIPE['max_steps']} steps, ~15 minutes on 2 CPU cores)", flush=True)

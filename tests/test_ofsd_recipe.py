@@ -67,7 +67,7 @@ def test_pair_loss_equals_a_plain_teacher_on_the_privileged_context_against_the_
 
     from searche1.config import load_config
     from searche1.losses.ofsd import distill_loss
-    from searche1.train.ofsd_loop import pair_loss
+    from searche1.train.ofsd import pair_loss
     from searche1.train.pairs import Pair, privileged_prompt
 
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def test_pair_loss_falls_as_the_adapter_learns_and_the_merge_equals_base_plus_ad
     from peft import LoraConfig, get_peft_model
 
     from searche1.config import load_config
-    from searche1.train.ofsd_loop import pair_loss
+    from searche1.train.ofsd import pair_loss
 
     torch.manual_seed(0)
     model = get_peft_model(tiny_qwen2(len(tokenizer)), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
@@ -165,7 +165,7 @@ def test_train_ofsd_cli_end_to_end(tmp_path, capsys):
     # in a longer process (searche1 train's rounds) the global RNG is wherever earlier phases left it: the same
     # config still gives the same phase (LoRA's random init is seeded by the phase)
     from searche1.config import load_config
-    from searche1.train.ofsd_loop import train_ofsd
+    from searche1.train.ofsd import train_ofsd
 
     torch.rand(3)
     train_ofsd(load_config("toy", args[8:]), tmp_path / "again", model_path="toy-base", log=lambda *_: None)

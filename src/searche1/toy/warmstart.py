@@ -4,13 +4,15 @@ It stands in for a pretrained LLM (docs/toyworld.md): it must know the protocol 
 <information> block, but know no evaluation world's facts. It learns only from a stream of pretraining worlds
 (a separate seed namespace; each world has fresh facts for the same pool of names, so facts cannot be memorized):
 demonstrations of the imperfect scripted searcher, reading drills and copy drills (docs/warmstart.md).
+
+Scaffolding for the toy world, not the paper's method: the episodes it learns from and the probes it is measured
+with are toy/episodes.py, its model card toy/card.py.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,17 +20,11 @@ from pathlib import Path
 import torch
 
 from searche1 import protocol
-from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
-from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig, generate_world
-from searche1.data.toyworld.names import NAME_POOL
+from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig
 from searche1.data.toyworld.tokenizer import value_token_ids
-from searche1.retrieval.bm25 import BM25Retriever
-from searche1.retrieval.client import InProcessClient
+from searche1.toy.card import model_card
+from searche1.toy.episodes import demo_stream, held_out_demos, probe
 from searche1.train.kit import adamw, cosine_decay, progress_bar
-from searche1.train.pairs import privileged_context
-from searche1.train.warmstart_card import model_card
-
-FLAWLESS = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
 
 
 @dataclass
@@ -104,151 +100,6 @@ class WarmstartConfig:
     """Steps between held-out probes (teacher-forced entity copy and answer reading on worlds never trained on);
     0 = off."""
     seed: int = 0
-
-
-def encode_demo(prompt_ids: list[int], segments: list[tuple[str, bool]], tokenizer, max_obs_length: int,
-                loss_on_observations: bool = False) -> tuple[list[int], list[int]]:
-    """Token ids and loss mask of one episode, tokenized segment by segment exactly as the engine would
-    (each turn and each observation encoded on its own), plus EOS after the answer. Mask: 0 context, 1 written
-    by the model, 2 an observation trained on (loss_on_observations)."""
-    ids, mask = list(prompt_ids), [0] * len(prompt_ids)
-    for text, written in segments:
-        seg = tokenizer(text, add_special_tokens=False).input_ids
-        if not written:
-            seg = protocol.truncate_observation_ids(seg, max_obs_length)
-        ids += seg
-        mask += [1 if written else 2 if loss_on_observations else 0] * len(seg)
-    ids.append(tokenizer.eos_token_id)
-    mask.append(1)
-    return ids, mask
-
-
-def _open_world(world_cfg: WorldConfig):
-    """A generated world, an in-process BM25 client over its corpus, and all its questions (train + tests)."""
-    world = generate_world(world_cfg)
-    questions = world.train + [ex for exs in world.tests.values() for ex in exs]
-    return world, InProcessClient(BM25Retriever.build(world.docs)), questions
-
-
-def _prompt_ids(tokenizer, question: str) -> list[int]:
-    return tokenizer(protocol.make_prompt(question, tokenizer), add_special_tokens=False).input_ids
-
-
-def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
-    """Endless (ids, mask) episodes from pretraining worlds pretrain:{world_seed}:0, :1, ..."""
-    index = cfg.first_world
-    while True:
-        world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index,
-                                                      level=cfg.world_level))
-        facts = world.fact_map()
-        if cfg.max_hops is not None:
-            pool = [ex for ex in pool if ex.metadata["hops"] <= cfg.max_hops]
-        episodes = []
-        for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
-            segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
-                                   quote_style=cfg.quote_style)
-            episodes.append((_prompt_ids(tokenizer, ex.question), segments))
-        for ex in rng.sample(pool, min(cfg.privileged_per_world, len(pool))):
-            episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
-        episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
-                     for _ in range(cfg.drills_per_world)]
-        episodes += [([], induction_drill(rng, NAME_POOL)) for _ in range(cfg.induction_drills_per_world)]
-        episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
-                     for _ in range(cfg.copy_drills_per_world)]
-        rng.shuffle(episodes)
-        for prompt_ids, segments in episodes:
-            yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)
-        index += 1
-
-
-def worked_solution(segments: list[tuple[str, bool]], tokenizer) -> str:
-    """A scripted run's written turns as OFSD shows a reference trajectory (pairs.reference_text): each decoded
-    from its tokens, special tokens dropped, stripped, one per line."""
-    return "\n".join(tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids,
-                                      skip_special_tokens=True).strip() for text, written in segments if written)
-
-
-def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
-                       cfg: WarmstartConfig) -> tuple[list[int], list[tuple[str, bool]]]:
-    """(prompt ids, segments): the question with a flawless worked solution in OFSD's privileged block (written
-    as OFSD shows a reference: its turns as decoded, one per line), then a scripted run of the same question that
-    may take a detour (a poor or repeated query) but never guesses or misreads."""
-    reference = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
-                            quote_style=cfg.quote_style)
-    run = demonstrate(ex, facts, client, rng, Imperfections(no_search=0.0, misread=0.0), restate_need=cfg.restate_need,
-                      quote_style=cfg.quote_style)
-    answer = protocol.parse_action(reference[-1][0]).content
-    if protocol.parse_action(run[-1][0]).content != answer:
-        run = reference  # the detour ran out of turns: follow the solution itself
-    if cfg.privileged_hide_answer and rng.random() < cfg.privileged_hide_answer:
-        run = _without_answer_passages(run, answer, client)
-    prompt = privileged_context(ex.question, worked_solution(reference, tokenizer), tokenizer)
-    return tokenizer(prompt, add_special_tokens=False).input_ids, run
-
-
-def _without_answer_passages(segments: list[tuple[str, bool]], answer: str,
-                             client: InProcessClient) -> list[tuple[str, bool]]:
-    """The episode with each information block retrieved again for its query, the passages that state the answer
-    left out (the next ones take their places)."""
-    out, pattern = [], re.compile(rf"\b{re.escape(answer)}\b")
-    for k, (text, written) in enumerate(segments):
-        if not written:
-            query = protocol.parse_action(segments[k - 1][0]).content
-            docs = [d for d in client.retrieve([query], topk=client.topk + 3)[0] if not pattern.search(d["contents"])]
-            docs = docs[:client.topk]  # as many passages as usual: the count gives nothing away
-            text = protocol.information_block(docs)
-        out.append((text, written))
-    return out
-
-
-def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int = 48) -> list[dict]:
-    """Flawless demonstrations on a world the stream never reaches, with the positions the probe scores: the
-    entity names the first turn copies from the question, and the first mention of the answer in the final turn
-    (the value read out of a passage)."""
-    world_, client, pool = _open_world(world)
-    facts, rng = world_.fact_map(), random.Random(1)
-    names = set(value_token_ids(tokenizer, NAME_POOL))
-    space = tokenizer(" ", add_special_tokens=False).input_ids
-    demos = []
-    for ex in rng.sample(pool, len(pool)):
-        if len(demos) == n:
-            break
-        prompt_ids = _prompt_ids(tokenizer, ex.question)
-        segments = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
-                               quote_style=cfg.quote_style)
-        if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
-                ex.golden_answers[0] in ex.question:
-            continue  # retrieval never returned the value, or a comparison (its answer is in the question)
-        ids, _ = encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length)
-        first_end = len(prompt_ids) + len(tokenizer(segments[0][0], add_special_tokens=False).input_ids)
-        entity = [i for i in range(len(prompt_ids), first_end) if ids[i] in names]
-        if not entity:
-            continue
-        final_start = len(ids) - 1 - len(tokenizer(segments[-1][0], add_special_tokens=False).input_ids)
-        answer = tokenizer(f"<answer> {ex.golden_answers[0]} </answer>", add_special_tokens=False).input_ids[1:-1]
-        answer = answer[answer[:1] == space:]  # the value's own tokens: no lone space token before or after
-        answer = answer[:len(answer) - (answer[-1:] == space)]
-        # the first time the final turn names the answer: the value read out of a passage (later mentions copy it)
-        first = next(i for i in range(final_start, len(ids)) if ids[i:i + len(answer)] == answer)
-        demos.append({"ids": ids, "entity": entity, "answer": list(range(first, first + len(answer)))})
-    return demos
-
-
-@torch.no_grad()
-def probe(model, demos: list[dict]) -> dict[str, float]:
-    """Teacher-forced: the fraction of demos whose entity names (first turn) / answer read out of a passage (its
-    first mention in the final turn) are the model's argmax."""
-    hits = {"entity": 0, "answer": 0}
-    was_training = model.training
-    model.eval()
-    for demo in demos:
-        ids = torch.tensor([demo["ids"]])
-        predicted = model(input_ids=ids).logits[0].argmax(-1)
-        for key in hits:
-            positions = torch.tensor(demo[key], dtype=torch.long)
-            hits[key] += bool((predicted[positions - 1] == ids[0, positions]).all())
-    model.train(was_training)
-    return {k: v / max(len(demos), 1) for k, v in hits.items()}
 
 
 def length_batches(episodes, batch_tokens: int, pad_id: int, bucket: int, rng: random.Random):

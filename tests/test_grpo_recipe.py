@@ -7,7 +7,7 @@ import torch
 
 
 def test_step_prompts_read_seeded_epochs_in_order():
-    from searche1.train.grpo_loop import step_prompts
+    from searche1.train.grpo import step_prompts
 
     first_epoch = [i for step in range(5) for i in step_prompts(10, step, 2, seed=3)]
     assert sorted(first_epoch) == list(range(10)) and first_epoch != list(range(10))  # each question once, shuffled
@@ -56,17 +56,17 @@ def _records(run):
 def test_grpo_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_policy, tmp_path):
     import shutil
 
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     full = tmp_path / "full"
-    figures = train_grpo(_config(tiny_policy), full, log=lambda *_: None)
+    record = train_grpo(_config(tiny_policy), full, log=lambda *_: None)
     records = _records(full)
     assert [r["step"] for r in records] == [1, 2, 3]
     for key in ("grpo/reward_mean", "grpo/same_reward_fraction", "grpo/entropy", "grpo/kl", "grpo/grad_norm",
                 "grpo/clip_fraction", "grpo/lr", "grpo/searches_mean"):
         assert key in records[-1], key
-    assert figures["skipped"] == 0 and records[-1]["grpo/kl"] > 0  # the policy moved away from its reference
+    assert record["skipped"] == 0 and records[-1]["grpo/kl"] > 0  # the policy moved away from its reference
     assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["step-1", "step-2", "step-3"]
     assert (full / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| reward_mean |" in (full / "summary.md").read_text()
@@ -88,7 +88,7 @@ def test_grpo_run_writes_metrics_and_checkpoints_and_resumes_exactly(tiny_policy
 
 def test_grpo_refuses_to_overwrite_a_run_and_needs_groups(tiny_policy, tmp_path):
     from searche1.config import ConfigError
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="--resume"):
@@ -126,7 +126,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
     import sys
     import time
 
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     overrides = [f"grpo.model={tiny_policy}", "grpo.steps=4", "grpo.prompts_per_step=2", "grpo.mini_batch_prompts=1",
@@ -156,10 +156,10 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
 def test_grpo_trains_on_qa_files_through_an_index(tiny_policy, tmp_path):
     """grpo.train_data + retrieval.index: the questions of the files, searched through the index directory."""
     from searche1.config import ConfigError
+    from searche1.data.sources import training_questions
     from searche1.data.toyworld.generator import WorldConfig, generate_world, write_world
     from searche1.retrieval.index import IndexOptions, build_index
-    from searche1.train.grpo_loop import train_grpo
-    from searche1.train.sources import training_questions
+    from searche1.train.grpo import train_grpo
 
     write_world(generate_world(WorldConfig(seed=5)), tmp_path / "w")
     build_index(tmp_path / "w" / "corpus.jsonl", tmp_path / "idx", IndexOptions("bm25", "minilm", "flat"),
@@ -182,7 +182,7 @@ def test_grpo_with_lora_trains_an_adapter_and_resumes_exactly(tiny_policy, tmp_p
 
     from safetensors.torch import load_file
 
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     lora = ["grpo.lora_rank=4", "grpo.lr=1e-2"]
@@ -236,7 +236,7 @@ def test_same_reward_fraction_counts_groups_without_two_valid_siblings():
     siblings all got the same reward."""
     from types import SimpleNamespace
 
-    from searche1.train.grpo_loop import _step_figures
+    from searche1.train.grpo import _step_record
 
     def t(group, reward, failed=False):
         return SimpleNamespace(reward=reward, em=reward, n_searches=1, n_response=4, n_generated=3, group_id=group,
@@ -244,13 +244,13 @@ def test_same_reward_fraction_counts_groups_without_two_valid_siblings():
 
     summaries = [t(0, 1.0), t(0, 0.0), t(1, 1.0), t(1, 0.0, failed=True), t(2, 0.0), t(2, 0.0)]
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    figures = _step_figures(summaries, [{"skipped": 0}], optimizer, 1.0, 2.0)
-    assert figures["same_reward_fraction"] == pytest.approx(2 / 3) and figures["failed_samples"] == 1
+    record = _step_record(summaries, [{"skipped": 0}], optimizer, 1.0, 2.0)
+    assert record["same_reward_fraction"] == pytest.approx(2 / 3) and record["failed_samples"] == 1
 
 
 def test_process_positions_split_every_mini_batch():
     from searche1.config import ConfigError
-    from searche1.train.grpo_loop import process_positions
+    from searche1.train.grpo import process_positions
 
     assert process_positions(8, 4, 0, 2) == [0, 1, 4, 5] and process_positions(8, 4, 1, 2) == [2, 3, 6, 7]
     assert process_positions(8, 4, 0, 1) == list(range(8))
@@ -259,7 +259,7 @@ def test_process_positions_split_every_mini_batch():
 
 
 def test_two_processes_under_torchrun_equal_one_process(tiny_policy, tmp_path):
-    """Issue 4's distributed test: `searche1 train grpo` under torchrun with 2 CPU processes (gloo) reaches the
+    """`searche1 train grpo` under torchrun with 2 CPU processes (gloo) reaches the
     weights and metrics of the 1-process run with the same global batch (each process rolls out and trains on half
     of every mini-batch; sampling is seeded per rollout, so the rollouts are the same)."""
     import os
@@ -319,7 +319,7 @@ def test_shipped_accelerate_configs_load(name):
 def test_gradient_checkpointing_trains_the_same_steps(tiny_policy, tmp_path):
     """grpo.gradient_checkpointing trades memory for compute only: the same rollouts, losses and weights."""
     from searche1.config import apply_overrides
-    from searche1.train.grpo_loop import train_grpo
+    from searche1.train.grpo import train_grpo
 
     torch.set_num_threads(1)
     for name, flag in (("plain", "false"), ("checkpointed", "true")):

@@ -1,10 +1,11 @@
-"""`searche1 train ofsd`: one offline self-distillation phase, one plain loop (docs/ofsd.md, "The method", points 2-6).
+"""`searche1 train ofsd`: one offline self-distillation phase, pool -> mine -> distil -> merge (docs/ofsd.md,
+"The method", points 2-6).
 
-pool: G rollouts of the current policy per sampled training question -> pairs: (shortest correct sibling,
-most divergent sibling) -> loss: the student's own tokens teacher-forced under the privileged context (teacher =
-the policy with the LoRA adapter off, under no_grad) and under the plain prompt (student = adapter on), clipped
-token-level divergence, chunked over the sequence -> the adapter is merged into the weights, saved as a plain HF
-folder for the next GRPO round.
+`make_pool`: G rollouts of the current policy per sampled training question. `mine`: pairs of (shortest correct
+sibling, most divergent sibling). `distil`: the student's own tokens teacher-forced under the privileged context
+(teacher = the policy with the LoRA adapter off, under no_grad) and under the plain prompt (student = adapter on),
+clipped token-level divergence, chunked over the sequence. `merge`: the adapter merged into the weights, saved as
+a plain HF folder for the next GRPO round.
 
 Outputs under RUN: pool.jsonl (the rollout pool), pairs.jsonl (which siblings were paired; the question, the
 privileged prompt and the student's per-token KL at mining time, for `searche1 view`),
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from searche1.config import Config, ConfigError, save_config
+from searche1.data.sources import training_questions
 from searche1.losses.ofsd import teacher_student_loss
 from searche1.train.kit import SkipGuard, adamw, lora_wrap, progress_bar, sample_seed
 from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
@@ -62,19 +64,12 @@ def pair_record(model, tokenizer, question: str, pair: Pair, cfg, stats: dict | 
 
 def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, device: str = "cpu",
                log=print) -> dict:
-    """One OFSD phase from `model_path` (default ofsd.model) into `out`; returns its figures. The merged model is
-    written to out/final/."""
-    from searche1.fileio import atomic_dir, write_json, write_jsonl
-    from searche1.metrics import MetricsWriter
+    """One OFSD phase from `model_path` (default ofsd.model) into `out`; returns its summary (also written to
+    summary.json). The merged model is written to out/final/."""
+    from searche1.fileio import write_json
     from searche1.models import load_model
-    from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.select import phase_backend
-    from searche1.rollout.engine import EngineLimits, rollout
-    from searche1.rollout.trajectory import FinishReason, save_trajectories
-    from searche1.train.sources import training_questions
 
-    o, r, out = cfg.ofsd, cfg.rollout, Path(out)
-    model_path = model_path or o.model
+    out, model_path = Path(out), model_path or cfg.ofsd.model
     if not model_path:
         raise ConfigError("ofsd.model is empty: set it to the policy to distil (an HF folder or toy-base)")
     if (out / "final").exists():
@@ -83,24 +78,48 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     questions, client = training_questions(cfg)
     base, tokenizer = load_model(model_path, device, "float32")
     save_config(cfg, out / "config.yaml")
+    pool, by_group = make_pool(cfg, base, tokenizer, model_path, questions, client, out, log)
+    t_pool = time.perf_counter() - t_start
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from the global RNG: same seed, same phase
+    model = lora_wrap(base, cfg.ofsd.lora_rank, cfg.ofsd.lora_alpha)
+    pairs, stats = mine(cfg, model, tokenizer, pool, by_group, out, log)
+    steps, last = distil(cfg, model, tokenizer, pairs, by_group, {**stats, "pool_seconds": t_pool}, out)
+    merge(model, tokenizer, out)
+    seconds = time.perf_counter() - t_start
+    summary = {"pairs": stats, "steps": steps, "seconds": seconds, "pool_seconds": t_pool, "last": last}
+    write_json(out / "summary.json", summary)
+    log(f"OFSD: {steps} steps over {len(pairs)} pairs in {seconds:.0f} s; wrote {out / 'final'}")
+    return summary
 
-    # 1. the rollout pool: the current policy, G samples per question, seeded per sample
+
+def make_pool(cfg: Config, base, tokenizer, model_path: str, questions: list, client, out: Path, log):
+    """(pool, {group id: question}): the current policy's G samples per pool question, seeded per sample, also
+    written to pool.jsonl."""
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.select import phase_backend
+    from searche1.rollout.engine import rollout
+    from searche1.rollout.trajectory import save_trajectories
+
+    o, r = cfg.ofsd, cfg.rollout
     chosen = pool_questions(questions, o.pool_questions, cfg.seed)
-    by_group = {q.group_id: q for q in chosen}
     log(f"OFSD: {model_path} -> {out}: pool of {len(chosen)} questions x {o.n_samples}")
     base.eval()
     with torch.no_grad():
         pool = rollout(chosen, phase_backend(r, base, tokenizer, model_path, cfg.seed), tokenizer, client,
-                       EngineLimits.from_config(r, cfg.retrieval), SamplingParams(r.temperature, r.top_p, r.top_k),
-                       o.n_samples,
+                       r, SamplingParams(r.temperature, r.top_p, r.top_k), o.n_samples,
                        sample_seeds=[sample_seed(cfg.seed, 10**6, p, j) for p in range(len(chosen))
-                                     for j in range(o.n_samples)])
+                                     for j in range(o.n_samples)], on_retrieval_failure=cfg.retrieval.on_failure)
     save_trajectories(out / "pool.jsonl", pool)
-    t_pool = time.perf_counter() - t_start
+    return pool, {q.group_id: q for q in chosen}
 
-    # 2. pairs (the kl strategy scores every candidate under the fresh adapter: teacher vs the plain policy)
-    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from the global RNG: same seed, same phase
-    model = lora_wrap(base, o.lora_rank, o.lora_alpha)
+
+def mine(cfg: Config, model, tokenizer, pool: list, by_group: dict, out: Path, log) -> tuple[list[Pair], dict]:
+    """(pairs, their statistics), the pairs also written to pairs.jsonl. The kl strategy scores every candidate
+    under the fresh adapter (`model`): teacher vs the plain policy."""
+    from searche1.fileio import write_jsonl
+    from searche1.rollout.trajectory import FinishReason
+
+    o = cfg.ofsd
     scored: dict[tuple[str, int], dict] = {}  # per-token values kept as float32 arrays: a large pool stays small
 
     def kl_score(ref, t):
@@ -127,16 +146,24 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
     log(f"OFSD pairs: {stats['pairs']} from {stats['questions']} questions ({stats['paired_fraction']:.1%} with a "
         f"correct sibling); reference {stats['reference_tokens']:.0f} tokens / {stats['reference_searches']:.2f} "
         f"searches, student {stats['student_tokens']:.0f} / {stats['student_searches']:.2f}")
+    return pairs, stats
 
-    # 3. distillation: the adapter learns to act, from the plain prompt, as the teacher would with the reference
+
+def distil(cfg: Config, model, tokenizer, pairs: list[Pair], by_group: dict, first_record: dict,
+           out: Path) -> tuple[int, dict]:
+    """Train the adapter to act, from the plain prompt, as the teacher would with the reference: ofsd.epochs
+    passes over the pairs in seeded orders, pairs_per_step pairs per update. Logs `first_record` (the mining
+    statistics) as step 0, then one record per update; returns (updates, the last update's record)."""
+    from searche1.metrics import MetricsWriter
+
+    o = cfg.ofsd
     optimizer, trainable = adamw(model, o.lr, weight_decay=0.0)
     order_rng = random.Random(cfg.seed)
     steps = [(e, s) for e in range(o.epochs) for s in range(0, len(pairs), o.pairs_per_step)]
-    figures: dict = {"pairs": stats}
+    record: dict = {}
     model.train()
-    with MetricsWriter(out / "metrics.jsonl", report_to=cfg.report_to) as metrics, \
-            progress_bar() as bar:
-        metrics.log({**stats, "pool_seconds": t_pool}, step=0, prefix="ofsd")
+    with MetricsWriter(out / "metrics.jsonl", report_to=cfg.report_to) as metrics, progress_bar() as bar:
+        metrics.log(first_record, step=0, prefix="ofsd")
         task = bar.add_task("ofsd", total=len(steps), info="")
         epoch_order: list[int] = []
         guard = SkipGuard("OFSD", "lower ofsd.lr or ofsd.tau_clip, or check the model's dtype")
@@ -160,19 +187,19 @@ def train_ofsd(cfg: Config, out: str | Path, model_path: str | None = None, devi
                 optimizer.zero_grad(set_to_none=True)
             else:
                 optimizer.step()
-            figures = {**sums, "grad_norm": grad_norm, "skipped": int(skipped), "tokens": tokens, "epoch": epoch}
-            metrics.log(figures, step=n, prefix="ofsd")
+            record = {**sums, "grad_norm": grad_norm, "skipped": int(skipped), "tokens": tokens, "epoch": epoch}
+            metrics.log(record, step=n, prefix="ofsd")
             guard.step(n, skipped)
             bar.update(task, completed=n, info=f"loss {sums['loss']:.4f}")
+    return len(steps), record
 
-    # 4. merge the adapter: the next phase starts from plain weights
+
+def merge(model, tokenizer, out: Path) -> None:
+    """Merge the adapter into the weights and write them to out/final (atomic): the next phase starts from plain
+    weights."""
+    from searche1.fileio import atomic_dir
+
     merged = model.merge_and_unload()
     with atomic_dir(out / "final", marker="config.json", what="OFSD model") as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    seconds = time.perf_counter() - t_start
-    summary = {"pairs": stats, "steps": len(steps), "seconds": seconds, "pool_seconds": t_pool,
-               "last": {k: v for k, v in figures.items() if k != "pairs"}}
-    write_json(out / "summary.json", summary)
-    log(f"OFSD: {len(steps)} steps over {len(pairs)} pairs in {seconds:.0f} s; wrote {out / 'final'}")
-    return summary
