@@ -51,8 +51,8 @@ def test_search_e1_presets_use_vllm_design_md_ofsd_and_the_searchr1_files(preset
         (defaults.student, defaults.reference, defaults.divergence, 10.0, defaults.lr, defaults.epochs,
          defaults.lora_rank) == ("kl", "shortest", "forward", 10.0, 1e-4, 1, 16)
     assert cfg.evolve.mode == "both" and cfg.evolve.rounds * cfg.evolve.grpo_steps <= cfg.grpo.steps
-    assert cfg.grpo.train_data == ["/data/nq_hotpotqa_train/train.parquet"]
-    assert cfg.evolve.eval_data == ["/data/nq_hotpotqa_train/test.parquet"]
+    assert cfg.data.train == ["/data/nq_hotpotqa_train/train.parquet"]
+    assert cfg.data.eval == ["/data/nq_hotpotqa_train/test.parquet"]
     assert cfg.retrieval.index == "http://127.0.0.1:8000"
     text = PRESET_DIR.joinpath(f"{preset}.yaml").read_text()
     assert "configs/accelerate/zero2_8gpu.yaml" in text and "CHOICE" in text
@@ -62,7 +62,7 @@ def test_search_e1_presets_use_vllm_design_md_ofsd_and_the_searchr1_files(preset
 def test_smollm2_cpu_preset():
     cfg = load_config("smollm2-135m-cpu")
     assert cfg.grpo.model == "smollm2-135m-searcher" and cfg.rollout.backend == "hf"
-    assert cfg.evolve.rounds == 1 and cfg.evolve.grpo_steps <= 4 and not cfg.grpo.train_data
+    assert cfg.evolve.rounds == 1 and cfg.evolve.grpo_steps <= 4 and not cfg.data.train
 
 
 def test_grpo_section_checks():
@@ -186,3 +186,9 @@ def test_sections_check_themselves():
         RetrievalConfig(timeout=float("inf"))
     with pytest.raises(ConfigError, match=r"grpo.prompts_per_step \(12\) must be a multiple"):
         GRPOConfig(prompts_per_step=12, mini_batch_prompts=8)
+
+
+def test_a_moved_key_names_its_new_place():
+    with pytest.raises(ConfigError, match=re.escape("'grpo.train_data' (grpo.train_data is now data.train)")):
+        load_config("toy", ["grpo.train_data=[a.jsonl]"])
+    assert load_config("toy", ["data.train=[a.jsonl]", "data.eval=[b]"]).data.eval == ["b"]

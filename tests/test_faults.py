@@ -222,7 +222,7 @@ def test_grpo_with_the_retriever_down(tmp_path):
     def config(on_failure):
         return load_config("toy", ["grpo.model=toy-base", "grpo.steps=1", "grpo.prompts_per_step=2",
                                    "grpo.mini_batch_prompts=2", "rollout.n_samples=2", "rollout.max_response_length=48",
-                                   f"grpo.train_data=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
+                                   f"data.train=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
                                    "retrieval.retries=0", f"retrieval.on_failure={on_failure}"])
 
     record = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)

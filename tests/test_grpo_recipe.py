@@ -154,7 +154,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
 
 
 def test_grpo_trains_on_qa_files_through_an_index(tiny_policy, tmp_path):
-    """grpo.train_data + retrieval.index: the questions of the files, searched through the index directory."""
+    """data.train + retrieval.index: the questions of the files, searched through the index directory."""
     from searche1.config import ConfigError
     from searche1.data.sources import training_questions
     from searche1.data.toyworld.generator import WorldConfig, generate_world, write_world
@@ -164,7 +164,7 @@ def test_grpo_trains_on_qa_files_through_an_index(tiny_policy, tmp_path):
     write_world(generate_world(WorldConfig(seed=5)), tmp_path / "w")
     build_index(tmp_path / "w" / "corpus.jsonl", tmp_path / "idx", IndexOptions("bm25", "minilm", "flat"),
                 show_progress=False)
-    data = [f"grpo.train_data=[{tmp_path / 'w' / 'test' / 'toy-nq.jsonl'}]"]
+    data = [f"data.train=[{tmp_path / 'w' / 'test' / 'toy-nq.jsonl'}]"]
     with pytest.raises(ConfigError, match="retrieval.index"):
         training_questions(_config(tiny_policy, extra=data))
     cfg = _config(tiny_policy, steps=1, extra=[*data, f"retrieval.index={tmp_path / 'idx'}"])

@@ -103,7 +103,7 @@ def test_grpo_starts_from_a_searchr1_checkpoint_on_the_train_parquet(searchr1, s
     tmp, checkpoint = searchr1
     run = tmp_path / "run"
     assert main(["--threads", "1", "train", "grpo", "--preset", "toy", "--out", str(run),
-                 f"grpo.model={checkpoint}", f"grpo.train_data=[{tmp / 'train.parquet'}]", f"retrieval.index={server}",
+                 f"grpo.model={checkpoint}", f"data.train=[{tmp / 'train.parquet'}]", f"retrieval.index={server}",
                  "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.mini_batch_prompts=2", "grpo.micro_batch=4",
                  "rollout.n_samples=2", "rollout.max_response_length=8", "rollout.max_turns=1"]) == 0
     saved = run / "checkpoints" / "step-1"

@@ -46,6 +46,18 @@ class Section:
 
 
 @dataclass
+class DataConfig(Section):
+    """Where the questions come from: GRPO's prompts and OFSD's pool read `train`, every evaluation phase `eval`."""
+
+    train: list[str] = field(default_factory=list)
+    """QA files (.jsonl/.parquet) or directories to train on, searched through retrieval.index; empty = the toy
+    world's train split (world.*) with an in-process BM25 index over its corpus."""
+    eval: list[str] = field(default_factory=list)
+    """QA files or directories to evaluate each phase on (through retrieval.index); empty = the toy world's seven
+    test sets."""
+
+
+@dataclass
 class RetrievalConfig(Section):
     method: str = "bm25"
     """Index type: bm25 | dense (`searche1 index` and the demo build it)."""
@@ -141,9 +153,6 @@ class GRPOConfig(Section):
 
     model: str = "toy-base"
     """Policy to start from: an HF folder, toy-base (shipped), or a hub id where a network exists."""
-    train_data: list[str] = field(default_factory=list)
-    """QA files (.jsonl/.parquet) or directories to train on, searched through retrieval.index; empty = the toy
-    world's train split (world.*) with an in-process BM25 index over its corpus."""
     steps: int = 100
     """Training steps (one batch of prompts each)."""
     prompts_per_step: int = 16
@@ -258,9 +267,6 @@ class EvolveConfig(Section):
     GRPO steps together are the schedule of one run (warm-up once, at the start of round 1); per_round = each
     round's GRPO phase restarts it. Either way round n continues the question order and sampling seeds where round
     n-1 stopped, and each GRPO phase starts a fresh optimizer state (the OFSD phase between changed the weights)."""
-    eval_data: list[str] = field(default_factory=list)
-    """QA files or directories to evaluate each phase on (through retrieval.index); empty = the toy world's seven
-    test sets."""
     eval_limit: int = 0
     """Questions per test set (0 = all)."""
     eval_batch: int = 128
@@ -274,6 +280,7 @@ class EvolveConfig(Section):
 @dataclass
 class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -295,7 +302,7 @@ def validate(cfg: Config) -> None:
         cfg.world.__post_init__()
     except ValueError as e:
         raise ConfigError(f"world: {e}") from None
-    for name in ("retrieval", "server", "rollout", "grpo", "ofsd", "evolve"):
+    for name in ("data", "retrieval", "server", "rollout", "grpo", "ofsd", "evolve"):
         getattr(cfg, name).check(name)
     unknown = sorted(set(cfg.report_to) - {"tensorboard", "wandb"})
     if unknown:

@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     pass
 
 
+MOVED = {"grpo.train_data": "data.train", "evolve.eval_data": "data.eval"}
+"""Keys that moved, named in the message that refuses the old spelling (an older preset or run's config.yaml)."""
+
+
 def require(ok: bool, key: str, rule: str, value: Any) -> None:
     """One field check: the message names the key, the rule and the value that broke it."""
     if not ok:
@@ -101,7 +105,8 @@ def apply_mapping(obj: Any, updates: dict, prefix: str = "") -> None:
     for key, value in updates.items():
         path = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(names))}")
+            moved = f" ({path} is now {MOVED[path]})" if path in MOVED else ""
+            raise ConfigError(f"unknown config key {path!r}{moved}; valid keys here: {', '.join(sorted(names))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

@@ -7,37 +7,37 @@ from searche1.config import Config, ConfigError
 
 
 def training_questions(cfg: Config):
-    """(questions, retrieval client): grpo.train_data through retrieval.index, or by default the toy world's train
+    """(questions, retrieval client): data.train through retrieval.index, or by default the toy world's train
     split with an in-process BM25 index over its corpus."""
     from searche1.retrieval.client import client_from_config
 
     r = cfg.retrieval
-    if cfg.grpo.train_data:
+    if cfg.data.train:
         from searche1.data.qa import load_qa
         from searche1.eval import find_qa_files
 
         if not r.index:
-            raise ConfigError("grpo.train_data is set but retrieval.index is empty: set it to an index directory "
+            raise ConfigError("data.train is set but retrieval.index is empty: set it to an index directory "
                               "or a retrieval server URL")
-        questions = [ex for f in find_qa_files(cfg.grpo.train_data) for ex in load_qa(f)]
+        questions = [ex for f in find_qa_files(cfg.data.train) for ex in load_qa(f)]
         if not questions:
-            raise ConfigError(f"grpo.train_data {cfg.grpo.train_data} holds no questions")
+            raise ConfigError(f"data.train {cfg.data.train} holds no questions")
         return questions, client_from_config(r)
     world, client = _toy_world(cfg)
     return world.train, client
 
 
 def eval_benchmarks(cfg: Config):
-    """({name: questions}, retrieval client) to evaluate on: evolve.eval_data through retrieval.index, or by default
+    """({name: questions}, retrieval client) to evaluate on: data.eval through retrieval.index, or by default
     the toy world's seven test sets with an in-process BM25 index (at most evolve.eval_limit questions each)."""
     from searche1.eval import load_benchmarks
     from searche1.retrieval.client import client_from_config
 
     e, r = cfg.evolve, cfg.retrieval
-    if e.eval_data:
+    if cfg.data.eval:
         if not r.index:
-            raise ConfigError("evolve.eval_data is set but retrieval.index is empty")
-        return load_benchmarks(e.eval_data, e.eval_limit or None), client_from_config(r)
+            raise ConfigError("data.eval is set but retrieval.index is empty")
+        return load_benchmarks(cfg.data.eval, e.eval_limit or None), client_from_config(r)
     world, client = _toy_world(cfg)
     return {name: exs[:e.eval_limit] if e.eval_limit else exs for name, exs in world.tests.items()}, client
 
