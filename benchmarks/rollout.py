@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from rollout_setup import add_batch_arguments, load_batch, sample_seeds
+from rollout_setup import add_batch_arguments, load_batch, questions_sha, run_engine
 
 HERE = Path(__file__).resolve().parent
 
@@ -81,8 +81,7 @@ def main() -> None:
     sampling = SamplingParams(temperature=1.0)
 
     def engine():
-        return rollout(examples, HFBackend(model, tokenizer), tokenizer, client, limits, sampling,
-                       sample_seeds=sample_seeds(args, len(examples)))
+        return run_engine(batch, args)
 
     trajs = engine()  # seeded: every call returns these trajectories
     generated = sum(t.n_generated for t in trajs)
@@ -117,8 +116,6 @@ def main() -> None:
     methods = {"engine": engine, "single_pass": single_pass, "naive": naive_loop}
     other = None
     if args.against:
-        import hashlib
-
         from other_commit import OtherCommitEngine
 
         other = OtherCommitEngine(args.against, [
@@ -126,8 +123,7 @@ def main() -> None:
             str(args.max_turns), "--turn-tokens", str(args.turn_tokens), "--threads", str(args.threads),
             "--seed", str(args.seed), "--device", args.device, "--dtype", args.dtype]
             + (["--random-weights"] if args.random_weights else []))
-        sha = hashlib.sha256("\n".join(ex.question for ex in examples).encode()).hexdigest()
-        if other.ready["questions_sha"] != sha:
+        if other.ready["questions_sha"] != questions_sha(examples):
             raise SystemExit(f"commit {args.against} generates other questions for world 0: no comparison")
         methods["against"] = other
     seconds, rounds = _median_seconds(methods, args.repeats)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rollout_setup import add_batch_arguments, load_batch, sample_seeds
+from rollout_setup import add_batch_arguments, load_batch, run_engine
 
 HERE = Path(__file__).resolve().parent
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
@@ -35,11 +35,8 @@ def main() -> None:
     batch = load_batch(args)
     from searche1.fileio import write_json
     from searche1.rollout.backends import hf
-    from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.engine import rollout
 
-    model, tokenizer, examples = batch.model, batch.tokenizer, batch.examples
-    client, limits = batch.client, batch.limits
+    examples, client = batch.examples, batch.client
     seconds, counts = defaultdict(float), defaultdict(int)
 
     def timed(name, fn, key=None):
@@ -61,8 +58,7 @@ def main() -> None:
     client.retrieve = timed("retrieval", client.retrieve)
 
     def engine():
-        return rollout(examples, hf.HFBackend(model, tokenizer), tokenizer, client, limits, SamplingParams(),
-                       sample_seeds=sample_seeds(args, len(examples)))
+        return run_engine(batch, args)
 
     engine()
     seconds.clear()

@@ -43,7 +43,6 @@ def load_batch(args: argparse.Namespace) -> Batch:
     from searche1.runtime import configure_threads
 
     configure_threads(args.threads)
-    from searche1.config import RolloutConfig
     from searche1.data.toyworld.generator import WorldConfig, generate_world
     from searche1.models import load_model
     from searche1.retrieval.bm25 import BM25Retriever
@@ -56,7 +55,37 @@ def load_batch(args: argparse.Namespace) -> Batch:
     world = generate_world(WorldConfig(seed=0))
     examples = [ex for name in ("musique", "hotpotqa", "nq") for ex in world.tests[name]][:args.questions]
     return Batch(model, tokenizer, world, examples, InProcessClient(BM25Retriever.build(world.docs)),
-                 RolloutConfig(max_turns=args.max_turns, max_response_length=args.turn_tokens))
+                 _limits(max_turns=args.max_turns, max_response_length=args.turn_tokens))
+
+
+def _limits(**fields):
+    """The engine's limits in the form the code in hand takes: a RolloutConfig, or at commits before it the
+    EngineLimits dataclass (rollout_worker.py runs on another commit's code)."""
+    from searche1.rollout import engine
+
+    if hasattr(engine, "EngineLimits"):
+        return engine.EngineLimits(**fields)
+    from searche1.config import RolloutConfig
+
+    return RolloutConfig(**fields)
+
+
+def run_engine(batch: Batch, args: argparse.Namespace, **options) -> list:
+    """One seeded engine run over the batch (the same tokens every call), with the HF backend."""
+    from searche1.rollout.backends.base import SamplingParams
+    from searche1.rollout.backends.hf import HFBackend
+    from searche1.rollout.engine import rollout
+
+    return rollout(batch.examples, HFBackend(batch.model, batch.tokenizer), batch.tokenizer, batch.client,
+                   batch.limits, SamplingParams(temperature=1.0),
+                   sample_seeds=sample_seeds(args, len(batch.examples)), **options)
+
+
+def questions_sha(examples: list) -> str:
+    """A fingerprint of the batch's questions: two commits compare only on the same ones."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(ex.question for ex in examples).encode()).hexdigest()
 
 
 def _random_model(args: argparse.Namespace):

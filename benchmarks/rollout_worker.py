@@ -11,12 +11,11 @@ machine. Only the public API that every commit since the engine's has kept is us
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 
-from rollout_setup import add_batch_arguments, load_batch, sample_seeds
+from rollout_setup import add_batch_arguments, load_batch, questions_sha, run_engine
 
 
 def main() -> None:
@@ -25,20 +24,13 @@ def main() -> None:
     args = ap.parse_args()
     batch = load_batch(args)
     import searche1
-    from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.backends.hf import HFBackend
-    from searche1.rollout.engine import rollout
 
-    def engine():
-        return rollout(batch.examples, HFBackend(batch.model, batch.tokenizer), batch.tokenizer, batch.client,
-                       batch.limits, SamplingParams(), sample_seeds=sample_seeds(args, len(batch.examples)))
-
-    generated = sum(t.n_generated for t in engine())
-    sha = hashlib.sha256("\n".join(ex.question for ex in batch.examples).encode()).hexdigest()
-    print(json.dumps({"ready": searche1.__file__, "generated_tokens": generated, "questions_sha": sha}), flush=True)
+    generated = sum(t.n_generated for t in run_engine(batch, args))
+    print(json.dumps({"ready": searche1.__file__, "generated_tokens": generated,
+                      "questions_sha": questions_sha(batch.examples)}), flush=True)
     for _ in sys.stdin:
         start = time.perf_counter()
-        engine()
+        run_engine(batch, args)
         print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
