@@ -1,4 +1,4 @@
-"""Issue 22: what docs/data.md and docs/reliability.md promise, tried as a new user would. Bad input ends with one
+"""What docs/data.md and docs/reliability.md promise, tried as a new user would. Bad input ends with one
 message naming the file and line, the flag or the value, exit code 2, no traceback and nothing written; no wrong
 result and no wait is silent."""
 
