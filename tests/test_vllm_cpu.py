@@ -27,10 +27,12 @@ TOLERANCE = 1e-3
 
 def _model(path: str, questions: int):
     from searche1.config import load_config
+    from searche1.data.sources import training_questions
     from searche1.models import load_model, model_location
-    from searche1.train.sources import training_questions
 
-    cfg = load_config("toy", ["rollout.backend=vllm"])
+    # short rollouts; GRPO's update without the KL term (no reference model)
+    cfg = load_config("toy", ["rollout.backend=vllm", "rollout.max_turns=2", "rollout.max_response_length=24",
+                              "grpo.kl_coef=0"])
     examples, client = training_questions(cfg)
     model, tokenizer = load_model(path, "cpu", "float32")
     return SimpleNamespace(path=model_location(path), cfg=cfg, model=model, tok=tokenizer,
@@ -78,12 +80,11 @@ def process_engine(m):
 
 def _roll(m, backend, greedy: bool):
     from searche1.rollout.backends.base import SamplingParams
-    from searche1.rollout.engine import EngineLimits, rollout
+    from searche1.rollout.engine import rollout
 
-    limits = EngineLimits(max_turns=2, max_response_length=24)
     if greedy:
-        return rollout(m.questions, backend, m.tok, m.client, limits, SamplingParams(greedy=True))
-    return rollout(m.questions, backend, m.tok, m.client, limits, SamplingParams(1.0), n_samples=2,
+        return rollout(m.questions, backend, m.tok, m.client, m.cfg.rollout, SamplingParams(greedy=True))
+    return rollout(m.questions, backend, m.tok, m.client, m.cfg.rollout, SamplingParams(1.0), n_samples=2,
                    generator=torch.Generator().manual_seed(0))
 
 
@@ -143,7 +144,6 @@ def test_sampled_tokens_logprobs_agree_with_the_trainers(name, request):
 def test_after_a_grpo_steps_sync_the_engine_scores_as_the_trainer_and_a_stale_one_does_not(name, request):
     """The trainer's one `sync` (PolicyGenerator) after a real GRPO update, every weight changed (both models tie
     the LM head to the embedding)."""
-    from searche1.losses.grpo import GRPOLossConfig
     from searche1.rollout.backends.select import PolicyGenerator
     from searche1.train.grpo_update import policy_update
 
@@ -157,7 +157,7 @@ def test_after_a_grpo_steps_sync_the_engine_scores_as_the_trainer_and_a_stale_on
         advantages = torch.tensor([1.0, -1.0] * (len(trajectories) // 2))
         policy.train()
         policy_update(policy, torch.optim.AdamW(policy.parameters(), lr=1e-3), trajectories, advantages,
-                      GRPOLossConfig(kl_coef=0.0), 0, micro_batch=8)
+                      m.cfg.grpo, 0, micro_batch=8)
         policy.eval()
 
         stale = _largest_gap(policy, _roll(m, generator.backend(policy), greedy=False))
