@@ -169,8 +169,8 @@ class VLLMBackend:
         On a GPU the model's own `load_weights` copies them into its parameters. On CPU that fails: vLLM repacks
         linear weights for its CPU GEMM kernels after loading, and the packed parameters have no loader. There the
         worker's `reload_weights` loads them as at start-up and repacks. A tied LM head is not a loaded weight of
-        its own, so its GEMM (packed from the embedding) is dispatched again: a head left packed from the old
-        embedding was measured 1.2 nats off (issue 24); it costs milliseconds."""
+        its own, so its GEMM (packed from the embedding) is dispatched again, lest it score with the old embedding
+        (seen up to 1.2 nats off); it costs milliseconds."""
         if isinstance(weights, torch.nn.Module):
             weights = weights.state_dict().items()
         weights = [(name, tensor.detach()) for name, tensor in weights]
