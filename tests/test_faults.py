@@ -219,15 +219,37 @@ def test_grpo_with_the_retriever_down(tmp_path):
     qa.write_text("".join(json.dumps({"id": str(i), "question": q, "golden_answers": ["x"], "data_source": "nq"})
                           + "\n" for i, q in enumerate(["where was Zorvak born", "who founded Kelmar"])))
 
-    def config(on_failure):
+    def config(on_failure, *more):
         return load_config("toy", ["grpo.model=toy-base", "grpo.steps=1", "grpo.prompts_per_step=2",
                                    "grpo.mini_batch_prompts=2", "rollout.n_samples=2", "rollout.max_response_length=48",
                                    f"data.train=[{qa}]", f"retrieval.index=http://127.0.0.1:{_free_port()}",
-                                   "retrieval.retries=0", f"retrieval.on_failure={on_failure}"])
+                                   "retrieval.retries=0", f"retrieval.on_failure={on_failure}", *more])
 
-    record = train_grpo(config("skip"), tmp_path / "skip", log=lambda *_: None)
+    record = train_grpo(config("skip", "retrieval.max_failed_share=1"), tmp_path / "skip", log=lambda *_: None)
     assert 1 <= record["failed_samples"] <= 4 and record["skipped"] == 0  # (a sample may answer at once)
     logged = [json.loads(line) for line in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
     assert logged[-1]["grpo/failed_samples"] == record["failed_samples"]
     with pytest.raises(RetrieverUnavailable, match="unreachable"):
         train_grpo(config("stop"), tmp_path / "stop", log=lambda *_: None)
+    # past retrieval.max_failed_share (default 0.1) of a step's samples, skip stops the run too: its rewards would
+    # measure the retriever
+    with pytest.raises(RetrieverUnavailable, match=r"retrieval failed for .* of GRPO step 1 .*max_failed_share=0.1"):
+        train_grpo(config("skip"), tmp_path / "skip-default", log=lambda *_: None)
+
+
+def test_an_evaluation_phase_with_the_retriever_down_stops_the_run(tmp_path):
+    """`searche1 train`'s evaluations with retrieval.on_failure=skip and the retriever down: past
+    retrieval.max_failed_share the phase stops with the error instead of writing a table of zeros."""
+    from searche1.config import load_config
+    from searche1.data.qa import QAExample
+    from searche1.retrieval.client import client_from_config
+    from searche1.train.evolve import evaluate_model
+
+    cfg = load_config("toy", ["rollout.max_turns=1", "rollout.max_response_length=48", "retrieval.retries=0",
+                              "retrieval.on_failure=skip", f"retrieval.index=http://127.0.0.1:{_free_port()}"])
+    questions = [QAExample(str(i), q, ["x"], "toy-nq") for i, q in enumerate(["where was Zorvak born",
+                                                                               "who founded Kelmar"])]
+    sets = ({"toy-nq": questions}, client_from_config(cfg.retrieval))
+    with pytest.raises(RetrieverUnavailable, match="retrieval failed for .* of the evaluation of toy-base"):
+        evaluate_model(cfg, "toy-base", tmp_path, "cpu", sets)
+    assert not (tmp_path / "eval.json").exists()

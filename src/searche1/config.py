@@ -78,6 +78,10 @@ class RetrievalConfig(Section):
     """When the retriever still fails after its retries: stop (the run ends with the error; GRPO resumes from its
     last checkpoint with --resume) or skip (that turn's searching samples end with finish reason `error`: counted in
     the metrics, left out of the GRPO and OFSD losses, scored 0 in evaluations)."""
+    max_failed_share: float = 0.1
+    """With on_failure=skip: when more than this share of a GRPO step's, an OFSD pool's or an evaluation's samples
+    lost their search, the run stops with the error (exit 2) instead of passing the retriever's failures off as
+    the model's; `searche1 eval --max-failed-share` overrides it."""
 
 
     def check(self, at: str = "retrieval") -> None:
@@ -87,6 +91,7 @@ class RetrievalConfig(Section):
                 self.faiss_type)
         require(positive(self.timeout), f"{at}.timeout", "> 0 and finite (seconds)", self.timeout)
         require(self.retries >= 0, f"{at}.retries", ">= 0", self.retries)
+        require(0 <= self.max_failed_share <= 1, f"{at}.max_failed_share", "in [0, 1]", self.max_failed_share)
 
 @dataclass
 class ServerConfig(Section):

@@ -20,10 +20,10 @@ def add_parsers(sub) -> None:
                                                           "with rollout.temperature / top_p)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="questions in flight at once (x --samples); a finished one is replaced at the next turn")
-    p.add_argument("--max-failed-share", type=float, default=0.1, metavar="S",
+    p.add_argument("--max-failed-share", type=float, default=None, metavar="S",
                    help="with retrieval.on_failure=skip: when more than this share of the samples lost their search "
                         "(retriever down), exit 2 and write nothing, since the figures would not be the model's "
-                        "(default 0.1)")
+                        "(default retrieval.max_failed_share: 0.1)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on a GPU that supports it, else float32), float32, "
                                                    "bfloat16 or float16")
@@ -34,8 +34,8 @@ def add_parsers(sub) -> None:
 def cmd_eval(args) -> int:
     from searche1.config import load_config, to_dict
     from searche1.eval import (
-        check_failures,
         evaluate,
+        failed_samples,
         load_benchmarks,
         markdown_table,
         trajectories_path,
@@ -43,7 +43,7 @@ def cmd_eval(args) -> int:
     )
     from searche1.fileio import check_writable
     from searche1.models import check_model_source
-    from searche1.retrieval.client import client_from_config
+    from searche1.retrieval.client import check_failures, client_from_config
     from searche1.rollout.backends.base import SamplingParams
     from searche1.rollout.backends.select import check_backend, generation_backend
     from searche1.train.named_models import ensure_made
@@ -56,8 +56,9 @@ def cmd_eval(args) -> int:
     for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size), ("--limit", args.limit)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    if not 0 <= args.max_failed_share <= 1:
-        raise ValueError(f"--max-failed-share must be in [0, 1], got {args.max_failed_share}")
+    max_failed_share = pick(args.max_failed_share, cfg.retrieval.max_failed_share)
+    if not 0 <= max_failed_share <= 1:
+        raise ValueError(f"--max-failed-share must be in [0, 1], got {max_failed_share}")
     check_writable(args.out, "report")  # now, not after the whole run
     check_writable(trajectories_path(args.out), "trajectories file")
     benchmarks = load_benchmarks(args.data, args.limit)
@@ -73,7 +74,7 @@ def cmd_eval(args) -> int:
     cfg.retrieval.index = target  # the index used, not the preset's (often empty) default
     report.update(model=args.model, index=target, samples=args.samples, config=to_dict(cfg))
     print(markdown_table(report))
-    check_failures(report, cfg.retrieval.on_failure, args.max_failed_share)
+    check_failures(*failed_samples(report), cfg.retrieval.on_failure, max_failed_share, f"the evaluation of {target}")
     traj_path = write_eval_report(args.out, report, trajectories)
     print(f"wrote {args.out} and {traj_path}")
     return 0

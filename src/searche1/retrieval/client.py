@@ -160,3 +160,14 @@ def client_from_config(retrieval, target: str | None = None, topk: int | None = 
     r = retrieval
     return make_client(r.index if target is None else target, topk=r.topk if topk is None else topk,
                        timeout=r.timeout, retries=r.retries)
+
+
+def check_failures(failed: int, total: int, on_failure: str, max_share: float, what: str) -> None:
+    """Raise RetrieverUnavailable when more than `max_share` of `total` samples lost their search
+    (retrieval.on_failure=skip): scored 0, they would pass for the model's failures in normal-looking figures."""
+    if total and failed / total > max_share:
+        every = "every sample" if failed == total else f"{failed} of {total} samples ({failed / total:.0%})"
+        raise RetrieverUnavailable(
+            f"retrieval failed for {every} of {what} (retrieval.on_failure={on_failure}; the limit is "
+            f"retrieval.max_failed_share={max_share:g}): the figures would measure the retriever, not the model. "
+            "Is the retriever running?")

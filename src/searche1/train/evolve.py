@@ -107,7 +107,8 @@ def len_train(cfg: Config) -> int:
 def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: tuple) -> dict:
     """Greedy EM of `model_path` on the evaluation sets `sets` = (benchmarks, retrieval client) -> out/eval.json
     (+ trajectories)."""
-    from searche1.eval import evaluate, write_eval_report
+    from searche1.eval import evaluate, failed_samples, write_eval_report
+    from searche1.retrieval.client import check_failures
     from searche1.rollout.backends.select import generation_backend
 
     benchmarks, client = sets
@@ -116,6 +117,8 @@ def evaluate_model(cfg: Config, model_path: str, out: Path, device: str, sets: t
                                     batch_size=cfg.evolve.eval_batch, seed=cfg.seed,
                                     on_retrieval_failure=cfg.retrieval.on_failure)
     report.update(model=str(model_path))
+    r = cfg.retrieval
+    check_failures(*failed_samples(report), r.on_failure, r.max_failed_share, f"the evaluation of {model_path}")
     write_eval_report(out / "eval.json", report, trajectories)
     return report
 

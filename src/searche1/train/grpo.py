@@ -28,6 +28,7 @@ import torch
 from searche1.config import Config, ConfigError, save_config, to_dict
 from searche1.data.sources import training_questions
 from searche1.losses.grpo import group_advantages
+from searche1.retrieval.client import check_failures
 from searche1.rollout.trajectory import FinishReason
 from searche1.runtime import process_count, process_rank
 from searche1.train.grpo_update import make_accelerator, policy_update, rescore_old_logprobs
@@ -250,6 +251,8 @@ def grpo_step(run: GRPORun, stream: StepStream) -> dict:
     mine = [_summary(t, group) for t, group in zip(trajectories, groups)]
     summaries = gather_object(mine) if process_count() > 1 else mine
     record = _step_record(summaries, update_stats, run.optimizer, t_rollout, time.perf_counter() - t0)
+    check_failures(record["failed_samples"], len(summaries), cfg.retrieval.on_failure, cfg.retrieval.max_failed_share,
+                   f"GRPO step {run.step + 1} (resume from the last checkpoint with --resume)")
     if r.backend == "vllm":
         record.update(sync_seconds=sync_seconds, rollout_logprob_gap=logprob_gap)
     return record

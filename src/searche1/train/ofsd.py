@@ -25,6 +25,7 @@ import torch
 from searche1.config import Config, ConfigError, save_config
 from searche1.data.sources import training_questions
 from searche1.losses.ofsd import teacher_student_loss
+from searche1.retrieval.client import check_failures
 from searche1.train.kit import SkipGuard, adamw, lora_wrap, progress_bar, sample_seed
 from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
 
@@ -139,6 +140,8 @@ def mine(cfg: Config, model, tokenizer, pool: list, by_group: dict, out: Path, l
     usable = [t for t in pool if t.finish_reason is not FinishReason.ERROR]
     if len(usable) < len(pool):
         log(f"OFSD: {len(pool) - len(usable)} pool samples failed retrieval; they are left out of the pairs")
+        check_failures(len(pool) - len(usable), len(pool), cfg.retrieval.on_failure, cfg.retrieval.max_failed_share,
+                       "the OFSD pool")
     pairs = mine_pairs(usable, o.student, o.reference, kl_score, seed=cfg.seed)
     stats = {**pair_stats(pool, pairs), "failed_samples": len(pool) - len(usable)}
     write_jsonl(out / "pairs.jsonl", (pair_record(model, tokenizer, by_group[p.student.group_id].question, p, cfg,
