@@ -57,13 +57,79 @@ def test_reference_is_the_shortest_correct_ties_broken_by_searches(pool):
     assert anys == {0, 1, 2}  # any correct one, never an incorrect one
 
 
-@pytest.mark.parametrize("strategy", ["kl", "longest", "lexical", "random", "all"])
+@pytest.mark.parametrize("strategy", ["kl", "longest", "lexical", "random", "all", "failed"])
 def test_every_strategy_skips_unpaired_questions_and_never_self_pairs(pool, strategy):
     pairs = mine_pairs(pool, strategy, kl_scores=lambda ref, t: float(t.sample_index))
     assert pairs and all(p.reference is not p.student for p in pairs)
     assert {p.reference.group_id for p in pairs} == {"a"}
     assert all(p.reference.sample_index == 2 and p.student.group_id == "a" for p in pairs)
-    assert len(pairs) == (4 if strategy == "all" else 1)
+    assert len(pairs) == {"all": 4, "failed": 2}.get(strategy, 1)
+
+
+def test_longest_and_first_references(pool):
+    siblings = [t for t in pool if t.group_id == "a"]
+    assert pick_reference(siblings, "longest").sample_index == 0  # 30 tokens; the 50-token sibling is wrong
+    assert pick_reference(siblings, "first").sample_index == 0
+    tied = [traj("q", 0, 9, 0.0), traj("q", 1, 20, 1.0, searches=1), traj("q", 2, 20, 1.0, searches=2),
+            traj("q", 3, 20, 1.0, searches=2), traj("q", 4, 5, 1.0)]
+    assert pick_reference(tied, "longest").sample_index == 2  # ties -> more searches, then the lower index
+    assert pick_reference(tied, "first").sample_index == 1  # the lowest index among the correct only
+    assert pick_reference(tied[:1], "longest") is None and pick_reference(tied[:1], "first") is None
+    assert mine_pairs(tied, "longest", "longest")[0].reference.sample_index == 2
+
+
+def test_failed_students_are_every_wrong_sibling(pool):
+    pairs = mine_pairs(pool, "failed")
+    assert [(p.reference.sample_index, p.student.sample_index) for p in pairs] == [(2, 3), (2, 4)]
+    assert mine_pairs([traj("q", 0, 9, 1.0), traj("q", 1, 12, 1.0)], "failed") == []  # no wrong sibling
+    # `all` keeps the correct non-references too
+    assert [p.student.sample_index for p in mine_pairs(pool, "all")] == [0, 1, 3, 4]
+
+
+def test_new_strategies_against_brute_force():
+    """Random pools: the longest / first reference and the failed students against a plain loop over siblings."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        pool = [traj(f"g{g}", i, rng.randint(1, 6), float(rng.random() < 0.4), searches=rng.randint(0, 2))
+                for g in range(3) for i in range(rng.randint(1, 5))]
+        rng.shuffle(pool)
+        for ref_rule in ("longest", "first"):
+            expected = []
+            for g in sorted({t.group_id for t in pool}, key=lambda g: next(i for i, t in enumerate(pool)
+                                                                           if t.group_id == g)):
+                ref = None
+                for t in pool:
+                    if t.group_id != g or t.reward <= 0:
+                        continue
+                    if ref is None:
+                        ref = t
+                    elif ref_rule == "first" and t.sample_index < ref.sample_index:
+                        ref = t
+                    elif ref_rule == "longest" and (t.n_generated > ref.n_generated or (
+                            t.n_generated == ref.n_generated and (t.n_searches > ref.n_searches or (
+                                t.n_searches == ref.n_searches and t.sample_index < ref.sample_index)))):
+                        ref = t
+                if ref is None:
+                    continue
+                for i in range(6):
+                    expected += [(ref, t) for t in pool if t.group_id == g and t.sample_index == i
+                                 and t is not ref and t.reward <= 0]
+            got = [(p.reference, p.student) for p in mine_pairs(pool, "failed", ref_rule)]
+            assert got == expected
+
+
+def test_the_config_offers_every_strategy():
+    import typing
+
+    from searche1.config import OFSDConfig
+    from searche1.train.pairs import ReferenceStrategy, StudentStrategy
+
+    hints = typing.get_type_hints(OFSDConfig)
+    students, references = typing.get_args(StudentStrategy), typing.get_args(ReferenceStrategy)
+    assert typing.get_args(hints["student"]) == students and "failed" in students
+    assert typing.get_args(hints["reference"]) == references == ("shortest", "any", "longest", "first")
 
 
 def test_reference_length_counts_generated_tokens_not_inserted_ones():

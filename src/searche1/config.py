@@ -220,10 +220,12 @@ class OFSDConfig(Section):
     """Training questions sampled into the rollout pool (0 = all)."""
     n_samples: int = 5
     """Rollouts per pool question (G of the pool; siblings to mine pairs from)."""
-    student: typing.Literal["kl", "longest", "lexical", "random", "all"] = "kl"
-    """Student sibling: highest mean teacher-student KL (default), longest, least similar actions, random, all."""
-    reference: typing.Literal["shortest", "any"] = "shortest"
-    """Reference: the shortest correct sibling (default) or any correct one (ablation)."""
+    student: typing.Literal["kl", "longest", "lexical", "random", "all", "failed"] = "kl"
+    """Student sibling: highest mean teacher-student KL (default), longest, least similar actions, random, all (every
+    other sibling), failed (every wrong sibling)."""
+    reference: typing.Literal["shortest", "any", "longest", "first"] = "shortest"
+    """Reference: the shortest correct sibling (default); for the ablations any correct one, the longest, or the first
+    by sample index (SDPO's choice)."""
     with_retrieved: bool = False
     """Whether the teacher's privileged block includes the reference's retrieved documents."""
     divergence: typing.Literal["forward", "reverse", "jsd"] = "forward"

@@ -1,8 +1,9 @@
 """OFSD pair mining and the teacher's privileged context (docs/ofsd.md, "The method", points 3-4).
 
 Per question of the rollout pool: the reference is the shortest correct sibling (fewest generated tokens; ties ->
-fewer searches, then the lower sample index), the student the sibling that differs most from it. Questions with no
-correct sibling give no pair, and a trajectory is never its own student. Pure functions over Trajectory records;
+fewer searches, then the lower sample index), the student the sibling that differs most from it; the ablations swap
+either rule (ofsd.reference, ofsd.student). Questions with no correct sibling give no pair, and a trajectory is never
+its own student. Pure functions over Trajectory records;
 the KL strategy's scores are computed by the caller (a teacher-forced forward) and passed in.
 """
 
@@ -17,8 +18,8 @@ from searche1 import protocol
 from searche1.metrics import mean
 from searche1.rollout.trajectory import Trajectory
 
-StudentStrategy = Literal["kl", "longest", "lexical", "random", "all"]
-ReferenceStrategy = Literal["shortest", "any"]
+StudentStrategy = Literal["kl", "longest", "lexical", "random", "all", "failed"]
+ReferenceStrategy = Literal["shortest", "any", "longest", "first"]
 
 PRIVILEGED_HEADER = ("A worked solution of this same question follows, between the two marker lines. Use it: "
                      "reason, search and answer as it does, in your own words.")
@@ -41,15 +42,21 @@ def group_by_question(pool: Sequence[Trajectory]) -> dict[str, list[Trajectory]]
 
 def pick_reference(siblings: Sequence[Trajectory], strategy: ReferenceStrategy = "shortest",
                    rng: random.Random | None = None) -> Trajectory | None:
-    """The shortest correct sibling (or, for the ablation, any correct one); None when none is correct."""
+    """The shortest correct sibling; for the ablations any correct one, the longest (ties -> more searches, then the
+    lower sample index) or the first (lowest sample index: the successful rollout TRL's SDPOTrainer shows its
+    teacher). None when none is correct."""
     correct = [t for t in siblings if t.reward > 0]
     if not correct:
         return None
     if strategy == "shortest":
         return min(correct, key=lambda t: (t.n_generated, t.n_searches, t.sample_index))
+    if strategy == "longest":
+        return max(correct, key=lambda t: (t.n_generated, t.n_searches, -t.sample_index))
+    if strategy == "first":
+        return min(correct, key=lambda t: t.sample_index)
     if strategy == "any":
         return (rng or random.Random(0)).choice(sorted(correct, key=lambda t: t.sample_index))
-    raise ValueError(f"unknown reference strategy {strategy!r}: shortest | any")
+    raise ValueError(f"unknown reference strategy {strategy!r}: shortest | any | longest | first")
 
 
 def action_text(t: Trajectory) -> str:
@@ -62,7 +69,8 @@ def mine_pairs(pool: Sequence[Trajectory], student: StudentStrategy = "kl", refe
                kl_scores: Callable[[Trajectory, Trajectory], float] | None = None,
                seed: int = 0) -> list[Pair]:
     """Pairs of the pool, in question order. `kl_scores(reference, candidate)` gives the mean per-token
-    teacher-student KL of a candidate (needed by the `kl` strategy only)."""
+    teacher-student KL of a candidate (needed by the `kl` strategy only). `all` pairs the reference with every other
+    sibling, correct ones included; `failed` with every wrong one only."""
     if student == "kl" and kl_scores is None:
         raise ValueError("the kl student strategy needs kl_scores (teacher-student KL of each candidate)")
     rng = random.Random(seed)
@@ -72,8 +80,8 @@ def mine_pairs(pool: Sequence[Trajectory], student: StudentStrategy = "kl", refe
         others = sorted((t for t in siblings if t is not ref), key=lambda t: t.sample_index)
         if ref is None or not others:
             continue
-        if student == "all":
-            pairs += [Pair(ref, t) for t in others]
+        if student in ("all", "failed"):
+            pairs += [Pair(ref, t) for t in others if student == "all" or not t.reward > 0]
             continue
         if student == "kl":
             chosen = max(others, key=lambda t: kl_scores(ref, t))
@@ -85,7 +93,7 @@ def mine_pairs(pool: Sequence[Trajectory], student: StudentStrategy = "kl", refe
         elif student == "random":
             chosen = rng.choice(others)
         else:
-            raise ValueError(f"unknown student strategy {student!r}: kl | longest | lexical | random | all")
+            raise ValueError(f"unknown student strategy {student!r}: kl | longest | lexical | random | all | failed")
         pairs.append(Pair(ref, chosen))
     return pairs
 
