@@ -11,7 +11,7 @@ def test_arms_change_one_thing_each():
     from searche1.train.ablate import ARMS, arm_config
 
     base = load_config("toy")
-    assert ARMS["search-e1"] == []
+    assert ARMS["search-e1"].overrides == []
     for arm in ARMS:
         cfg = arm_config(base, arm, seed=7)
         assert cfg.seed == 7 and base.seed == 0  # the base is not touched
@@ -19,6 +19,91 @@ def test_arms_change_one_thing_each():
     assert arm_config(base, "grpo-only", 0).evolve.mode == "grpo-only"
     with pytest.raises(ConfigError, match="unknown arm"):
         arm_config(base, "nope", 0)
+
+
+def _flat(tree: dict, at: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{at}{k}.") if isinstance(v, dict) else {f"{at}{k}": v})
+    return out
+
+
+def test_every_arm_sets_exactly_what_it_claims():
+    """Each arm's overrides load on the toy preset and change the fields they name, to the values they name, and
+    nothing else; the rounds-2 arm is the toy's own setting."""
+    from searche1.config import to_dict
+    from searche1.train.ablate import ARMS
+
+    base = _flat(to_dict(load_config("toy")))
+    unchanged = []
+    for name, arm in ARMS.items():
+        assert arm.meaning and "\n" not in arm.meaning
+        cfg = _flat(to_dict(load_config("toy", arm.overrides)))
+        claimed = dict(o.split("=", 1) for o in arm.overrides)
+        changed = {k for k in cfg if cfg[k] != base[k]}
+        assert changed <= claimed.keys(), name
+        for key, text in claimed.items():
+            want = {"null": None, "true": True}.get(text, text)
+            got = cfg[key]
+            assert (float(got) == float(want) if isinstance(got, (int, float)) and not isinstance(got, bool)
+                    else got == want), (name, key)
+        if not changed:
+            unchanged.append(name)
+    assert unchanged == ["search-e1", "rounds-2"]
+    sdpo = load_config("toy", ARMS["sdpo"].overrides).ofsd
+    assert (sdpo.student, sdpo.reference, sdpo.divergence, sdpo.tau_clip) == ("all", "first", "reverse", None)
+
+
+def test_ablate_help_lists_every_arm_with_its_meaning(capsys):
+    import subprocess
+    import sys
+
+    from searche1.cli import main
+    from searche1.train.ablate import ARMS
+
+    with pytest.raises(SystemExit) as done:
+        main(["ablate", "--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, arm in ARMS.items():
+        assert any(line.split() == [name, *arm.meaning.split()] for line in lines), name
+    # the parser reads the arm table before main sets the thread count, so building it must not load numpy
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from searche1.cli import build_parser; "
+                             "build_parser(); print('numpy' in sys.modules)"], capture_output=True, text=True,
+                            check=True).stdout
+    assert loaded.strip() == "False"
+
+
+def test_rounds_arms_reuse_the_shorter_runs_phases(tmp_path):
+    """rounds-N+1 has rounds-N's phase keys as its first phases, so adopt_shared_phases hands a longer arm the
+    rounds a shorter one has done (checked on fake finished phases: nothing trains)."""
+    from searche1.fileio import write_json
+    from searche1.train.ablate import adopt_shared_phases, arm_config
+    from searche1.train.evolve import phase_dirs, phase_keys
+
+    base = load_config("toy")
+    cfgs = {n: arm_config(base, f"rounds-{n}", 0) for n in (1, 2, 3, 4)}
+    keys = {n: phase_keys(cfg) for n, cfg in cfgs.items()}
+    assert [len(k) for k in keys.values()] == [3, 5, 7, 9]
+    for n in (2, 3, 4):
+        assert keys[n][:-2] == keys[n - 1]
+    assert keys[2] == phase_keys(arm_config(base, "search-e1", 0))  # the toy runs 2 rounds
+
+    def finish(n: int, run, upto: int):  # a fake run of arm rounds-n whose first `upto` phases are done
+        for path, key in list(zip(phase_dirs(cfgs[n], run), keys[n]))[:upto]:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "eval.json").write_text("{}")
+            write_json(path / "phase.json", {"key": key, "model": str(path / "final")})
+
+    one, two, three = (tmp_path / f"rounds-{n}" / "seed-0" for n in (1, 2, 3))
+    finish(1, one, 3)
+    assert adopt_shared_phases(cfgs[2], two, [one]) == ["00-base", "01-grpo-r1", "02-ofsd-r1"]
+    adopted = json.loads((two / "phases" / "02-ofsd-r1" / "phase.json").read_text())
+    assert adopted["shared_from"] == str((one / "phases" / "02-ofsd-r1").resolve())
+    assert not (two / "phases" / "03-grpo-r2").exists()  # round 2 is rounds-2's own work
+    finish(2, two, 5)
+    assert adopt_shared_phases(cfgs[3], three, [one, two]) == [p.name for p in phase_dirs(cfgs[2], two)]
+    assert adopt_shared_phases(cfgs[1], tmp_path / "other", [three])[-1] == "02-ofsd-r1"  # and the other way
 
 
 def test_summarize_means_over_seeds_and_rounds():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import textwrap
 from pathlib import Path
 
 from searche1.cli.common import COMMANDS, add_config_args
@@ -42,10 +44,14 @@ def add_parsers(sub) -> None:
     add_config_args(q)
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("ablate", help=h["ablate"], description=h["ablate"])
+    from searche1.train.ablate import arms_help
+
+    # raw, so that the arms stay one per line
+    p = sub.add_parser("ablate", help=h["ablate"], description=textwrap.fill(h["ablate"], 78), epilog=arms_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run directory (finished arm/seed runs in it are reused)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (cfg.seed, seed+1, ...)")
-    p.add_argument("--arms", default=None, help="comma-separated arms (default: all; see train/ablate.py ARMS)")
+    p.add_argument("--arms", default=None, help="comma-separated arms (default: all; listed below)")
     p.add_argument("--reuse", nargs="+", default=[], metavar="DIR",
                    help="earlier ablation directories whose phases are reused where they are the same work (e.g. "
                         "rounds 1-2 of a 2-round ablation inside a 3-round one)")

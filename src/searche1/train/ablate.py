@@ -5,7 +5,8 @@ every seed (cfg.seed: data order and sampling; the world stays fixed), into RUN/
 report (RUN/report.md, RUN/report.json, RUN/ablate.png) compares the arms' final average EM (mean and spread over
 seeds), their gain per round, and their cost (rollouts, training seconds).
 
-The default arm (`search-e1`) is GRPO -> OFSD with the defaults of docs/ofsd.md; each other arm changes one thing.
+The default arm (`search-e1`) is GRPO -> OFSD with the defaults of docs/ofsd.md; each other arm changes one thing,
+except `sdpo`, which sets what the closest public method (TRL's SDPOTrainer) does.
 """
 
 from __future__ import annotations
@@ -16,32 +17,66 @@ import math
 import shutil
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from searche1.config import Config, ConfigError, apply_overrides, to_dict
 from searche1.fileio import atomic_write, write_json
 
-ARMS: dict[str, list[str]] = {
-    "search-e1": [],                                  # GRPO -> OFSD, kl student, shortest reference, tau 10
-    "grpo-only": ["evolve.mode=grpo-only"],           # the baseline at the same rollout budget
-    "ofsd-only": ["evolve.mode=ofsd-only"],
-    "student-longest": ["ofsd.student=longest"],
-    "student-lexical": ["ofsd.student=lexical"],
-    "student-random": ["ofsd.student=random"],
-    "student-all": ["ofsd.student=all"],
-    "reference-any": ["ofsd.reference=any"],          # any correct sibling instead of the shortest
-    "tau-1": ["ofsd.tau_clip=1"],
-    "tau-none": ["ofsd.tau_clip=null"],
-    "kl-reverse": ["ofsd.divergence=reverse"],
-    "kl-jsd": ["ofsd.divergence=jsd"],
+if TYPE_CHECKING:  # the CLI reads ARMS for its help before it sets the thread count: nothing here imports numpy
+    from searche1.config import Config
+
+
+class Arm(NamedTuple):
+    overrides: list[str]
+    meaning: str
+
+
+ARMS: dict[str, Arm] = {
+    "search-e1": Arm([], "GRPO -> OFSD with the preset's settings (default: kl student, shortest reference, tau 10)"),
+    "grpo-only": Arm(["evolve.mode=grpo-only"], "no OFSD; its pool rollouts become GRPO steps (same rollout budget)"),
+    "ofsd-only": Arm(["evolve.mode=ofsd-only"], "no GRPO: OFSD phases only"),
+    "student-longest": Arm(["ofsd.student=longest"], "student: the longest sibling"),
+    "student-lexical": Arm(["ofsd.student=lexical"], "student: the sibling whose searches and answer differ most"),
+    "student-random": Arm(["ofsd.student=random"], "student: a random sibling"),
+    "student-all": Arm(["ofsd.student=all"], "students: every other sibling, correct ones included"),
+    "student-failed": Arm(["ofsd.student=failed"], "students: every failed (wrong-answer) sibling"),
+    "reference-any": Arm(["ofsd.reference=any"], "reference: any correct sibling instead of the shortest"),
+    "reference-longest": Arm(["ofsd.reference=longest"], "reference: the longest correct sibling"),
+    "tau-1": Arm(["ofsd.tau_clip=1"], "each token's divergence clipped at 1 instead of 10"),
+    "tau-none": Arm(["ofsd.tau_clip=null"], "no clip of the token divergence"),
+    "kl-reverse": Arm(["ofsd.divergence=reverse"], "divergence: reverse KL (student || teacher)"),
+    "kl-jsd": Arm(["ofsd.divergence=jsd"], "divergence: Jensen-Shannon"),
+    "teacher-retrieved": Arm(["ofsd.with_retrieved=true"], "the teacher also sees the reference's retrieved text"),
+    # a bracket around the toy preset's OFSD strength (lr 3e-4, 2 epochs)
+    "ofsd-lr-1e-4": Arm(["ofsd.lr=1e-4"], "OFSD learning rate 1e-4"),
+    "ofsd-lr-1e-3": Arm(["ofsd.lr=1e-3"], "OFSD learning rate 1e-3"),
+    "ofsd-epochs-1": Arm(["ofsd.epochs=1"], "one OFSD pass over the pairs"),
+    "ofsd-epochs-4": Arm(["ofsd.epochs=4"], "four OFSD passes over the pairs"),
+    # rounds are not in a phase key: with a constant GRPO lr a longer run adopts a shorter one's rounds
+    "rounds-1": Arm(["evolve.rounds=1"], "1 round of GRPO -> OFSD"),
+    "rounds-2": Arm(["evolve.rounds=2"], "2 rounds of GRPO -> OFSD"),
+    "rounds-3": Arm(["evolve.rounds=3"], "3 rounds of GRPO -> OFSD"),
+    "rounds-4": Arm(["evolve.rounds=4"], "4 rounds of GRPO -> OFSD"),
+    # TRL's SDPOTrainer in this harness (docs/ofsd.md, "SDPO in this harness")
+    "sdpo": Arm(["ofsd.student=all", "ofsd.reference=first", "ofsd.divergence=reverse", "ofsd.tau_clip=null"],
+                "TRL's SDPO: the first correct sibling shown to the teacher for each other one, reverse KL, no clip"),
 }
-"""The arms: name -> overrides on top of the preset. Rounds 1..R are read from every arm's per-phase rows."""
+"""The arms: name -> (overrides on top of the preset, a line for `searche1 ablate --help`). Rounds 1..R are read
+from every arm's per-phase rows."""
+
+
+def arms_help() -> str:
+    """One line per arm, name and meaning: `searche1 ablate --help` lists them."""
+    width = max(map(len, ARMS))
+    return "arms:\n" + "\n".join(f"  {name:<{width}}  {arm.meaning}" for name, arm in ARMS.items())
 
 
 def arm_config(base: Config, arm: str, seed: int) -> Config:
+    from searche1.config import ConfigError, apply_overrides
+
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     cfg = copy.deepcopy(base)
-    apply_overrides(cfg, ARMS[arm] + [f"seed={seed}"])
+    apply_overrides(cfg, ARMS[arm].overrides + [f"seed={seed}"])
     return cfg
 
 
@@ -181,7 +216,9 @@ def report_markdown(report: dict, base: Config) -> str:
 
 
 def write_ablation_report(out: Path, report: dict, base: Config) -> None:
-    write_json(out / "report.json", {"arms": report, "overrides": {a: ARMS[a] for a in report},
+    from searche1.config import to_dict
+
+    write_json(out / "report.json", {"arms": report, "overrides": {a: ARMS[a].overrides for a in report},
                                      "config": to_dict(base)})
     with atomic_write(out / "report.md") as f:
         f.write(report_markdown(report, base))
