@@ -226,15 +226,10 @@ def allowed_hosts_for(host: str) -> list[str] | None:
 def app_from_env():
     """uvicorn factory for `--workers N`: each worker process opens the index itself (pages of the mmap'd index
     files are shared between them by the OS)."""
-    from searche1.retrieval.base import read_meta
-    from searche1.retrieval.index import open_index
-
-    index = os.environ[_ENV_INDEX]
-    meta = read_meta(index)
-    retriever = open_index(index, device=os.environ.get(_ENV_DEVICE) or None)
+    retriever, info, _ = ServeSource(index=os.environ[_ENV_INDEX], device=os.environ.get(_ENV_DEVICE) or None).open(
+        default_model="", threads=1)  # an index directory holds its own model; threads only concern pyserini
     _warmup(retriever)
-    return make_app(retriever, ServerLimits(**json.loads(os.environ[_ENV_LIMITS])),
-                    info={"method": meta["method"], "n_docs": meta["n_docs"]},
+    return make_app(retriever, ServerLimits(**json.loads(os.environ[_ENV_LIMITS])), info=info,
                     allowed_hosts=json.loads(os.environ.get(_ENV_HOSTS) or "null"))
 
 
@@ -304,12 +299,16 @@ class ServeSource:
         meta = read_meta(self.index)
         return {"method": meta["method"], "n_docs": meta["n_docs"]}, f"{meta['method']} index {self.index}"
 
+    def encoder(self, default_model: str) -> str:
+        """The dense query encoder: --model, else the config's retrieval.model."""
+        return default_model if self.model is None else self.model
+
     def opening(self, default_model: str) -> str:
         """What opening takes seconds for, said before it starts."""
         if self.index is not None:
             return f"opening index {self.index} and compiling its search before listening (a few seconds)"
         if self.faiss_index is not None:
-            model = default_model if self.model is None else self.model
+            model = self.encoder(default_model)
             return f"opening {self.faiss_index}, loading the encoder {model} and finding the lines of {self.corpus}"
         return f"opening pyserini index {self.pyserini_index} (starts a Java VM)"
 
@@ -323,7 +322,7 @@ class ServeSource:
         if self.faiss_index is not None:
             from searche1.retrieval.dense import open_faiss_and_corpus
 
-            model = default_model if self.model is None else self.model
+            model = self.encoder(default_model)
             retriever = open_faiss_and_corpus(self.faiss_index, self.corpus, model, self.device, self.query_prefix)
             return retriever, {"method": "dense", "n_docs": len(retriever.docs), "model": model}, (
                 f"faiss index {self.faiss_index} + {self.corpus} (model {model}, query prefix "
