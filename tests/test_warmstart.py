@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from searche1 import protocol
+from searche1.data.toyworld.demos import _hops
 from searche1.data.toyworld.names import NAME_POOL
 
 
@@ -118,6 +119,16 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     segments = demonstrate(single, facts, client, random.Random(0), perfect, quote_style="none")
     assert segments[-1] == (f"<answer> {single.golden_answers[0]} </answer>", True) and not segments[-2][1]
     assert all("<think>" in text for text, written in segments[:-1] if written)  # the searches still say why
+    # quote_style=hops: a bridge question's second search quotes the sentence that named the bridge entity, and
+    # the answer still follows the last information block alone
+    bridge = next(e for e in world.train if e.metadata["hops"] == 2 and "subjects" not in e.metadata)
+    segments = demonstrate(bridge, facts, client, random.Random(0), perfect, quote_style="hops")
+    written = [t for t, w in segments if w]
+    (entity, relation), (middle, _) = _hops(bridge, facts)
+    quote = written[1].removeprefix("<think> ").split(" I need ")[0]  # a sentence of the first block
+    assert quote.endswith(f"{middle}.") and quote in segments[1][0] and not segments[1][1]
+    assert middle == facts[(entity, relation)] and f"of {middle}. </think>" in written[1]
+    assert written[-1] == f"<answer> {bridge.golden_answers[0]} </answer>"
 
 
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):

@@ -74,24 +74,24 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
     return None
 
 
-QUOTE_STYLES = ("sentence", "value", "none")
+QUOTE_STYLES = ("sentence", "value", "none", "hops")
 
 
 def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -> str | None:
     """What a turn writes of the passage it read: the stating sentence itself ("sentence"), only "Entity: value."
-    ("value", a short copy), or nothing ("none": the episode answers straight after the information block); None
-    when no sentence states the value."""
+    ("value", a short copy), or nothing ("none": the episode answers straight after the information block); "hops"
+    quotes the sentence in the turns between hops and nothing before the answer. None when no sentence states it."""
     if style not in QUOTE_STYLES:
         raise ValueError(f"unknown quote style {style!r}: {' | '.join(QUOTE_STYLES)}")
     sentence = _stating_sentence(docs, entity, value)
-    if sentence is None or style == "sentence":
+    if sentence is None or style in ("sentence", "hops"):
         return sentence
     return f"{entity}: {value}." if style == "value" else ""
 
 
 def _answer_turn(reason: str, value: str, quote_style: str) -> str:
     """The answering turn: the reasoning in <think>, then the answer; with quote_style "none" the answer alone."""
-    if quote_style == "none":  # straight from the information block to the answer
+    if quote_style in ("none", "hops"):  # straight from the information block to the answer
         return f"<answer> {value} </answer>"
     return f"<think> {reason} </think>\n<answer> {value} </answer>"
 
