@@ -107,7 +107,7 @@ def test_rounds_arms_reuse_the_shorter_runs_phases(tmp_path):
 
 
 def test_summarize_means_over_seeds_and_rounds():
-    from searche1.train.ablate import summarize_arms
+    from searche1.train.ablate_report import summarize_arms
 
     def rows(base, r1, r2):
         return [{"round": 0, "average_em": base, "train_seconds": 0, "rollouts": 0},
@@ -118,13 +118,73 @@ def test_summarize_means_over_seeds_and_rounds():
     assert report["final_em_mean"] == pytest.approx(0.4) and report["final_em_std"] == pytest.approx(0.1414, 1e-3)
     assert report["em_by_round"] == pytest.approx({0: 0.1, 1: 0.2, 2: 0.4})
     assert report["rollouts"] == 200 and report["train_seconds"] == 20
+    assert report["em_by_phase"] == pytest.approx([0.1, 0.2, 0.4]) and report["seconds_by_phase"] == [0, 10, 10]
+
+
+def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
+    """The report's other figures against hand counts: per-benchmark and multi-hop EM over seeds, the best phase
+    (not the last), searches and tokens per answer and per solved question, answers without a search, and the
+    seconds until an arm first reaches grpo-only's final EM."""
+    from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
+    from searche1.train.ablate_report import equal_em_cost, report_markdown, summarize_arms
+
+    def rows(ems, seconds, final):  # phases with average EM `ems`; the last has per-benchmark EM `final`
+        out = [{"round": i, "average_em": em, "train_seconds": s, "rollouts": 1} for i, (em, s) in
+               enumerate(zip(ems, seconds))]
+        out[-1]["em"] = final
+        return out
+
+    def traj(em, searches, generated):
+        turns = [Turn(0, 1, "search") for _ in range(searches)] + [Turn(0, 1, "answer")]
+        return Trajectory("b/q", 0, [1], [5] * generated, [1] * generated, [0.0] * generated, turns=turns, em=em)
+
+    finals = tmp_path / "final.jsonl"  # 3 answers: 2 searches and 10 tokens (right), 0 and 4, 1 and 7 (right)
+    save_trajectories(finals, [traj(1.0, 2, 10), traj(0.0, 0, 4), traj(1.0, 1, 7)])
+    runs = {"search-e1": [rows([0.1, 0.4, 0.3], [0, 10, 5], {"nq": 0.6, "hotpotqa": 0.2, "musique": 0.0}),
+                          rows([0.1, 0.2, 0.5], [0, 20, 5], {"nq": 0.8, "hotpotqa": 0.4, "musique": 0.4})],
+            "grpo-only": [rows([0.1, 0.45], [0, 30], {"nq": 1.0, "hotpotqa": 0.0, "musique": 0.0})] * 2}
+    report = summarize_arms(runs, {"search-e1": [finals, finals], "grpo-only": [finals, finals]})
+    e1 = report["search-e1"]
+    assert e1["em_by_benchmark"]["nq"] == pytest.approx((0.7, 0.1414), 1e-3)
+    assert e1["multi_hop_em"] == pytest.approx((0.25, 0.2121), 1e-3)  # seeds: (0.2 + 0) / 2, (0.4 + 0.4) / 2
+    assert e1["best_phase_em"] == pytest.approx((0.45, 0.0707), 1e-3)  # 0.4 (phase 1) and 0.5 (phase 2)
+    assert e1["answers"] == pytest.approx({"searches_per_answer": 1.0, "tokens_per_answer": 7.0,
+                                           "searches_per_solved": 1.5, "tokens_per_solved": 8.5,
+                                           "no_search_share": 1 / 3})
+    # mean EM by phase 0.1, 0.3, 0.4: grpo-only's final 0.45 is never reached; grpo-only reaches it after 30 s
+    assert equal_em_cost(report, "grpo-only") == {"search-e1": None, "grpo-only": 30}
+    report["search-e1"]["em_by_phase"] = [0.1, 0.45, 0.5]  # reached after the first phase's 15 s
+    assert equal_em_cost(report, "grpo-only")["search-e1"] == 15
+    text = report_markdown(report, load_config("toy"))
+    assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
+    assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 |" in text
+
+
+def test_time_matched_steps_fill_the_paired_runs_seconds(tmp_path):
+    """Same wall-clock: the paired run's training seconds (GRPO, pool and distillation) over its own seconds per GRPO
+    step, per round; the arm must come after the run it is matched to."""
+    from searche1.train.ablate import run_ablation, time_matched_steps
+
+    cfg = load_config("toy")  # 16 prompts x 5 samples = 80 rollouts a GRPO step
+    rows = [("00-base", "base", 0.0, 0), ("01-grpo-r1", "grpo", 60.0, 960), ("02-ofsd-r1", "ofsd", 20.0, 600),
+            ("03-grpo-r2", "grpo", 60.0, 960), ("04-ofsd-r2", "ofsd", 40.0, 600)]
+    for name, kind, seconds, rollouts in rows:
+        (tmp_path / "phases" / name).mkdir(parents=True)
+        (tmp_path / "phases" / name / "phase.json").write_text(json.dumps(
+            {"kind": kind, "train_seconds": seconds, "rollouts": rollouts}))
+    # 24 GRPO steps in 120 s: 5 s a step; 180 s in all fit 36 steps, 18 a round
+    assert time_matched_steps(cfg, tmp_path) == 18
+    assert time_matched_steps(load_config("toy", ["evolve.rounds=3"]), tmp_path) == 12
+    with pytest.raises(ConfigError, match="list search-e1 before it"):
+        run_ablation(cfg, tmp_path / "abl", ["grpo-only-time", "search-e1"], seeds=1)
 
 
 def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     from searche1.cli import main
 
     out = tmp_path / "abl"
-    args = ["--threads", "1", "ablate", "--out", str(out), "--seeds", "2", "--arms", "search-e1,grpo-only",
+    args = ["--threads", "1", "ablate", "--out", str(out), "--seeds", "2", "--arms",
+            "search-e1,grpo-only,grpo-only-time",
             "evolve.rounds=1", "evolve.grpo_steps=1", "evolve.eval_limit=2", "grpo.prompts_per_step=2",
             "grpo.mini_batch_prompts=2", "rollout.n_samples=2", "rollout.max_response_length=16",
             "ofsd.pool_questions=4", "ofsd.n_samples=2"]
@@ -144,6 +204,15 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
         assert shared["shared_from"] == str((out / "search-e1" / f"seed-{k}" / "phases" / "00-base").resolve())
         assert not (out / "grpo-only" / f"seed-{k}" / "phases" / "01-grpo-r1" / "phase.json").read_text().count(
             "shared_from")
+    from searche1.config import load_config as load
+    from searche1.train.ablate import time_matched_steps
+
+    for k in (0, 1):  # the same-wall-clock arm: GRPO alone, its steps from search-e1's measured seconds of that seed
+        timed = load(str(out / "grpo-only-time" / f"seed-{k}" / "config.yaml"))
+        assert timed.evolve.mode == "grpo"
+        assert timed.evolve.grpo_steps == time_matched_steps(timed, out / "search-e1" / f"seed-{k}") >= 1
+        assert [p.name for p in sorted((out / "grpo-only-time" / f"seed-{k}" / "phases").iterdir())] == [
+            "00-base", "01-grpo-r1"]
     assert main(args) == 0  # everything reused
     # a 2-round ablation reuses round 1 of the 1-round one and runs round 2 only
     more = tmp_path / "abl2"
@@ -182,7 +251,7 @@ def test_paired_comparison_counts_questions_won_and_lost_per_seed(tmp_path):
     import itertools
 
     from searche1.rollout.trajectory import Trajectory, save_trajectories
-    from searche1.train.ablate import paired_against, sign_test
+    from searche1.train.ablate_report import paired_against, sign_test
 
     def finals(name, *ems_per_seed):
         paths = []

@@ -21,6 +21,8 @@ def test_plan_phases_and_the_matched_budget_of_grpo_only():
     # OFSD's pool is 200 x 5 = 1000 rollouts = 12.5 GRPO steps of 16 x 5: the baseline gets 13 more per round
     assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo-only"])) == [
         ("base", 0, 0), ("grpo", 1, 23), ("grpo", 2, 23)]
+    assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo"])) == [  # nothing added: ablate's time match
+        ("base", 0, 0), ("grpo", 1, 10), ("grpo", 2, 10)]
     assert plan_phases(load_config("toy", [*base, "evolve.mode=ofsd-only"])) == [
         ("base", 0, 0), ("ofsd", 1, 0), ("ofsd", 2, 0)]
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
-import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from searche1.fileio import atomic_write, write_json
+from searche1.fileio import write_json
 
 if TYPE_CHECKING:  # the CLI reads ARMS for its help before it sets the thread count: nothing here imports numpy
     from searche1.config import Config
@@ -28,11 +26,16 @@ if TYPE_CHECKING:  # the CLI reads ARMS for its help before it sets the thread c
 class Arm(NamedTuple):
     overrides: list[str]
     meaning: str
+    wall_clock_of: str = ""
+    """An arm whose run of the same seed sets this one's GRPO steps per round: as many as fit in its training
+    seconds at its own measured seconds per GRPO step (`time_matched_steps`)."""
 
 
 ARMS: dict[str, Arm] = {
     "search-e1": Arm([], "GRPO -> OFSD with the preset's settings (default: kl student, shortest reference, tau 10)"),
     "grpo-only": Arm(["evolve.mode=grpo-only"], "no OFSD; its pool rollouts become GRPO steps (same rollout budget)"),
+    "grpo-only-time": Arm(["evolve.mode=grpo"], "no OFSD; GRPO steps that fit in search-e1's training seconds of the "
+                          "same seed (same wall-clock)", wall_clock_of="search-e1"),
     "ofsd-only": Arm(["evolve.mode=ofsd-only"], "no GRPO: OFSD phases only"),
     "student-longest": Arm(["ofsd.student=longest"], "student: the longest sibling"),
     "student-lexical": Arm(["ofsd.student=lexical"], "student: the sibling whose searches and answer differ most"),
@@ -70,28 +73,55 @@ def arms_help() -> str:
     return "arms:\n" + "\n".join(f"  {name:<{width}}  {arm.meaning}" for name, arm in ARMS.items())
 
 
-def arm_config(base: Config, arm: str, seed: int) -> Config:
+def arm_config(base: Config, arm: str, seed: int, extra: list[str] = ()) -> Config:
     from searche1.config import ConfigError, apply_overrides
 
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     cfg = copy.deepcopy(base)
-    apply_overrides(cfg, ARMS[arm].overrides + [f"seed={seed}"])
+    apply_overrides(cfg, ARMS[arm].overrides + list(extra) + [f"seed={seed}"])
     return cfg
+
+
+def time_matched_steps(cfg: Config, paired_run: Path) -> int:
+    """GRPO steps per round that fit in `paired_run`'s training seconds (every phase's, OFSD's pool and distillation
+    included) at that run's own seconds per GRPO step: both measured on the same machine in the same ablation."""
+    from searche1.config import ConfigError
+
+    rows = [json.loads(p.read_text()) for p in sorted(paired_run.glob("phases/*/phase.json"))]
+    grpo = [r for r in rows if r["kind"] == "grpo"]
+    if not grpo:
+        raise ConfigError(f"{paired_run} has no finished GRPO phase to measure a step's seconds on")
+    steps = sum(r["rollouts"] for r in grpo) / (cfg.grpo.prompts_per_step * cfg.rollout.n_samples)
+    seconds_per_step = sum(r["train_seconds"] for r in grpo) / steps
+    total = sum(r["train_seconds"] for r in rows if r["kind"] != "base")
+    return max(1, round(total / seconds_per_step / cfg.evolve.rounds))
 
 
 def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, device: str = "cpu",
                  reuse: list[str | Path] = (), log=print) -> dict:
     """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
     the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
+    from searche1.config import ConfigError
+    from searche1.train.ablate_report import paired_against, summarize_arms, write_ablation_report
     from searche1.train.evolve import phase_dirs, run_evolve
 
     out = Path(out)
+    for arm in arms:
+        paired = ARMS[arm].wall_clock_of if arm in ARMS else ""
+        if paired and (paired not in arms or arms.index(paired) > arms.index(arm)):
+            raise ConfigError(f"arm {arm} takes its GRPO steps from arm {paired}'s run: list {paired} before it "
+                              f"(--arms {paired},{arm})")
     runs: dict[str, list[list[dict]]] = {}
     finals: dict[str, list[Path]] = {}  # each run's last evaluation, for the paired comparison
     for k in range(seeds):
         for arm in arms:
             cfg = arm_config(base, arm, base.seed + k)
+            if ARMS[arm].wall_clock_of:
+                paired = out / ARMS[arm].wall_clock_of / f"seed-{cfg.seed}"
+                steps = time_matched_steps(cfg, paired)
+                cfg = arm_config(base, arm, base.seed + k, [f"evolve.grpo_steps={steps}"])
+                log(f"{arm}: {steps} GRPO steps per round fit in the training seconds of {paired}")
             log(f"== {arm}, seed {cfg.seed} ==")
             run = out / arm / f"seed-{cfg.seed}"
             donors = [out / a / f"seed-{cfg.seed}" for a in arms if a != arm]
@@ -101,10 +131,10 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
                 log(f"sharing {', '.join(shared)} with a run that did the same work (train/evolve.py phase_keys)")
             runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
             finals.setdefault(arm, []).append(phase_dirs(cfg, run)[-1] / "eval.trajectories.jsonl")
-    report = summarize_arms(runs)
+    report = summarize_arms(runs, finals)
     for arm, paired in paired_against(finals, arms[0]).items():
         report[arm]["paired"] = paired
-    write_ablation_report(out, report, base)
+    write_ablation_report(out, report, base, {a: ARMS[a].overrides for a in report})
     return report
 
 
@@ -139,89 +169,3 @@ def _done_key(phase: Path) -> str | None:
         return json.loads((phase / "phase.json").read_text()).get("key")
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
-    """Each arm's final greedy answers against the reference arm's, question by question and seed by seed: the
-    questions it gets right that the reference gets wrong (won), the reverse (lost), and a two-sided sign test's p.
-    Averages hide this; at toy EM levels a few questions decide the difference."""
-    out = {}
-    for arm, paths in finals.items():
-        if arm == reference:
-            continue
-        won = lost = 0
-        for mine, theirs in zip(paths, finals[reference]):
-            a, b = _em_by_question(mine), _em_by_question(theirs)
-            won += sum(1 for q in a if q in b and a[q] > b[q])
-            lost += sum(1 for q in a if q in b and a[q] < b[q])
-        out[arm] = {"vs": reference, "won": won, "lost": lost, "p": sign_test(won, lost)}
-    return out
-
-
-def _em_by_question(path: Path) -> dict[str, float]:
-    from searche1.rollout.trajectory import load_trajectories
-
-    return {t.group_id: t.em for t in load_trajectories(path)}
-
-
-def sign_test(won: int, lost: int) -> float:
-    """Two-sided exact sign test: P(a split at least this uneven | each changed question is a fair coin)."""
-    n, k = won + lost, min(won, lost)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
-
-
-def summarize_arms(runs: dict[str, list[list[dict]]]) -> dict:
-    """Per arm: final average EM over seeds (mean, std, each), average EM after each round (mean over seeds), and
-    cost (rollouts, training seconds; mean over seeds)."""
-    out = {}
-    for arm, seed_rows in runs.items():
-        finals = [rows[-1]["average_em"] for rows in seed_rows]
-        by_round: dict[int, list[float]] = {}
-        for rows in seed_rows:
-            end_of_round = {row["round"]: row["average_em"] for row in rows}  # a round's last phase wins
-            for r, em in end_of_round.items():
-                by_round.setdefault(r, []).append(em)
-        out[arm] = {
-            "final_em_mean": statistics.mean(finals),
-            "final_em_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            "final_em": finals,
-            "em_by_round": {r: statistics.mean(v) for r, v in sorted(by_round.items()) if v},
-            "rollouts": statistics.mean(sum(row.get("rollouts", 0) for row in rows) for rows in seed_rows),
-            "train_seconds": statistics.mean(sum(row["train_seconds"] for row in rows) for rows in seed_rows),
-            "seeds": len(seed_rows),
-        }
-    return out
-
-
-def report_markdown(report: dict, base: Config) -> str:
-    rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
-    head = ("| arm | final average EM (mean ± std) | per seed | "
-            + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
-            + " | won / lost vs the first arm (sign-test p) | rollouts | train s |\n"
-            + "|---" * (len(rounds) + 6) + "|\n")
-    body = ""
-    for arm, r in report.items():
-        body += (f"| {arm} | {r['final_em_mean']:.3f} ± {r['final_em_std']:.3f} | "
-                 + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
-                 + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
-                 + (f" | {r['paired']['won']} / {r['paired']['lost']} (p={r['paired']['p']:.2g})" if "paired" in r
-                    else " | (reference)")
-                 + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |\n")
-    e = base.evolve
-    return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
-            f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {next(iter(report.values()))['seeds']} "
-            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS). Won / lost: questions that "
-            f"the arm's final model answers right and the first arm's wrong (and the reverse), over all seeds.\n\n"
-            + head + body)
-
-
-def write_ablation_report(out: Path, report: dict, base: Config) -> None:
-    from searche1.config import to_dict
-
-    write_json(out / "report.json", {"arms": report, "overrides": {a: ARMS[a].overrides for a in report},
-                                     "config": to_dict(base)})
-    with atomic_write(out / "report.md") as f:
-        f.write(report_markdown(report, base))
-    from searche1.plots import plot_arms
-
-    plot_arms(report, out / "ablate.png")

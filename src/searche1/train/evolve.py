@@ -30,7 +30,8 @@ from searche1.train.kit import refuse_existing_run
 
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
     """[(kind, round, grpo steps)]: the base evaluation, then per round a GRPO and/or an OFSD phase. In grpo-only
-    mode each round's GRPO phase also gets the steps that OFSD's pool rollouts would have cost (matched budget)."""
+    mode each round's GRPO phase also gets the steps that OFSD's pool rollouts would have cost (matched budget); in
+    grpo mode it has grpo_steps alone."""
     e, g, o, r = cfg.evolve, cfg.grpo, cfg.ofsd, cfg.rollout
     steps = e.grpo_steps or g.steps
     if e.mode == "grpo-only":
@@ -40,7 +41,7 @@ def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
     for n in range(1, e.rounds + 1):
         if e.mode != "ofsd-only":
             phases.append(("grpo", n, steps))
-        if e.mode != "grpo-only":
+        if e.mode not in ("grpo-only", "grpo"):
             phases.append(("ofsd", n, 0))
     return phases
 

@@ -1,0 +1,187 @@
+"""`searche1 ablate`'s report: each arm over its seeds, the paired per-question comparison with the first arm, and
+the files (report.md, report.json, ablate.png).
+
+Per arm (mean and std over seeds where a spread means something): final greedy EM per benchmark, on average and
+on the multi-hop sets; the best phase's EM; EM after each round; how the final policy answers (searches and
+generated tokens per answer and per solved question, the share of answers given without any search); cost
+(rollouts, training seconds and generated tokens) and the seconds each arm needed to reach the EM that the
+reference of equal EM ends at (`equal_em_cost`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from searche1.fileio import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from searche1.config import Config
+
+MULTI_HOP = ("hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
+"""Benchmarks that need more than one search (bridge, comparison, 3-hop), as the paper's columns."""
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def answer_figures(trajectories) -> dict[str, float]:
+    """How a policy answers: searches and generated tokens per answer and per solved (EM 1) question, and the share
+    of answers given without any search."""
+    solved = [t for t in trajectories if t.em == 1.0]
+    per = lambda ts, f: statistics.mean(f(t) for t in ts) if ts else float("nan")  # noqa: E731
+    return {"searches_per_answer": per(trajectories, lambda t: t.n_searches),
+            "tokens_per_answer": per(trajectories, lambda t: t.n_generated),
+            "searches_per_solved": per(solved, lambda t: t.n_searches),
+            "tokens_per_solved": per(solved, lambda t: t.n_generated),
+            "no_search_share": per(trajectories, lambda t: float(t.n_searches == 0))}
+
+
+def summarize_arms(runs: dict[str, list[list[dict]]], finals: dict[str, list[Path]] | None = None) -> dict:
+    """Per arm, from every seed's per-phase rows (and, with `finals`, each seed's final-phase trajectories): see
+    the module docstring."""
+    from searche1.rollout.trajectory import load_trajectories
+
+    out = {}
+    for arm, seed_rows in runs.items():
+        finals_em = [rows[-1]["average_em"] for rows in seed_rows]
+        by_round: dict[int, list[float]] = {}
+        for rows in seed_rows:
+            end_of_round = {row["round"]: row["average_em"] for row in rows}  # a round's last phase wins
+            for r, em in end_of_round.items():
+                by_round.setdefault(r, []).append(em)
+        benchmarks = list(seed_rows[0][-1].get("em", {}))
+        multi = [b for b in benchmarks if b in MULTI_HOP]
+        mean, std = _spread(finals_em)
+        arm_out = {
+            "final_em_mean": mean, "final_em_std": std, "final_em": finals_em,
+            "em_by_round": {r: statistics.mean(v) for r, v in sorted(by_round.items()) if v},
+            "em_by_phase": [statistics.mean(em) for em in zip(*([r["average_em"] for r in rows]
+                                                                for rows in seed_rows))],
+            "best_phase_em": _spread([max(r["average_em"] for r in rows) for rows in seed_rows]),
+            "em_by_benchmark": {b: _spread([rows[-1]["em"][b] for rows in seed_rows]) for b in benchmarks},
+            "rollouts": statistics.mean(sum(row.get("rollouts", 0) for row in rows) for rows in seed_rows),
+            "train_seconds": statistics.mean(sum(row["train_seconds"] for row in rows) for rows in seed_rows),
+            "train_tokens": statistics.mean(sum(row.get("train_tokens", 0) for row in rows) for rows in seed_rows),
+            "seconds_by_phase": [statistics.mean(s) for s in zip(*([r["train_seconds"] for r in rows]
+                                                                   for rows in seed_rows))],
+            "seeds": len(seed_rows),
+        }
+        if multi:
+            arm_out["multi_hop_em"] = _spread([statistics.mean(rows[-1]["em"][b] for b in multi) for rows in seed_rows])
+        if finals and finals.get(arm):
+            per_seed = [answer_figures(load_trajectories(p)) for p in finals[arm]]
+            arm_out["answers"] = {k: statistics.mean(f[k] for f in per_seed) for k in per_seed[0]}
+        out[arm] = arm_out
+    return out
+
+
+def equal_em_cost(report: dict, target_arm: str) -> dict[str, float | None]:
+    """Per arm: the training seconds (mean over seeds, summed phase by phase) until its mean EM first reaches the
+    final mean EM of `target_arm`; None where it never does."""
+    target = report[target_arm]["final_em_mean"]
+    out = {}
+    for arm, r in report.items():
+        spent, out[arm] = 0.0, None
+        for em, seconds in zip(r["em_by_phase"], r["seconds_by_phase"]):
+            spent += seconds
+            if em >= target - 1e-9:
+                out[arm] = spent
+                break
+    return out
+
+
+def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
+    """Each arm's final greedy answers against the reference arm's, question by question and seed by seed: the
+    questions it gets right that the reference gets wrong (won), the reverse (lost), and a two-sided sign test's p.
+    Averages hide this; at toy EM levels a few questions decide the difference."""
+    out = {}
+    for arm, paths in finals.items():
+        if arm == reference:
+            continue
+        won = lost = 0
+        for mine, theirs in zip(paths, finals[reference]):
+            a, b = _em_by_question(mine), _em_by_question(theirs)
+            won += sum(1 for q in a if q in b and a[q] > b[q])
+            lost += sum(1 for q in a if q in b and a[q] < b[q])
+        out[arm] = {"vs": reference, "won": won, "lost": lost, "p": sign_test(won, lost)}
+    return out
+
+
+def _em_by_question(path: Path) -> dict[str, float]:
+    from searche1.rollout.trajectory import load_trajectories
+
+    return {t.group_id: t.em for t in load_trajectories(path)}
+
+
+def sign_test(won: int, lost: int) -> float:
+    """Two-sided exact sign test: P(a split at least this uneven | each changed question is a fair coin)."""
+    n, k = won + lost, min(won, lost)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+
+
+def _pm(pair) -> str:
+    return f"{pair[0]:.3f} ± {pair[1]:.3f}"
+
+
+def report_markdown(report: dict, base: Config) -> str:
+    rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
+    lines = ["| arm | final average EM (mean ± std) | per seed | "
+             + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
+             + " | won / lost vs the first arm (sign-test p) | rollouts | train s |",
+             "|---" * (len(rounds) + 6) + "|"]
+    for arm, r in report.items():
+        lines.append(f"| {arm} | {_pm((r['final_em_mean'], r['final_em_std']))} | "
+                     + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
+                     + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
+                     + (f" | {r['paired']['won']} / {r['paired']['lost']} (p={r['paired']['p']:.2g})" if "paired" in r
+                        else " | (reference)")
+                     + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |")
+    first = next(iter(report.values()))
+    benchmarks = list(first.get("em_by_benchmark", {}))
+    if benchmarks:
+        lines += ["", "Final EM per benchmark (mean ± std over seeds; * multi-hop), the multi-hop average and the best "
+                  "phase's average:", "",
+                  "| arm | " + " | ".join(b + ("*" if b in MULTI_HOP else "") for b in benchmarks)
+                  + " | multi-hop | best phase |", "|---" * (len(benchmarks) + 3) + "|"]
+        for arm, r in report.items():
+            lines.append(f"| {arm} | " + " | ".join(_pm(r["em_by_benchmark"][b]) for b in benchmarks)
+                         + f" | {_pm(r['multi_hop_em']) if 'multi_hop_em' in r else '-'} | {_pm(r['best_phase_em'])} |")
+    if all("answers" in r for r in report.values()):
+        lines += ["", "How the final policies answer (mean over seeds):", "",
+                  "| arm | searches / answer | tokens / answer | searches / solved | tokens / solved | "
+                  "answers without a search |", "|---|---|---|---|---|---|"]
+        for arm, r in report.items():
+            a = r["answers"]
+            lines.append(f"| {arm} | {a['searches_per_answer']:.2f} | {a['tokens_per_answer']:.1f} | "
+                         f"{a['searches_per_solved']:.2f} | {a['tokens_per_solved']:.1f} | "
+                         f"{a['no_search_share']:.1%} |")
+    if "grpo-only" in report:
+        cost = equal_em_cost(report, "grpo-only")
+        lines += ["", f"Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
+                  f"EM first reaches grpo-only's final {report['grpo-only']['final_em_mean']:.3f} (equal-EM cost):",
+                  "", "| arm | train s | generated tokens | rollouts | seconds to grpo-only's final EM |",
+                  "|---|---|---|---|---|"]
+        for arm, r in report.items():
+            reach = "not reached" if cost[arm] is None else f"{cost[arm]:.0f}"
+            lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
+                         f"{reach} |")
+    e = base.evolve
+    return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
+            f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {first['seeds']} "
+            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS). Won / lost: questions that "
+            f"the arm's final model answers right and the first arm's wrong (and the reverse), over all seeds.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict[str, list[str]]) -> None:
+    from searche1.config import to_dict
+    from searche1.plots import plot_arms
+
+    write_json(out / "report.json", {"arms": report, "overrides": overrides, "config": to_dict(base)})
+    with atomic_write(out / "report.md") as f:
+        f.write(report_markdown(report, base))
+    plot_arms(report, out / "ablate.png")
