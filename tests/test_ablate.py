@@ -138,7 +138,9 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
         turns = [Turn(0, 1, "search") for _ in range(searches)] + [Turn(0, 1, "answer")]
         return Trajectory("b/q", 0, [1], [5] * generated, [1] * generated, [0.0] * generated, turns=turns, em=em)
 
-    finals = tmp_path / "final.jsonl"  # 3 answers: 2 searches and 10 tokens (right), 0 and 4, 1 and 7 (right)
+    # a run's final phase, 3 answers: 2 searches and 10 tokens (right), 0 and 4, 1 and 7 (right); no OFSD phase
+    finals = tmp_path / "run" / "phases" / "01-grpo-r1" / "eval.trajectories.jsonl"
+    finals.parent.mkdir(parents=True)
     save_trajectories(finals, [traj(1.0, 2, 10), traj(0.0, 0, 4), traj(1.0, 1, 7)])
     runs = {"search-e1": [rows([0.1, 0.4, 0.3], [0, 10, 5], {"nq": 0.6, "hotpotqa": 0.2, "musique": 0.0}),
                           rows([0.1, 0.2, 0.5], [0, 20, 5], {"nq": 0.8, "hotpotqa": 0.4, "musique": 0.4})],
@@ -179,6 +181,22 @@ def test_time_matched_steps_fill_the_paired_runs_seconds(tmp_path):
         run_ablation(cfg, tmp_path / "abl", ["grpo-only-time", "search-e1"], seeds=1)
 
 
+def test_failure_kind_names_why_a_wrong_answer_is_wrong():
+    from searche1.rollout.trajectory import Trajectory, Turn
+    from searche1.train.ablate_report import failure_kind
+
+    def wrong(answer, searches, seen):
+        turns = [Turn(0, 1, "search") for _ in range(searches)] + [Turn(0, 1, "answer")]
+        text = "".join(f"<information>Doc 1 {s}</information>" for s in seen) + "<answer> x </answer>"
+        return Trajectory("b/q", 0, [1], [5], [1], [0.0], turns=turns, answer=answer, response_text=text,
+                          golden_answers=["The Zorvak"])
+
+    assert failure_kind(wrong(None, 1, ["Zorvak"])) == "no answer"
+    assert failure_kind(wrong("Mordic", 0, [])) == "no search"
+    assert failure_kind(wrong("Mordic", 2, ["Tiron was born in Zorvakia.", "other"])) == "gold never retrieved"
+    assert failure_kind(wrong("Mordic", 1, ["Tiron was born in zorvak ."])) == "gold retrieved, other answer"
+
+
 def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     from searche1.cli import main
 
@@ -204,6 +222,16 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
         assert shared["shared_from"] == str((out / "search-e1" / f"seed-{k}" / "phases" / "00-base").resolve())
         assert not (out / "grpo-only" / f"seed-{k}" / "phases" / "01-grpo-r1" / "phase.json").read_text().count(
             "shared_from")
+    # the questions search-e1 lost to grpo-only are grpo-only's wins over it, each given one reason
+    lost = report["search-e1"]["lost"]
+    assert lost["vs"] == "grpo-only" and sum(lost["by_kind"].values()) == sum(lost["by_benchmark"].values()) == \
+        paired["won"]
+    assert report["grpo-only"]["lost"]["vs"] == "search-e1"
+    assert sum(report["grpo-only"]["lost"]["by_kind"].values()) == paired["lost"]
+    ofsd = report["search-e1"]["ofsd_phases"]  # one OFSD phase a seed, its pool of 4 questions x 2
+    assert [f["round"] for f in ofsd] == [1] and 0 <= ofsd[0]["pool_all_correct"] <= ofsd[0]["pool_with_correct"] <= 1
+    assert ofsd[0]["made_right"] + ofsd[0]["made_wrong"] <= 14 and "ofsd_phases" in report["grpo-only"]
+    assert report["grpo-only"]["ofsd_phases"] == []
     from searche1.config import load_config as load
     from searche1.train.ablate import time_matched_steps
 

@@ -103,7 +103,7 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
     """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
     the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
     from searche1.config import ConfigError
-    from searche1.train.ablate_report import paired_against, summarize_arms, write_ablation_report
+    from searche1.train.ablate_report import lost_breakdown, paired_against, summarize_arms, write_ablation_report
     from searche1.train.evolve import phase_dirs, run_evolve
 
     out = Path(out)
@@ -134,6 +134,11 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
     report = summarize_arms(runs, finals)
     for arm, paired in paired_against(finals, arms[0]).items():
         report[arm]["paired"] = paired
+    if "grpo-only" in finals:  # what OFSD costs, question by question, and the reverse
+        for arm in finals:
+            vs = "grpo-only" if arm != "grpo-only" else arms[0]
+            if vs != arm:
+                report[arm]["lost"] = {"vs": vs, **lost_breakdown(finals[arm], finals[vs])}
     write_ablation_report(out, report, base, {a: ARMS[a].overrides for a in report})
     return report
 

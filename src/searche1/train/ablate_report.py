@@ -10,7 +10,9 @@ reference of equal EM ends at (`equal_em_cost`).
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +77,9 @@ def summarize_arms(runs: dict[str, list[list[dict]]], finals: dict[str, list[Pat
         if finals and finals.get(arm):
             per_seed = [answer_figures(load_trajectories(p)) for p in finals[arm]]
             arm_out["answers"] = {k: statistics.mean(f[k] for f in per_seed) for k in per_seed[0]}
+            phases = [ofsd_phase_figures(p.parents[2]) for p in finals[arm]]  # RUN/phases/NN-name/eval...
+            arm_out["ofsd_phases"] = [{k: statistics.mean(f[k] for f in same) for k in same[0]}
+                                      for same in zip(*phases)]
         out[arm] = arm_out
     return out
 
@@ -92,6 +97,75 @@ def equal_em_cost(report: dict, target_arm: str) -> dict[str, float | None]:
                 out[arm] = spent
                 break
     return out
+
+
+def ofsd_phase_figures(run: Path) -> list[dict]:
+    """Per OFSD phase of one run: its pool (questions with a correct sibling, with only correct ones; the pairs and
+    the reference / student size) and what it changed against the phase before it on the test questions (answers
+    changed, questions it made right and wrong, searches per answer and answers without a search, before -> after)."""
+    from searche1.rollout.trajectory import load_trajectories
+    from searche1.train.pairs import group_by_question
+
+    out, phases = [], sorted(p for p in (run / "phases").iterdir() if (p / "phase.json").exists())
+    for before, after in zip(phases, phases[1:]):
+        record = json.loads((after / "phase.json").read_text())
+        if record["kind"] != "ofsd":
+            continue
+        done = Path(record.get("shared_from") or after)  # where the phase's own files are
+        groups = group_by_question(load_trajectories(done / "pool.jsonl")).values()
+        pairs = json.loads((done / "summary.json").read_text())["pairs"]
+        a, b = ({t.group_id: t for t in load_trajectories(p / "eval.trajectories.jsonl")} for p in (before, after))
+        common = [q for q in b if q in a]
+        out.append({
+            "round": record["round"],
+            "pool_with_correct": statistics.mean(any(t.em == 1.0 for t in g) for g in groups),
+            "pool_all_correct": statistics.mean(all(t.em == 1.0 for t in g) for g in groups),
+            "pairs": pairs["pairs"],
+            **{k: pairs[k] for k in ("reference_tokens", "student_tokens", "reference_searches", "student_searches")},
+            "answers_changed": record.get("answers_changed", float("nan")),
+            "made_right": sum(b[q].em > a[q].em for q in common), "made_wrong": sum(b[q].em < a[q].em for q in common),
+            "more_searches": sum(b[q].n_searches > a[q].n_searches for q in common),
+            "fewer_searches": sum(b[q].n_searches < a[q].n_searches for q in common),
+            "searches_before": statistics.mean(a[q].n_searches for q in common),
+            "searches_after": statistics.mean(b[q].n_searches for q in common),
+            "no_search_before": statistics.mean(a[q].n_searches == 0 for q in common),
+            "no_search_after": statistics.mean(b[q].n_searches == 0 for q in common),
+        })
+    return out
+
+
+FAILURES = ("no answer", "no search", "gold never retrieved", "gold retrieved, other answer")
+
+
+def failure_kind(t) -> str:
+    """Why a wrong answer is wrong: no answer at all, an answer without any search, searches that never brought
+    a passage holding the gold answer, or a passage holding it retrieved and another answer given (a misread)."""
+    from searche1.reward import normalize_answer
+
+    if not t.answer:
+        return FAILURES[0]
+    if t.n_searches == 0:
+        return FAILURES[1]
+    seen = normalize_answer(" ".join(re.findall(r"<information>(.*?)</information>", t.response_text, re.S)))
+    golds = [normalize_answer(g) for g in t.golden_answers]
+    return FAILURES[3] if any(g and f" {g} " in f" {seen} " for g in golds) else FAILURES[2]
+
+
+def lost_breakdown(mine: list[Path], theirs: list[Path]) -> dict:
+    """The questions an arm's final model gets wrong where the other arm's (same seed) gets them right: counted by
+    benchmark and by `failure_kind` of the arm's own trajectory, over all seeds."""
+    from searche1.rollout.trajectory import load_trajectories
+
+    by_benchmark: dict[str, int] = {}
+    by_kind = dict.fromkeys(FAILURES, 0)
+    for a_path, b_path in zip(mine, theirs):
+        b = {t.group_id: t for t in load_trajectories(b_path)}
+        for t in load_trajectories(a_path):
+            if t.group_id in b and t.em < b[t.group_id].em:
+                name = t.group_id.split("/")[0].removeprefix("toy-")
+                by_benchmark[name] = by_benchmark.get(name, 0) + 1
+                by_kind[failure_kind(t)] += 1
+    return {"by_benchmark": by_benchmark, "by_kind": by_kind}
 
 
 def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
@@ -159,6 +233,31 @@ def report_markdown(report: dict, base: Config) -> str:
             lines.append(f"| {arm} | {a['searches_per_answer']:.2f} | {a['tokens_per_answer']:.1f} | "
                          f"{a['searches_per_solved']:.2f} | {a['tokens_per_solved']:.1f} | "
                          f"{a['no_search_share']:.1%} |")
+    ofsd = [(arm, f) for arm, r in report.items() for f in r.get("ofsd_phases", [])]
+    if ofsd:
+        lines += ["", "OFSD phases (mean over seeds): the pool's questions with a correct sibling (and with only "
+                  "correct ones), the pairs, reference / student tokens and searches; then, on the test questions, "
+                  "what the phase changed against the GRPO phase before it:", "",
+                  "| arm | round | pool: a correct sibling | all correct | pairs | tokens ref / student | "
+                  "searches ref / student | answers changed | made right / wrong | more / fewer searches | "
+                  "searches per answer | answers without a search |", "|---" * 12 + "|"]
+        for arm, f in ofsd:
+            lines.append(f"| {arm} | {f['round']:.0f} | {f['pool_with_correct']:.1%} | {f['pool_all_correct']:.1%} | "
+                         f"{f['pairs']:.0f} | {f['reference_tokens']:.1f} / {f['student_tokens']:.1f} | "
+                         f"{f['reference_searches']:.2f} / {f['student_searches']:.2f} | {f['answers_changed']:.1%} | "
+                         f"{f['made_right']:.1f} / {f['made_wrong']:.1f} | {f['more_searches']:.1f} / "
+                         f"{f['fewer_searches']:.1f} | {f['searches_before']:.2f} -> {f['searches_after']:.2f} | "
+                         f"{f['no_search_before']:.1%} -> {f['no_search_after']:.1%} |")
+    lost = [(arm, r["lost"]) for arm, r in report.items() if "lost" in r]
+    if lost:
+        lines += ["", "Questions an arm's final model gets wrong where the other arm's (same seed) gets them right, "
+                  "over all seeds, by why the arm's own answer is wrong and by benchmark:", "",
+                  "| arm | lost to | in all | " + " | ".join(FAILURES) + " | by benchmark |", "|---" * 8 + "|"]
+        for arm, d in lost:
+            lines.append(f"| {arm} | {d['vs']} | {sum(d['by_kind'].values())} | "
+                         + " | ".join(str(d["by_kind"][k]) for k in FAILURES) + " | "
+                         + ", ".join(f"{b} {n}" for b, n in sorted(d["by_benchmark"].items(), key=lambda x: -x[1]))
+                         + " |")
     if "grpo-only" in report:
         cost = equal_em_cost(report, "grpo-only")
         lines += ["", f"Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
