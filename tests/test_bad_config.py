@@ -27,6 +27,7 @@ def test_a_preset_with_a_yaml_syntax_error(tmp_path, capsys):
     ("retrieval.timeout=nan", "retrieval.timeout must be > 0 and finite (seconds), got nan"),
     ("retrieval.timeout=inf", "retrieval.timeout must be > 0 and finite (seconds), got inf"),
     ("grpo.lr=0", "grpo.lr must be > 0, got 0.0"),
+    ("data.train=train.jsonl", "data.train: expected a list ([a, b] in YAML or in an override), got 'train.jsonl'"),
 ])
 def test_overrides_name_the_value_that_failed(tmp_path, capsys, override, fragment):
     out = tmp_path / "run"

@@ -73,7 +73,7 @@ def _coerce(value: Any, tp, key: str) -> Any:
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list ([a, b] in YAML or in an override), got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
