@@ -129,8 +129,8 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     from searche1.train.ablate_report import equal_em_cost, report_markdown, summarize_arms
 
     def rows(ems, seconds, final):  # phases with average EM `ems`; the last has per-benchmark EM `final`
-        out = [{"round": i, "average_em": em, "train_seconds": s, "rollouts": 1} for i, (em, s) in
-               enumerate(zip(ems, seconds))]
+        out = [{"phase": f"p{i}", "kind": "grpo" if i else "base", "round": i, "average_em": em, "train_seconds": s,
+                "rollouts": 1} for i, (em, s) in enumerate(zip(ems, seconds))]
         out[-1]["em"] = final
         return out
 
@@ -168,17 +168,65 @@ def test_time_matched_steps_fill_the_paired_runs_seconds(tmp_path):
     from searche1.train.ablate import run_ablation, time_matched_steps
 
     cfg = load_config("toy")  # 16 prompts x 5 samples = 80 rollouts a GRPO step
-    rows = [("00-base", "base", 0.0, 0), ("01-grpo-r1", "grpo", 60.0, 960), ("02-ofsd-r1", "ofsd", 20.0, 600),
-            ("03-grpo-r2", "grpo", 60.0, 960), ("04-ofsd-r2", "ofsd", 40.0, 600)]
-    for name, kind, seconds, rollouts in rows:
-        (tmp_path / "phases" / name).mkdir(parents=True)
-        (tmp_path / "phases" / name / "phase.json").write_text(json.dumps(
-            {"kind": kind, "train_seconds": seconds, "rollouts": rollouts}))
+    rows = [{"kind": kind, "train_seconds": seconds, "rollouts": rollouts} for kind, seconds, rollouts in [
+        ("base", 0.0, 0), ("grpo", 60.0, 960), ("ofsd", 20.0, 600), ("grpo", 60.0, 960), ("ofsd", 40.0, 600)]]
     # 24 GRPO steps in 120 s: 5 s a step; 180 s in all fit 36 steps, 18 a round
-    assert time_matched_steps(cfg, tmp_path) == 18
-    assert time_matched_steps(load_config("toy", ["evolve.rounds=3"]), tmp_path) == 12
+    assert time_matched_steps(cfg, rows) == 18
+    assert time_matched_steps(load_config("toy", ["evolve.rounds=3"]), rows) == 12
+    with pytest.raises(ConfigError, match="no GRPO phase with measured seconds"):
+        time_matched_steps(cfg, [{**r, "train_seconds": 0.0} for r in rows])
     with pytest.raises(ConfigError, match="list search-e1 before it"):
         run_ablation(cfg, tmp_path / "abl", ["grpo-only-time", "search-e1"], seeds=1)
+
+
+def test_ofsd_phase_figures_and_lost_questions_against_hand_counts(tmp_path):
+    """An OFSD phase adopted from another run (its pool and summary only in the donor's folder), four test questions
+    whose answers, searches, repeats and missing answers are set by hand; then the questions lost and won against
+    another arm, which the paired comparison and the breakdown must count alike."""
+    from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
+    from searche1.train.ablate_report import _mean_over_seeds, lost_breakdown, ofsd_phase_figures, paired_against
+
+    def traj(q, em, queries, answer="x", seen=""):
+        turns = [Turn(0, 1, "search", query=x) for x in queries] + ([Turn(0, 1, "answer")] if answer else [])
+        return Trajectory(q, 0, [1], [5], [1], [0.0], turns=turns, em=em, reward=em, answer=answer,
+                          golden_answers=["Zorvak"], response_text=f"<information>{seen}</information>")
+
+    run, donor = tmp_path / "run", tmp_path / "donor" / "02-ofsd-r1"
+    evals = {"00-base": [], "01-grpo-r1": [traj("toy-nq/q0", 1, ["a"]), traj("toy-nq/q1", 0, ["a"]),
+                                           traj("toy-hotpotqa/q2", 1, ["a", "b"]),
+                                           traj("toy-hotpotqa/q3", 0, ["a"], answer=None)],
+             "02-ofsd-r1": [traj("toy-nq/q0", 0, ["a", "a"], seen="Zorvak was born"), traj("toy-nq/q1", 1, ["a"]),
+                            traj("toy-hotpotqa/q2", 1, ["a", "b"]),
+                            traj("toy-hotpotqa/q3", 0, ["a", "b", "c"], answer=None)]}
+    for name, trajectories in evals.items():
+        (run / "phases" / name).mkdir(parents=True)
+        save_trajectories(run / "phases" / name / "eval.trajectories.jsonl", trajectories)
+    donor.mkdir(parents=True)  # 3 pool questions: one mixed, one all wrong, one all right
+    save_trajectories(donor / "pool.jsonl", [traj(f"g{g}", em, ["a"]) for g, em in
+                                             [(0, 1), (0, 0), (1, 0), (1, 0), (2, 1), (2, 1)]])
+    sizes = {"reference_tokens": 10.0, "student_tokens": 20.0, "reference_searches": 1.0, "student_searches": 2.0}
+    (donor / "summary.json").write_text(json.dumps({"pairs": {"pairs": 2, **sizes}}))
+    rows = [{"phase": "base", "kind": "base", "round": 0}, {"phase": "grpo-r1", "kind": "grpo", "round": 1},
+            {"phase": "ofsd-r1", "kind": "ofsd", "round": 1, "shared_from": str(donor), "answers_changed": 0.5}]
+    (figures,) = ofsd_phase_figures(run, rows)
+    assert figures == pytest.approx({
+        "round": 1, "pool_with_correct": 2 / 3, "pool_all_correct": 1 / 3, "pairs": 2, **sizes,
+        "answers_changed": 0.5, "made_right": 1, "made_wrong": 1, "more_searches": 2, "fewer_searches": 0,
+        "searches_before": 1.25, "searches_after": 2.0, "no_search_before": 0.0, "no_search_after": 0.0,
+        "repeated_before": 0.0, "repeated_after": 0.25, "no_answer_before": 0.25, "no_answer_after": 0.25})
+    # over seeds: pair sizes weighted by pairs, a seed without pairs left out of them
+    empty = {**figures, "pairs": 0, "made_right": 0, **dict.fromkeys(sizes, float("nan"))}
+    assert _mean_over_seeds((figures, empty))["reference_tokens"] == 10.0
+    assert _mean_over_seeds((figures, empty))["made_right"] == 0.5
+
+    other = tmp_path / "other.jsonl"  # right on q0 and q3, wrong on q1 and q2
+    save_trajectories(other, [traj("toy-nq/q0", 1, ["a"]), traj("toy-nq/q1", 0, ["a"]),
+                              traj("toy-hotpotqa/q2", 0, ["a"]), traj("toy-hotpotqa/q3", 1, ["a"])])
+    mine = [run / "phases" / "02-ofsd-r1" / "eval.trajectories.jsonl"]
+    assert paired_against({"a": mine, "b": [other]}, "b")["a"] | {"p": 0} == {"vs": "b", "won": 2, "lost": 2, "p": 0}
+    assert lost_breakdown(mine, [other]) == {  # q0: read the gold and answered otherwise; q3: never answered
+        "by_benchmark": {"nq": 1, "hotpotqa": 1},
+        "by_kind": {"no answer": 1, "no search": 0, "gold never retrieved": 0, "gold retrieved, other answer": 1}}
 
 
 def test_failure_kind_names_why_a_wrong_answer_is_wrong():
@@ -195,6 +243,11 @@ def test_failure_kind_names_why_a_wrong_answer_is_wrong():
     assert failure_kind(wrong("Mordic", 0, [])) == "no search"
     assert failure_kind(wrong("Mordic", 2, ["Tiron was born in Zorvakia.", "other"])) == "gold never retrieved"
     assert failure_kind(wrong("Mordic", 1, ["Tiron was born in zorvak ."])) == "gold retrieved, other answer"
+    truncated = wrong("Mordic", 1, [])  # a block cut before its closing tag, then the model's next turn
+    truncated.response_text = "<information>Doc 1 Tiron was born in Zorvak<think> so </think><answer> x </answer>"
+    assert failure_kind(truncated) == "gold retrieved, other answer"
+    truncated.response_text = "<information>Doc 1 Tiron<think> Zorvak </think><answer> x </answer>"
+    assert failure_kind(truncated) == "gold never retrieved"  # the model's own words are not a passage
 
 
 def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
@@ -231,14 +284,16 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     ofsd = report["search-e1"]["ofsd_phases"]  # one OFSD phase a seed, its pool of 4 questions x 2
     assert [f["round"] for f in ofsd] == [1] and 0 <= ofsd[0]["pool_all_correct"] <= ofsd[0]["pool_with_correct"] <= 1
     assert ofsd[0]["made_right"] + ofsd[0]["made_wrong"] <= 14 and "ofsd_phases" in report["grpo-only"]
+    assert all(0 <= ofsd[0][k] <= 1 for k in ("repeated_before", "repeated_after", "no_answer_after"))
     assert report["grpo-only"]["ofsd_phases"] == []
     from searche1.config import load_config as load
     from searche1.train.ablate import time_matched_steps
 
     for k in (0, 1):  # the same-wall-clock arm: GRPO alone, its steps from search-e1's measured seconds of that seed
         timed = load(str(out / "grpo-only-time" / f"seed-{k}" / "config.yaml"))
-        assert timed.evolve.mode == "grpo"
-        assert timed.evolve.grpo_steps == time_matched_steps(timed, out / "search-e1" / f"seed-{k}") >= 1
+        assert timed.evolve.mode == "grpo-fixed"
+        paired = json.loads((out / "search-e1" / f"seed-{k}" / "summary.json").read_text())["phases"]
+        assert timed.evolve.grpo_steps == time_matched_steps(timed, paired) >= 1  # the wiring (the sum: above)
         assert [p.name for p in sorted((out / "grpo-only-time" / f"seed-{k}" / "phases").iterdir())] == [
             "00-base", "01-grpo-r1"]
     assert main(args) == 0  # everything reused

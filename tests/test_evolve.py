@@ -21,7 +21,7 @@ def test_plan_phases_and_the_matched_budget_of_grpo_only():
     # OFSD's pool is 200 x 5 = 1000 rollouts = 12.5 GRPO steps of 16 x 5: the baseline gets 13 more per round
     assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo-only"])) == [
         ("base", 0, 0), ("grpo", 1, 23), ("grpo", 2, 23)]
-    assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo"])) == [  # nothing added: ablate's time match
+    assert plan_phases(load_config("toy", [*base, "evolve.mode=grpo-fixed"])) == [  # nothing added: ablate's time match
         ("base", 0, 0), ("grpo", 1, 10), ("grpo", 2, 10)]
     assert plan_phases(load_config("toy", [*base, "evolve.mode=ofsd-only"])) == [
         ("base", 0, 0), ("ofsd", 1, 0), ("ofsd", 2, 0)]
@@ -72,6 +72,9 @@ def test_searche1_train_runs_rounds_with_evaluations_and_resumes(tmp_path, capsy
     again = json.loads((out / "summary.json").read_text())["phases"]
     assert (out / "phases" / "01-grpo-r1" / "phase.json").read_text() == grpo_record
     assert again[2]["em"] == summary[2]["em"] and again[2]["pairs"] == summary[2]["pairs"]
+    # its cost is the training it did before, not the moment this call spent reading its summary
+    trained = json.loads((out / "phases" / "02-ofsd-r1" / "summary.json").read_text())["seconds"]
+    assert again[2]["train_seconds"] == trained > 0
     # resuming with other settings is refused: the finished GRPO phase was trained with the old ones
     assert main([*args[:3], "--resume", *args[3:], "grpo.lr=5e-4"]) == 2
     assert "01-grpo-r1 was made with other settings" in capsys.readouterr().err
@@ -102,7 +105,7 @@ def test_evolve_under_torchrun_trains_grpo_on_both_processes_and_ofsd_once(tmp_p
                           "127.0.0.1", "--master_port", str(port), *cli, "--out", str(tmp_path / "two"), *overrides],
                          capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("OFSD pairs:") == 1 and two.stdout.count("ofsd-r1: average EM") == 1
+    assert two.stdout.count("OFSD pairs:") == 1 and two.stdout.count("] ofsd-r1: average EM") == 1
     a, b = (json.loads((tmp_path / run / "summary.json").read_text())["phases"] for run in ("one", "two"))
     assert [r["phase"] for r in b] == ["base", "grpo-r1", "ofsd-r1"]
     for ra, rb in zip(a, b):

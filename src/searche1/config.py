@@ -267,10 +267,10 @@ class EvolveConfig(Section):
     """Rounds of GRPO -> OFSD (the paper's count is unknown; gains per round are recorded)."""
     grpo_steps: int = 0
     """GRPO steps per round (0 = grpo.steps)."""
-    mode: typing.Literal["both", "grpo-only", "grpo", "ofsd-only"] = "both"
+    mode: typing.Literal["both", "grpo-only", "grpo-fixed", "ofsd-only"] = "both"
     """both = Search-E1; grpo-only = the baseline at the same rollout budget (OFSD's pool rollouts become GRPO
-    steps); grpo = GRPO phases of exactly grpo_steps, nothing added (`ablate`'s same-wall-clock arm sets them);
-    ofsd-only = the other arm."""
+    steps); grpo-fixed = GRPO phases of exactly grpo_steps, nothing added (`ablate`'s same-wall-clock arm sets
+    them); ofsd-only = the other arm."""
     lr_schedule: typing.Literal["continuous", "per_round"] = "continuous"
     """GRPO's learning-rate schedule (grpo.warmup_ratio, grpo.schedule) across rounds: continuous = the rounds'
     GRPO steps together are the schedule of one run (warm-up once, at the start of round 1); per_round = each

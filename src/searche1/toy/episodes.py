@@ -43,14 +43,14 @@ def encode_demo(prompt_ids: list[int], segments: list[tuple[str, bool]], tokeniz
     return ids, mask
 
 
-def _open_world(world_cfg: WorldConfig):
+def open_world(world_cfg: WorldConfig):
     """A generated world, an in-process BM25 client over its corpus, and all its questions (train + tests)."""
     world = generate_world(world_cfg)
     questions = world.train + [ex for exs in world.tests.values() for ex in exs]
     return world, InProcessClient(BM25Retriever.build(world.docs)), questions
 
 
-def _prompt_ids(tokenizer, question: str) -> list[int]:
+def question_prompt_ids(tokenizer, question: str) -> list[int]:
     return tokenizer(protocol.make_prompt(question, tokenizer), add_special_tokens=False).input_ids
 
 
@@ -58,7 +58,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
     """Endless (ids, mask) episodes from pretraining worlds pretrain:{world_seed}:0, :1, ..."""
     index = cfg.first_world
     while True:
-        world, client, pool = _open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index,
+        world, client, pool = open_world(WorldConfig(seed=cfg.world_seed, pretrain_index=index,
                                                       level=cfg.world_level))
         facts = world.fact_map()
         if cfg.max_hops is not None:
@@ -67,7 +67,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
             segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
                                    quote_style=cfg.quote_style)
-            episodes.append((_prompt_ids(tokenizer, ex.question), segments))
+            episodes.append((question_prompt_ids(tokenizer, ex.question), segments))
         for ex in rng.sample(pool, min(cfg.privileged_per_world, len(pool))):
             episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
         episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
@@ -101,12 +101,12 @@ def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
     if protocol.parse_action(run[-1][0]).content != answer:
         run = reference  # the detour ran out of turns: follow the solution itself
     if cfg.privileged_hide_answer and rng.random() < cfg.privileged_hide_answer:
-        run = _without_answer_passages(run, answer, client)
+        run = without_answer_passages(run, answer, client)
     prompt = privileged_context(ex.question, worked_solution(reference, tokenizer), tokenizer)
     return tokenizer(prompt, add_special_tokens=False).input_ids, run
 
 
-def _without_answer_passages(segments: list[tuple[str, bool]], answer: str,
+def without_answer_passages(segments: list[tuple[str, bool]], answer: str,
                              client: InProcessClient) -> list[tuple[str, bool]]:
     """The episode with each information block retrieved again for its query, the passages that state the answer
     left out (the next ones take their places)."""
@@ -125,7 +125,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
     """Flawless demonstrations on a world the stream never reaches, with the positions the probe scores: the
     entity names the first turn copies from the question, and the first mention of the answer in the final turn
     (the value read out of a passage)."""
-    world_, client, pool = _open_world(world)
+    world_, client, pool = open_world(world)
     facts, rng = world_.fact_map(), random.Random(1)
     names = set(value_token_ids(tokenizer, NAME_POOL))
     space = tokenizer(" ", add_special_tokens=False).input_ids
@@ -133,7 +133,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
     for ex in rng.sample(pool, len(pool)):
         if len(demos) == n:
             break
-        prompt_ids = _prompt_ids(tokenizer, ex.question)
+        prompt_ids = question_prompt_ids(tokenizer, ex.question)
         segments = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
                                quote_style=cfg.quote_style)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \

@@ -34,8 +34,8 @@ class Arm(NamedTuple):
 ARMS: dict[str, Arm] = {
     "search-e1": Arm([], "GRPO -> OFSD with the preset's settings (default: kl student, shortest reference, tau 10)"),
     "grpo-only": Arm(["evolve.mode=grpo-only"], "no OFSD; its pool rollouts become GRPO steps (same rollout budget)"),
-    "grpo-only-time": Arm(["evolve.mode=grpo"], "no OFSD; GRPO steps that fit in search-e1's training seconds of the "
-                          "same seed (same wall-clock)", wall_clock_of="search-e1"),
+    "grpo-only-time": Arm(["evolve.mode=grpo-fixed"], "no OFSD; GRPO steps that fit in search-e1's training seconds "
+                          "of the same seed (same wall-clock)", wall_clock_of="search-e1"),
     "ofsd-only": Arm(["evolve.mode=ofsd-only"], "no GRPO: OFSD phases only"),
     "student-longest": Arm(["ofsd.student=longest"], "student: the longest sibling"),
     "student-lexical": Arm(["ofsd.student=lexical"], "student: the sibling whose searches and answer differ most"),
@@ -83,19 +83,19 @@ def arm_config(base: Config, arm: str, seed: int, extra: list[str] = ()) -> Conf
     return cfg
 
 
-def time_matched_steps(cfg: Config, paired_run: Path) -> int:
-    """GRPO steps per round that fit in `paired_run`'s training seconds (every phase's, OFSD's pool and distillation
-    included) at that run's own seconds per GRPO step: both measured on the same machine in the same ablation."""
+def time_matched_steps(cfg: Config, paired_rows: list[dict]) -> int:
+    """GRPO steps per round that fit in a paired run's training seconds (every phase's, OFSD's pool and distillation
+    included) at that run's own seconds per GRPO step. `paired_rows`: its phase records (run_evolve's), measured
+    where and when that run trained: in one ablation on one machine, unless its phases came from `--reuse`."""
     from searche1.config import ConfigError
 
-    rows = [json.loads(p.read_text()) for p in sorted(paired_run.glob("phases/*/phase.json"))]
-    grpo = [r for r in rows if r["kind"] == "grpo"]
-    if not grpo:
-        raise ConfigError(f"{paired_run} has no finished GRPO phase to measure a step's seconds on")
+    grpo = [r for r in paired_rows if r["kind"] == "grpo"]
     steps = sum(r["rollouts"] for r in grpo) / (cfg.grpo.prompts_per_step * cfg.rollout.n_samples)
-    seconds_per_step = sum(r["train_seconds"] for r in grpo) / steps
-    total = sum(r["train_seconds"] for r in rows if r["kind"] != "base")
-    return max(1, round(total / seconds_per_step / cfg.evolve.rounds))
+    seconds = sum(r["train_seconds"] for r in grpo)
+    if not steps or seconds <= 0:
+        raise ConfigError("the paired run has no GRPO phase with measured seconds to match the wall-clock of")
+    total = sum(r["train_seconds"] for r in paired_rows if r["kind"] != "base")
+    return max(1, round(total / (seconds / steps) / cfg.evolve.rounds))
 
 
 def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, device: str = "cpu",
@@ -117,11 +117,11 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
     for k in range(seeds):
         for arm in arms:
             cfg = arm_config(base, arm, base.seed + k)
-            if ARMS[arm].wall_clock_of:
-                paired = out / ARMS[arm].wall_clock_of / f"seed-{cfg.seed}"
-                steps = time_matched_steps(cfg, paired)
+            if ARMS[arm].wall_clock_of:  # that arm ran earlier in this seed's loop (checked above)
+                steps = time_matched_steps(cfg, runs[ARMS[arm].wall_clock_of][k])
                 cfg = arm_config(base, arm, base.seed + k, [f"evolve.grpo_steps={steps}"])
-                log(f"{arm}: {steps} GRPO steps per round fit in the training seconds of {paired}")
+                log(f"{arm}: {steps} GRPO steps per round fit in the training seconds of "
+                    f"{ARMS[arm].wall_clock_of}'s seed {cfg.seed}")
             log(f"== {arm}, seed {cfg.seed} ==")
             run = out / arm / f"seed-{cfg.seed}"
             donors = [out / a / f"seed-{cfg.seed}" for a in arms if a != arm]

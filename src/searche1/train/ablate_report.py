@@ -4,8 +4,9 @@ the files (report.md, report.json, ablate.png).
 Per arm (mean and std over seeds where a spread means something): final greedy EM per benchmark, on average and
 on the multi-hop sets; the best phase's EM; EM after each round; how the final policy answers (searches and
 generated tokens per answer and per solved question, the share of answers given without any search); cost
-(rollouts, training seconds and generated tokens) and the seconds each arm needed to reach the EM that the
-reference of equal EM ends at (`equal_em_cost`).
+(rollouts, training seconds and generated tokens) and the seconds each arm needed to reach grpo-only's final EM
+(`equal_em_cost`); when OFSD fails: what each OFSD phase found and changed (`ofsd_phase_figures`), and the questions
+an arm lost to grpo-only by why its answer is wrong (`lost_breakdown`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 MULTI_HOP = ("hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 """Benchmarks that need more than one search (bridge, comparison, 3-hop), as the paper's columns."""
+
+
+def _multi_hop(benchmark: str) -> bool:
+    return benchmark.removeprefix("toy-") in MULTI_HOP
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -56,7 +61,7 @@ def summarize_arms(runs: dict[str, list[list[dict]]], finals: dict[str, list[Pat
             for r, em in end_of_round.items():
                 by_round.setdefault(r, []).append(em)
         benchmarks = list(seed_rows[0][-1].get("em", {}))
-        multi = [b for b in benchmarks if b in MULTI_HOP]
+        multi = [b for b in benchmarks if _multi_hop(b)]
         mean, std = _spread(finals_em)
         arm_out = {
             "final_em_mean": mean, "final_em_std": std, "final_em": finals_em,
@@ -74,13 +79,24 @@ def summarize_arms(runs: dict[str, list[list[dict]]], finals: dict[str, list[Pat
         }
         if multi:
             arm_out["multi_hop_em"] = _spread([statistics.mean(rows[-1]["em"][b] for b in multi) for rows in seed_rows])
-        if finals and finals.get(arm):
-            per_seed = [answer_figures(load_trajectories(p)) for p in finals[arm]]
-            arm_out["answers"] = {k: statistics.mean(f[k] for f in per_seed) for k in per_seed[0]}
-            phases = [ofsd_phase_figures(p.parents[2]) for p in finals[arm]]  # RUN/phases/NN-name/eval...
-            arm_out["ofsd_phases"] = [{k: statistics.mean(f[k] for f in same) for k in same[0]}
-                                      for same in zip(*phases)]
+        if finals and finals.get(arm):  # pooled over seeds: a seed that solved little weighs little
+            arm_out["answers"] = answer_figures([t for p in finals[arm] for t in load_trajectories(p)])
+            phases = [ofsd_phase_figures(p.parents[2], rows) for p, rows in zip(finals[arm], seed_rows)]
+            arm_out["ofsd_phases"] = [_mean_over_seeds(same) for same in zip(*phases)]
         out[arm] = arm_out
+    return out
+
+
+PAIR_SIZES = ("reference_tokens", "student_tokens", "reference_searches", "student_searches")
+
+
+def _mean_over_seeds(figures: tuple[dict, ...]) -> dict[str, float]:
+    """One OFSD phase's figures over seeds: pair sizes weighted by the seed's pairs (nan without any), the rest a
+    plain mean (nan where a seed lacks them)."""
+    out = {k: statistics.mean(f[k] for f in figures) for k in figures[0] if k not in PAIR_SIZES}
+    pairs = sum(f["pairs"] for f in figures)
+    for k in PAIR_SIZES:
+        out[k] = sum(f[k] * f["pairs"] for f in figures if f["pairs"]) / pairs if pairs else float("nan")
     return out
 
 
@@ -99,29 +115,24 @@ def equal_em_cost(report: dict, target_arm: str) -> dict[str, float | None]:
     return out
 
 
-def ofsd_phase_figures(run: Path) -> list[dict]:
+def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
     """Per OFSD phase of one run: its pool (questions with a correct sibling, with only correct ones; the pairs and
     the reference / student size) and what it changed against the phase before it on the test questions (answers
-    changed, questions it made right and wrong, searches per answer and answers without a search, before -> after)."""
+    changed, questions it made right and wrong; before -> after: searches per answer, answers without a search,
+    answers that repeat a query, answers never given). `rows` are the run's phase records, in order (run_evolve's):
+    phase folders of an earlier, longer run in the same place are not read."""
     from searche1.rollout.trajectory import load_trajectories
-    from searche1.train.pairs import group_by_question
 
-    out, phases = [], sorted(p for p in (run / "phases").iterdir() if (p / "phase.json").exists())
-    for before, after in zip(phases, phases[1:]):
-        record = json.loads((after / "phase.json").read_text())
+    out = []
+    phases = [run / "phases" / f"{i:02d}-{row['phase']}" for i, row in enumerate(rows)]
+    for before, after, record in zip(phases, phases[1:], rows[1:]):
         if record["kind"] != "ofsd":
             continue
-        done = Path(record.get("shared_from") or after)  # where the phase's own files are
-        groups = group_by_question(load_trajectories(done / "pool.jsonl")).values()
-        pairs = json.loads((done / "summary.json").read_text())["pairs"]
         a, b = ({t.group_id: t for t in load_trajectories(p / "eval.trajectories.jsonl")} for p in (before, after))
         common = [q for q in b if q in a]
         out.append({
             "round": record["round"],
-            "pool_with_correct": statistics.mean(any(t.em == 1.0 for t in g) for g in groups),
-            "pool_all_correct": statistics.mean(all(t.em == 1.0 for t in g) for g in groups),
-            "pairs": pairs["pairs"],
-            **{k: pairs[k] for k in ("reference_tokens", "student_tokens", "reference_searches", "student_searches")},
+            **_pool_figures(Path(record.get("shared_from") or after)),
             "answers_changed": record.get("answers_changed", float("nan")),
             "made_right": sum(b[q].em > a[q].em for q in common), "made_wrong": sum(b[q].em < a[q].em for q in common),
             "more_searches": sum(b[q].n_searches > a[q].n_searches for q in common),
@@ -130,8 +141,35 @@ def ofsd_phase_figures(run: Path) -> list[dict]:
             "searches_after": statistics.mean(b[q].n_searches for q in common),
             "no_search_before": statistics.mean(a[q].n_searches == 0 for q in common),
             "no_search_after": statistics.mean(b[q].n_searches == 0 for q in common),
+            "repeated_before": statistics.mean(_repeats_a_query(a[q]) for q in common),
+            "repeated_after": statistics.mean(_repeats_a_query(b[q]) for q in common),
+            "no_answer_before": statistics.mean(not a[q].answer for q in common),
+            "no_answer_after": statistics.mean(not b[q].answer for q in common),
         })
     return out
+
+
+def _pool_figures(phase: Path) -> dict[str, float]:
+    """An OFSD phase's pool (in the folder where the phase was trained; nan when that folder is gone): the share of
+    its questions with a correct sibling and with only correct ones, as pair mining counts correct (reward > 0, a
+    failed sample never), the pairs and their mean sizes."""
+    from searche1.rollout.trajectory import FinishReason, load_trajectories
+    from searche1.train.pairs import group_by_question
+
+    if not (phase / "pool.jsonl").exists() or not (phase / "summary.json").exists():
+        return {"pool_with_correct": float("nan"), "pool_all_correct": float("nan"), "pairs": 0,
+                **dict.fromkeys(PAIR_SIZES, float("nan"))}
+    correct = lambda t: t.reward > 0 and t.finish_reason != FinishReason.ERROR  # noqa: E731
+    groups = group_by_question(load_trajectories(phase / "pool.jsonl")).values()
+    pairs = json.loads((phase / "summary.json").read_text())["pairs"]
+    return {"pool_with_correct": statistics.mean(any(map(correct, g)) for g in groups),
+            "pool_all_correct": statistics.mean(all(map(correct, g)) for g in groups),
+            "pairs": pairs["pairs"], **{k: pairs[k] if pairs["pairs"] else float("nan") for k in PAIR_SIZES}}
+
+
+def _repeats_a_query(t) -> bool:
+    queries = [turn.query for turn in t.turns if turn.action == "search"]
+    return len(queries) != len(set(queries))
 
 
 FAILURES = ("no answer", "no search", "gold never retrieved", "gold retrieved, other answer")
@@ -146,7 +184,9 @@ def failure_kind(t) -> str:
         return FAILURES[0]
     if t.n_searches == 0:
         return FAILURES[1]
-    seen = normalize_answer(" ".join(re.findall(r"<information>(.*?)</information>", t.response_text, re.S)))
+    # an observation ends at its closing tag, or where the model's next turn starts when truncation cut the tag
+    blocks = re.findall(r"<information>(.*?)(?:</information>|<think>|<search>|<answer>|$)", t.response_text, re.S)
+    seen = normalize_answer(" ".join(blocks))
     golds = [normalize_answer(g) for g in t.golden_answers]
     return FAILURES[3] if any(g and f" {g} " in f" {seen} " for g in golds) else FAILURES[2]
 
@@ -154,18 +194,25 @@ def failure_kind(t) -> str:
 def lost_breakdown(mine: list[Path], theirs: list[Path]) -> dict:
     """The questions an arm's final model gets wrong where the other arm's (same seed) gets them right: counted by
     benchmark and by `failure_kind` of the arm's own trajectory, over all seeds."""
-    from searche1.rollout.trajectory import load_trajectories
-
     by_benchmark: dict[str, int] = {}
     by_kind = dict.fromkeys(FAILURES, 0)
+    for t, other in changed_questions(mine, theirs):
+        if t.em < other.em:
+            name = t.group_id.split("/")[0].removeprefix("toy-")
+            by_benchmark[name] = by_benchmark.get(name, 0) + 1
+            by_kind[failure_kind(t)] += 1
+    return {"by_benchmark": by_benchmark, "by_kind": by_kind}
+
+
+def changed_questions(mine: list[Path], theirs: list[Path]):
+    """(my trajectory, theirs) for every question whose EM differs between two arms' final evaluations, seed by
+    seed (paths in seed order)."""
+    from searche1.rollout.trajectory import load_trajectories
+
     for a_path, b_path in zip(mine, theirs):
         b = {t.group_id: t for t in load_trajectories(b_path)}
-        for t in load_trajectories(a_path):
-            if t.group_id in b and t.em < b[t.group_id].em:
-                name = t.group_id.split("/")[0].removeprefix("toy-")
-                by_benchmark[name] = by_benchmark.get(name, 0) + 1
-                by_kind[failure_kind(t)] += 1
-    return {"by_benchmark": by_benchmark, "by_kind": by_kind}
+        yield from ((t, b[t.group_id]) for t in load_trajectories(a_path)
+                    if t.group_id in b and t.em != b[t.group_id].em)
 
 
 def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
@@ -176,19 +223,10 @@ def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, d
     for arm, paths in finals.items():
         if arm == reference:
             continue
-        won = lost = 0
-        for mine, theirs in zip(paths, finals[reference]):
-            a, b = _em_by_question(mine), _em_by_question(theirs)
-            won += sum(1 for q in a if q in b and a[q] > b[q])
-            lost += sum(1 for q in a if q in b and a[q] < b[q])
+        changed = [t.em > other.em for t, other in changed_questions(paths, finals[reference])]
+        won, lost = sum(changed), len(changed) - sum(changed)
         out[arm] = {"vs": reference, "won": won, "lost": lost, "p": sign_test(won, lost)}
     return out
-
-
-def _em_by_question(path: Path) -> dict[str, float]:
-    from searche1.rollout.trajectory import load_trajectories
-
-    return {t.group_id: t.em for t in load_trajectories(path)}
 
 
 def sign_test(won: int, lost: int) -> float:
@@ -218,14 +256,14 @@ def report_markdown(report: dict, base: Config) -> str:
     benchmarks = list(first.get("em_by_benchmark", {}))
     if benchmarks:
         lines += ["", "Final EM per benchmark (mean ± std over seeds; * multi-hop), the multi-hop average and the best "
-                  "phase's average:", "",
-                  "| arm | " + " | ".join(b + ("*" if b in MULTI_HOP else "") for b in benchmarks)
+                  "phase's average (the phase chosen on these test sets: an upper bound, not a result):", "",
+                  "| arm | " + " | ".join(b + ("*" if _multi_hop(b) else "") for b in benchmarks)
                   + " | multi-hop | best phase |", "|---" * (len(benchmarks) + 3) + "|"]
         for arm, r in report.items():
             lines.append(f"| {arm} | " + " | ".join(_pm(r["em_by_benchmark"][b]) for b in benchmarks)
                          + f" | {_pm(r['multi_hop_em']) if 'multi_hop_em' in r else '-'} | {_pm(r['best_phase_em'])} |")
     if all("answers" in r for r in report.values()):
-        lines += ["", "How the final policies answer (mean over seeds):", "",
+        lines += ["", "How the final policies answer (every seed's answers pooled):", "",
                   "| arm | searches / answer | tokens / answer | searches / solved | tokens / solved | "
                   "answers without a search |", "|---|---|---|---|---|---|"]
         for arm, r in report.items():
@@ -237,17 +275,20 @@ def report_markdown(report: dict, base: Config) -> str:
     if ofsd:
         lines += ["", "OFSD phases (mean over seeds): the pool's questions with a correct sibling (and with only "
                   "correct ones), the pairs, reference / student tokens and searches; then, on the test questions, "
-                  "what the phase changed against the GRPO phase before it:", "",
+                  "what the phase changed against the phase before it:", "",
                   "| arm | round | pool: a correct sibling | all correct | pairs | tokens ref / student | "
                   "searches ref / student | answers changed | made right / wrong | more / fewer searches | "
-                  "searches per answer | answers without a search |", "|---" * 12 + "|"]
+                  "searches per answer | answers without a search | a query repeated | no answer |",
+                  "|---" * 14 + "|"]
         for arm, f in ofsd:
             lines.append(f"| {arm} | {f['round']:.0f} | {f['pool_with_correct']:.1%} | {f['pool_all_correct']:.1%} | "
                          f"{f['pairs']:.0f} | {f['reference_tokens']:.1f} / {f['student_tokens']:.1f} | "
                          f"{f['reference_searches']:.2f} / {f['student_searches']:.2f} | {f['answers_changed']:.1%} | "
                          f"{f['made_right']:.1f} / {f['made_wrong']:.1f} | {f['more_searches']:.1f} / "
                          f"{f['fewer_searches']:.1f} | {f['searches_before']:.2f} -> {f['searches_after']:.2f} | "
-                         f"{f['no_search_before']:.1%} -> {f['no_search_after']:.1%} |")
+                         f"{f['no_search_before']:.1%} -> {f['no_search_after']:.1%} | "
+                         f"{f['repeated_before']:.1%} -> {f['repeated_after']:.1%} | "
+                         f"{f['no_answer_before']:.1%} -> {f['no_answer_after']:.1%} |")
     lost = [(arm, r["lost"]) for arm, r in report.items() if "lost" in r]
     if lost:
         lines += ["", "Questions an arm's final model gets wrong where the other arm's (same seed) gets them right, "

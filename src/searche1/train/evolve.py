@@ -31,7 +31,7 @@ from searche1.train.kit import refuse_existing_run
 def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
     """[(kind, round, grpo steps)]: the base evaluation, then per round a GRPO and/or an OFSD phase. In grpo-only
     mode each round's GRPO phase also gets the steps that OFSD's pool rollouts would have cost (matched budget); in
-    grpo mode it has grpo_steps alone."""
+    grpo-fixed mode it has grpo_steps alone."""
     e, g, o, r = cfg.evolve, cfg.grpo, cfg.ofsd, cfg.rollout
     steps = e.grpo_steps or g.steps
     if e.mode == "grpo-only":
@@ -41,7 +41,7 @@ def plan_phases(cfg: Config) -> list[tuple[str, int, int]]:
     for n in range(1, e.rounds + 1):
         if e.mode != "ofsd-only":
             phases.append(("grpo", n, steps))
-        if e.mode not in ("grpo-only", "grpo"):
+        if e.mode not in ("grpo-only", "grpo-fixed"):
             phases.append(("ofsd", n, 0))
     return phases
 
@@ -157,13 +157,16 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
     if path.exists() and not (path / "final").exists():
         shutil.rmtree(path)  # an interrupted OFSD phase: seeded, so it is simply redone
     phase_cfg.seed = cfg.seed * 1000 + round_  # a new pool each round
+    trained_before = (path / "final").exists()
     summary = train_ofsd(phase_cfg, path, model_path=start_model, device=device, log=log) \
-        if not (path / "final").exists() else json.loads((path / "summary.json").read_text())
+        if not trained_before else json.loads((path / "summary.json").read_text())
     from searche1.rollout.trajectory import load_trajectories
 
     pool = load_trajectories(path / "pool.jsonl")
     cost = {"train_tokens": sum(t.n_generated for t in pool), "rollouts": len(pool),
             "pairs": summary["pairs"]["pairs"]}
+    if trained_before:  # resumed after its training: its own measured seconds, not this call's (model loads left out)
+        cost["train_seconds"] = summary["seconds"]
     return str(path / "final"), cost
 
 

@@ -90,7 +90,8 @@ def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -
 
 
 def _answer_turn(reason: str, value: str, quote_style: str) -> str:
-    """The answering turn: the reasoning in <think>, then the answer; with quote_style "none" the answer alone."""
+    """The answering turn: the reasoning in <think>, then the answer; with quote_style "none" or "hops" the answer
+    alone."""
     if quote_style in ("none", "hops"):  # straight from the information block to the answer
         return f"<answer> {value} </answer>"
     return f"<think> {reason} </think>\n<answer> {value} </answer>"
