@@ -1,6 +1,7 @@
 """`searche1 ablate`: arms are one change each from the default, runs are reused, the report compares arms."""
 
 import json
+import math
 
 import pytest
 
@@ -142,17 +143,20 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     finals = tmp_path / "run" / "phases" / "01-grpo-r1" / "eval.trajectories.jsonl"
     finals.parent.mkdir(parents=True)
     save_trajectories(finals, [traj(1.0, 2, 10), traj(0.0, 0, 4), traj(1.0, 1, 7)])
+    one = tmp_path / "one.jsonl"  # another seed's single answer: 4 searches, 20 tokens, right
+    save_trajectories(one, [traj(1.0, 4, 20)])
     runs = {"search-e1": [rows([0.1, 0.4, 0.3], [0, 10, 5], {"nq": 0.6, "hotpotqa": 0.2, "musique": 0.0}),
                           rows([0.1, 0.2, 0.5], [0, 20, 5], {"nq": 0.8, "hotpotqa": 0.4, "musique": 0.4})],
             "grpo-only": [rows([0.1, 0.45], [0, 30], {"nq": 1.0, "hotpotqa": 0.0, "musique": 0.0})] * 2}
-    report = summarize_arms(runs, {"search-e1": [finals, finals], "grpo-only": [finals, finals]})
+    report = summarize_arms(runs, {"search-e1": [finals, one], "grpo-only": [finals, finals]})
     e1 = report["search-e1"]
     assert e1["em_by_benchmark"]["nq"] == pytest.approx((0.7, 0.1414), 1e-3)
     assert e1["multi_hop_em"] == pytest.approx((0.25, 0.2121), 1e-3)  # seeds: (0.2 + 0) / 2, (0.4 + 0.4) / 2
     assert e1["best_phase_em"] == pytest.approx((0.45, 0.0707), 1e-3)  # 0.4 (phase 1) and 0.5 (phase 2)
-    assert e1["answers"] == pytest.approx({"searches_per_answer": 1.0, "tokens_per_answer": 7.0,
-                                           "searches_per_solved": 1.5, "tokens_per_solved": 8.5,
-                                           "no_search_share": 1 / 3})
+    # the 4 answers pooled (a mean of the seeds' means would give 2.5 searches an answer)
+    assert e1["answers"] == pytest.approx({"searches_per_answer": 7 / 4, "tokens_per_answer": 41 / 4,
+                                           "searches_per_solved": 7 / 3, "tokens_per_solved": 37 / 3,
+                                           "no_search_share": 1 / 4})
     # mean EM by phase 0.1, 0.3, 0.4: grpo-only's final 0.45 is never reached; grpo-only reaches it after 30 s
     assert equal_em_cost(report, "grpo-only") == {"search-e1": None, "grpo-only": 30}
     report["search-e1"]["em_by_phase"] = [0.1, 0.45, 0.5]  # reached after the first phase's 15 s
@@ -218,6 +222,11 @@ def test_ofsd_phase_figures_and_lost_questions_against_hand_counts(tmp_path):
     empty = {**figures, "pairs": 0, "made_right": 0, **dict.fromkeys(sizes, float("nan"))}
     assert _mean_over_seeds((figures, empty))["reference_tokens"] == 10.0
     assert _mean_over_seeds((figures, empty))["made_right"] == 0.5
+    # the donor's folder gone: its pool figures unknown (nan), not zero, and left out of the pair sizes
+    gone = [*rows[:2], {**rows[2], "shared_from": str(tmp_path / "deleted")}]
+    (missing,) = ofsd_phase_figures(run, gone)
+    assert math.isnan(missing["pool_with_correct"]) and math.isnan(missing["pairs"]) and missing["made_right"] == 1
+    assert _mean_over_seeds((figures, missing))["reference_tokens"] == 10.0
 
     other = tmp_path / "other.jsonl"  # right on q0 and q3, wrong on q1 and q2
     save_trajectories(other, [traj("toy-nq/q0", 1, ["a"]), traj("toy-nq/q1", 0, ["a"]),

@@ -2,8 +2,9 @@
 the files (report.md, report.json, ablate.png).
 
 Per arm (mean and std over seeds where a spread means something): final greedy EM per benchmark, on average and
-on the multi-hop sets; the best phase's EM; EM after each round; how the final policy answers (searches and
-generated tokens per answer and per solved question, the share of answers given without any search); cost
+on the multi-hop sets; the best phase's EM; EM after each round; how the final policies answer, pooled over seeds
+(searches and generated tokens per test question and per solved question, the share of test questions answered
+without any search); cost
 (rollouts, training seconds and generated tokens) and the seconds each arm needed to reach grpo-only's final EM
 (`equal_em_cost`); when OFSD fails: what each OFSD phase found and changed (`ofsd_phase_figures`), and the questions
 an arm lost to grpo-only by why its answer is wrong (`lost_breakdown`).
@@ -35,11 +36,17 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _mean(values) -> float:
+    values = list(values)
+    return statistics.mean(values) if values else float("nan")
+
+
 def answer_figures(trajectories) -> dict[str, float]:
-    """How a policy answers: searches and generated tokens per answer and per solved (EM 1) question, and the share
-    of answers given without any search."""
+    """How a policy answers: searches and generated tokens per test question (answered or not) and per solved (EM 1)
+    question, and the share of test questions answered without any search (a run that ended without an answer
+    and without a search counts here too)."""
     solved = [t for t in trajectories if t.em == 1.0]
-    per = lambda ts, f: statistics.mean(f(t) for t in ts) if ts else float("nan")  # noqa: E731
+    per = lambda ts, f: _mean(f(t) for t in ts)  # noqa: E731
     return {"searches_per_answer": per(trajectories, lambda t: t.n_searches),
             "tokens_per_answer": per(trajectories, lambda t: t.n_generated),
             "searches_per_solved": per(solved, lambda t: t.n_searches),
@@ -92,11 +99,12 @@ PAIR_SIZES = ("reference_tokens", "student_tokens", "reference_searches", "stude
 
 def _mean_over_seeds(figures: tuple[dict, ...]) -> dict[str, float]:
     """One OFSD phase's figures over seeds: pair sizes weighted by the seed's pairs (nan without any), the rest a
-    plain mean (nan where a seed lacks them)."""
+    plain mean (nan where a seed lacks them: its pool's folder is gone)."""
     out = {k: statistics.mean(f[k] for f in figures) for k in figures[0] if k not in PAIR_SIZES}
-    pairs = sum(f["pairs"] for f in figures)
+    known = [f for f in figures if f["pairs"] > 0]  # nan > 0 is False: a seed without its pool adds nothing
+    pairs = sum(f["pairs"] for f in known)
     for k in PAIR_SIZES:
-        out[k] = sum(f[k] * f["pairs"] for f in figures if f["pairs"]) / pairs if pairs else float("nan")
+        out[k] = sum(f[k] * f["pairs"] for f in known) / pairs if pairs else float("nan")
     return out
 
 
@@ -137,14 +145,14 @@ def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
             "made_right": sum(b[q].em > a[q].em for q in common), "made_wrong": sum(b[q].em < a[q].em for q in common),
             "more_searches": sum(b[q].n_searches > a[q].n_searches for q in common),
             "fewer_searches": sum(b[q].n_searches < a[q].n_searches for q in common),
-            "searches_before": statistics.mean(a[q].n_searches for q in common),
-            "searches_after": statistics.mean(b[q].n_searches for q in common),
-            "no_search_before": statistics.mean(a[q].n_searches == 0 for q in common),
-            "no_search_after": statistics.mean(b[q].n_searches == 0 for q in common),
-            "repeated_before": statistics.mean(_repeats_a_query(a[q]) for q in common),
-            "repeated_after": statistics.mean(_repeats_a_query(b[q]) for q in common),
-            "no_answer_before": statistics.mean(not a[q].answer for q in common),
-            "no_answer_after": statistics.mean(not b[q].answer for q in common),
+            "searches_before": _mean(a[q].n_searches for q in common),
+            "searches_after": _mean(b[q].n_searches for q in common),
+            "no_search_before": _mean(a[q].n_searches == 0 for q in common),
+            "no_search_after": _mean(b[q].n_searches == 0 for q in common),
+            "repeated_before": _mean(_repeats_a_query(a[q]) for q in common),
+            "repeated_after": _mean(_repeats_a_query(b[q]) for q in common),
+            "no_answer_before": _mean(not a[q].answer for q in common),
+            "no_answer_after": _mean(not b[q].answer for q in common),
         })
     return out
 
@@ -157,13 +165,13 @@ def _pool_figures(phase: Path) -> dict[str, float]:
     from searche1.train.pairs import group_by_question
 
     if not (phase / "pool.jsonl").exists() or not (phase / "summary.json").exists():
-        return {"pool_with_correct": float("nan"), "pool_all_correct": float("nan"), "pairs": 0,
+        return {"pool_with_correct": float("nan"), "pool_all_correct": float("nan"), "pairs": float("nan"),
                 **dict.fromkeys(PAIR_SIZES, float("nan"))}
     correct = lambda t: t.reward > 0 and t.finish_reason != FinishReason.ERROR  # noqa: E731
     groups = group_by_question(load_trajectories(phase / "pool.jsonl")).values()
     pairs = json.loads((phase / "summary.json").read_text())["pairs"]
-    return {"pool_with_correct": statistics.mean(any(map(correct, g)) for g in groups),
-            "pool_all_correct": statistics.mean(all(map(correct, g)) for g in groups),
+    return {"pool_with_correct": _mean(any(map(correct, g)) for g in groups),
+            "pool_all_correct": _mean(all(map(correct, g)) for g in groups),
             "pairs": pairs["pairs"], **{k: pairs[k] if pairs["pairs"] else float("nan") for k in PAIR_SIZES}}
 
 
@@ -264,8 +272,8 @@ def report_markdown(report: dict, base: Config) -> str:
                          + f" | {_pm(r['multi_hop_em']) if 'multi_hop_em' in r else '-'} | {_pm(r['best_phase_em'])} |")
     if all("answers" in r for r in report.values()):
         lines += ["", "How the final policies answer (every seed's answers pooled):", "",
-                  "| arm | searches / answer | tokens / answer | searches / solved | tokens / solved | "
-                  "answers without a search |", "|---|---|---|---|---|---|"]
+                  "| arm | searches / question | tokens / question | searches / solved | tokens / solved | "
+                  "answered without a search |", "|---|---|---|---|---|---|"]
         for arm, r in report.items():
             a = r["answers"]
             lines.append(f"| {arm} | {a['searches_per_answer']:.2f} | {a['tokens_per_answer']:.1f} | "
@@ -273,12 +281,13 @@ def report_markdown(report: dict, base: Config) -> str:
                          f"{a['no_search_share']:.1%} |")
     ofsd = [(arm, f) for arm, r in report.items() for f in r.get("ofsd_phases", [])]
     if ofsd:
-        lines += ["", "OFSD phases (mean over seeds): the pool's questions with a correct sibling (and with only "
-                  "correct ones), the pairs, reference / student tokens and searches; then, on the test questions, "
+        lines += ["", "OFSD phases (mean over seeds; pair sizes weighted by each seed's pairs): the pool's questions "
+                  "with a correct sibling (and with only correct ones), the pairs, reference / student tokens and "
+                  "searches; then, on the test questions, "
                   "what the phase changed against the phase before it:", "",
                   "| arm | round | pool: a correct sibling | all correct | pairs | tokens ref / student | "
                   "searches ref / student | answers changed | made right / wrong | more / fewer searches | "
-                  "searches per answer | answers without a search | a query repeated | no answer |",
+                  "searches per question | answered without a search | a query repeated | no answer |",
                   "|---" * 14 + "|"]
         for arm, f in ofsd:
             lines.append(f"| {arm} | {f['round']:.0f} | {f['pool_with_correct']:.1%} | {f['pool_all_correct']:.1%} | "
@@ -317,11 +326,22 @@ def report_markdown(report: dict, base: Config) -> str:
             + "\n".join(lines) + "\n")
 
 
+def _nan_to_none(obj):
+    """NaN (a figure with nothing to measure) as JSON null: bare NaN is not JSON to most readers."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
 def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict[str, list[str]]) -> None:
     from searche1.config import to_dict
     from searche1.plots import plot_arms
 
-    write_json(out / "report.json", {"arms": report, "overrides": overrides, "config": to_dict(base)})
+    write_json(out / "report.json", _nan_to_none({"arms": report, "overrides": overrides, "config": to_dict(base)}))
     with atomic_write(out / "report.md") as f:
         f.write(report_markdown(report, base))
     plot_arms(report, out / "ablate.png")

@@ -165,8 +165,7 @@ def _run_phase(cfg: Config, kind: str, round_: int, steps: int, start_model: str
     pool = load_trajectories(path / "pool.jsonl")
     cost = {"train_tokens": sum(t.n_generated for t in pool), "rollouts": len(pool),
             "pairs": summary["pairs"]["pairs"]}
-    if trained_before:  # resumed after its training: its own measured seconds, not this call's (model loads left out)
-        cost["train_seconds"] = summary["seconds"]
+    cost["train_seconds"] = summary["seconds"]  # its own measured seconds, also when resumed after training
     return str(path / "final"), cost
 
 
