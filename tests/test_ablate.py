@@ -187,7 +187,7 @@ def test_ofsd_phase_figures_and_lost_questions_against_hand_counts(tmp_path):
     """An OFSD phase adopted from another run (its pool and summary only in the donor's folder), four test questions
     whose answers, searches, repeats and missing answers are set by hand; then the questions lost and won against
     another arm, which the paired comparison and the breakdown must count alike."""
-    from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
+    from searche1.rollout.trajectory import FinishReason, Trajectory, Turn, save_trajectories
     from searche1.train.ablate_report import _mean_over_seeds, lost_breakdown, ofsd_phase_figures, paired_against
 
     def traj(q, em, queries, answer="x", seen=""):
@@ -206,8 +206,11 @@ def test_ofsd_phase_figures_and_lost_questions_against_hand_counts(tmp_path):
         (run / "phases" / name).mkdir(parents=True)
         save_trajectories(run / "phases" / name / "eval.trajectories.jsonl", trajectories)
     donor.mkdir(parents=True)  # 3 pool questions: one mixed, one all wrong, one all right
+    failed = [traj(g, 0, ["a"]) for g in ("g2", "g3")]  # retrieval failed: neither right nor wrong, as in mining
+    for t in failed:
+        t.finish_reason = FinishReason.ERROR
     save_trajectories(donor / "pool.jsonl", [traj(f"g{g}", em, ["a"]) for g, em in
-                                             [(0, 1), (0, 0), (1, 0), (1, 0), (2, 1), (2, 1)]])
+                                             [(0, 1), (0, 0), (1, 0), (1, 0), (2, 1), (2, 1)]] + failed)
     sizes = {"reference_tokens": 10.0, "student_tokens": 20.0, "reference_searches": 1.0, "student_searches": 2.0}
     (donor / "summary.json").write_text(json.dumps({"pairs": {"pairs": 2, **sizes}}))
     rows = [{"phase": "base", "kind": "base", "round": 0}, {"phase": "grpo-r1", "kind": "grpo", "round": 1},
@@ -263,8 +266,7 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     from searche1.cli import main
 
     out = tmp_path / "abl"
-    args = ["--threads", "1", "ablate", "--out", str(out), "--seeds", "2", "--arms",
-            "search-e1,grpo-only,grpo-only-time",
+    args = ["--threads", "1", "ablate", "--out", str(out), "--seeds", "2", "--arms", "search-e1,grpo-only",
             "evolve.rounds=1", "evolve.grpo_steps=1", "evolve.eval_limit=2", "grpo.prompts_per_step=2",
             "grpo.mini_batch_prompts=2", "rollout.n_samples=2", "rollout.max_response_length=16",
             "ofsd.pool_questions=4", "ofsd.n_samples=2"]
@@ -298,13 +300,14 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     from searche1.config import load_config as load
     from searche1.train.ablate import time_matched_steps
 
-    for k in (0, 1):  # the same-wall-clock arm: GRPO alone, its steps from search-e1's measured seconds of that seed
-        timed = load(str(out / "grpo-only-time" / f"seed-{k}" / "config.yaml"))
-        assert timed.evolve.mode == "grpo-fixed"
-        paired = json.loads((out / "search-e1" / f"seed-{k}" / "summary.json").read_text())["phases"]
-        assert timed.evolve.grpo_steps == time_matched_steps(timed, paired) >= 1  # the wiring (the sum: above)
-        assert [p.name for p in sorted((out / "grpo-only-time" / f"seed-{k}" / "phases").iterdir())] == [
-            "00-base", "01-grpo-r1"]
+    # the same-wall-clock arm, one seed: GRPO alone, its steps from search-e1's measured seconds of that seed
+    assert main([*args[:5], "--seeds", "1", "--arms", "search-e1,grpo-only-time", *args[9:]]) == 0
+    timed = load(str(out / "grpo-only-time" / "seed-0" / "config.yaml"))
+    assert timed.evolve.mode == "grpo-fixed"
+    paired = json.loads((out / "search-e1" / "seed-0" / "summary.json").read_text())["phases"]
+    assert timed.evolve.grpo_steps == time_matched_steps(timed, paired) >= 1  # the wiring (the sum: above)
+    assert [p.name for p in sorted((out / "grpo-only-time" / "seed-0" / "phases").iterdir())] == [
+        "00-base", "01-grpo-r1"]
     assert main(args) == 0  # everything reused
     # a 2-round ablation reuses round 1 of the 1-round one and runs round 2 only
     more = tmp_path / "abl2"

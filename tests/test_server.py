@@ -314,3 +314,10 @@ def test_http_client_rejects_a_non_retrieve_answer():
     c._http = _httpx.Client(transport=_httpx.MockTransport(lambda req: _httpx.Response(503, text="busy")))
     with pytest.raises(RetrieverUnavailable, match="kept failing after 2 attempts .HTTP 503: busy"):
         c.retrieve(["q"])
+
+
+def test_openapi_states_the_retrieve_request_and_response(client):
+    operation = client.get("/openapi.json").json()["paths"]["/retrieve"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"queries", "topk", "return_scores"} and schema["required"] == ["queries"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["required"] == ["result"]

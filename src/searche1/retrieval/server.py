@@ -41,6 +41,17 @@ class RetrieveRequest(BaseModel):
     return_scores: StrictBool = False
 
 
+_RETRIEVE_OPENAPI = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": RetrieveRequest.model_json_schema()}}},
+    "responses": {"200": {"description": "top-k documents per query, best first: each `{\"id\", \"contents\"}`, "
+                                         "or `{\"document\": {...}, \"score\": s}` with return_scores",
+                          "content": {"application/json": {"schema": {
+                              "type": "object", "required": ["result"],
+                              "properties": {"result": {"type": "array", "items": {"type": "array",
+                                                                                    "items": {"type": "object"}}}}}}}}},
+}
+
+
 class _Batcher:
     """Answers queued (queries, topk) jobs in batches: inline on the event loop, or on one worker thread when the
     retriever's search releases the GIL."""
@@ -153,7 +164,9 @@ def make_app(retriever: Retriever, limits: ServerLimits | None = None, info: dic
     async def health():
         return {"status": "ok", **(info or {})}
 
-    @app.post("/retrieve")
+    # The body is parsed by hand (_request: clear errors, Search-R1's leniencies), so the schema is stated here for
+    # /docs and /openapi.json.
+    @app.post("/retrieve", openapi_extra=_RETRIEVE_OPENAPI)
     async def retrieve(request: Request):
         req = await _request(request)
         if isinstance(req, JSONResponse):

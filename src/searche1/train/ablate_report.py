@@ -129,15 +129,14 @@ def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
     changed, questions it made right and wrong; before -> after: searches per answer, answers without a search,
     answers that repeat a query, answers never given). `rows` are the run's phase records, in order (run_evolve's):
     phase folders of an earlier, longer run in the same place are not read."""
-    from searche1.rollout.trajectory import load_trajectories
-
     out = []
     phases = [run / "phases" / f"{i:02d}-{row['phase']}" for i, row in enumerate(rows)]
     for before, after, record in zip(phases, phases[1:], rows[1:]):
         if record["kind"] != "ofsd":
             continue
-        a, b = ({t.group_id: t for t in load_trajectories(p / "eval.trajectories.jsonl")} for p in (before, after))
+        a, b = (_by_question(p / "eval.trajectories.jsonl") for p in (before, after))
         common = [q for q in b if q in a]
+        was, now = (answer_figures([side[q] for q in common]) for side in (a, b))
         out.append({
             "round": record["round"],
             **_pool_figures(Path(record.get("shared_from") or after)),
@@ -145,10 +144,8 @@ def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
             "made_right": sum(b[q].em > a[q].em for q in common), "made_wrong": sum(b[q].em < a[q].em for q in common),
             "more_searches": sum(b[q].n_searches > a[q].n_searches for q in common),
             "fewer_searches": sum(b[q].n_searches < a[q].n_searches for q in common),
-            "searches_before": _mean(a[q].n_searches for q in common),
-            "searches_after": _mean(b[q].n_searches for q in common),
-            "no_search_before": _mean(a[q].n_searches == 0 for q in common),
-            "no_search_after": _mean(b[q].n_searches == 0 for q in common),
+            "searches_before": was["searches_per_answer"], "searches_after": now["searches_per_answer"],
+            "no_search_before": was["no_search_share"], "no_search_after": now["no_search_share"],
             "repeated_before": _mean(_repeats_a_query(a[q]) for q in common),
             "repeated_after": _mean(_repeats_a_query(b[q]) for q in common),
             "no_answer_before": _mean(not a[q].answer for q in common),
@@ -159,19 +156,20 @@ def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
 
 def _pool_figures(phase: Path) -> dict[str, float]:
     """An OFSD phase's pool (in the folder where the phase was trained; nan when that folder is gone): the share of
-    its questions with a correct sibling and with only correct ones, as pair mining counts correct (reward > 0, a
-    failed sample never), the pairs and their mean sizes."""
+    its questions with a correct sibling and with only correct ones, as pair mining counts correct (reward > 0), the
+    pairs and their mean sizes."""
     from searche1.rollout.trajectory import FinishReason, load_trajectories
     from searche1.train.pairs import group_by_question
 
     if not (phase / "pool.jsonl").exists() or not (phase / "summary.json").exists():
         return {"pool_with_correct": float("nan"), "pool_all_correct": float("nan"), "pairs": float("nan"),
                 **dict.fromkeys(PAIR_SIZES, float("nan"))}
-    correct = lambda t: t.reward > 0 and t.finish_reason != FinishReason.ERROR  # noqa: E731
-    groups = group_by_question(load_trajectories(phase / "pool.jsonl")).values()
+    # a sample whose retrieval failed is neither right nor wrong: mining leaves it out, and so do these shares
+    answered = [t for t in load_trajectories(phase / "pool.jsonl") if t.finish_reason != FinishReason.ERROR]
+    groups = group_by_question(answered).values()
     pairs = json.loads((phase / "summary.json").read_text())["pairs"]
-    return {"pool_with_correct": _mean(any(map(correct, g)) for g in groups),
-            "pool_all_correct": _mean(all(map(correct, g)) for g in groups),
+    return {"pool_with_correct": _mean(any(t.reward > 0 for t in g) for g in groups),
+            "pool_all_correct": _mean(all(t.reward > 0 for t in g) for g in groups),
             "pairs": pairs["pairs"], **{k: pairs[k] if pairs["pairs"] else float("nan") for k in PAIR_SIZES}}
 
 
@@ -212,15 +210,19 @@ def lost_breakdown(mine: list[Path], theirs: list[Path]) -> dict:
     return {"by_benchmark": by_benchmark, "by_kind": by_kind}
 
 
+def _by_question(path: Path) -> dict:
+    """An evaluation's trajectories by question (group id)."""
+    from searche1.rollout.trajectory import load_trajectories
+
+    return {t.group_id: t for t in load_trajectories(path)}
+
+
 def changed_questions(mine: list[Path], theirs: list[Path]):
     """(my trajectory, theirs) for every question whose EM differs between two arms' final evaluations, seed by
     seed (paths in seed order)."""
-    from searche1.rollout.trajectory import load_trajectories
-
     for a_path, b_path in zip(mine, theirs):
-        b = {t.group_id: t for t in load_trajectories(b_path)}
-        yield from ((t, b[t.group_id]) for t in load_trajectories(a_path)
-                    if t.group_id in b and t.em != b[t.group_id].em)
+        a, b = _by_question(a_path), _by_question(b_path)
+        yield from ((a[q], b[q]) for q in a if q in b and a[q].em != b[q].em)
 
 
 def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, dict]:
