@@ -161,9 +161,12 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     assert equal_em_cost(report, "grpo-only") == {"search-e1": None, "grpo-only": 30}
     report["search-e1"]["em_by_phase"] = [0.1, 0.45, 0.5]  # reached after the first phase's 15 s
     assert equal_em_cost(report, "grpo-only")["search-e1"] == 15
+    # against the first arm's final EM, (0.3 + 0.5) / 2 = 0.4, as well: grpo-only reaches it with its only phase
+    assert equal_em_cost(report, "search-e1") == {"search-e1": 15, "grpo-only": 30}
     text = report_markdown(report, load_config("toy"))
+    assert "seconds to grpo-only's final EM | seconds to search-e1's final EM |" in text
     assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
-    assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 |" in text
+    assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 | 15 |" in text
 
 
 def test_time_matched_steps_fill_the_paired_runs_seconds(tmp_path):
@@ -274,7 +277,9 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| search-e1 |" in printed and "| grpo-only |" in printed
     assert sorted(p.name for p in (out / "search-e1").iterdir()) == ["seed-0", "seed-1"]
-    report = json.loads((out / "report.json").read_text())["arms"]
+    written = json.loads((out / "report.json").read_text())
+    report = written["arms"]
+    assert set(written["equal_em_seconds"]) == {"grpo-only", "search-e1"}
     # grpo-only gets OFSD's 4 x 2 pool rollouts as 2 more GRPO steps of 2 x 2: the same budget
     assert report["grpo-only"]["rollouts"] == report["search-e1"]["rollouts"] == 4 + 8
     paired = report["grpo-only"]["paired"]  # 2 seeds x 7 sets x 2 questions compared with search-e1

@@ -249,6 +249,12 @@ def _pm(pair) -> str:
     return f"{pair[0]:.3f} ± {pair[1]:.3f}"
 
 
+def equal_em_targets(report: dict) -> list[str]:
+    """The arms whose final EM the equal-EM cost is measured against: grpo-only (when it ran) and the first arm."""
+    first = next(iter(report), None)
+    return [a for a in dict.fromkeys(["grpo-only", first]) if a in report] if "grpo-only" in report else []
+
+
 def report_markdown(report: dict, base: Config) -> str:
     rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
     lines = ["| arm | final average EM (mean ± std) | per seed | "
@@ -310,16 +316,18 @@ def report_markdown(report: dict, base: Config) -> str:
                          + " | ".join(str(d["by_kind"][k]) for k in FAILURES) + " | "
                          + ", ".join(f"{b} {n}" for b, n in sorted(d["by_benchmark"].items(), key=lambda x: -x[1]))
                          + " |")
-    if "grpo-only" in report:
-        cost = equal_em_cost(report, "grpo-only")
-        lines += ["", f"Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
-                  f"EM first reaches grpo-only's final {report['grpo-only']['final_em_mean']:.3f} (equal-EM cost):",
-                  "", "| arm | train s | generated tokens | rollouts | seconds to grpo-only's final EM |",
-                  "|---|---|---|---|---|"]
+    targets = equal_em_targets(report)
+    if targets:
+        costs = {t: equal_em_cost(report, t) for t in targets}
+        lines += ["", "Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
+                  "EM first reaches " + " and ".join(f"{t}'s final {report[t]['final_em_mean']:.3f}" for t in targets)
+                  + " (equal-EM cost):", "",
+                  "| arm | train s | generated tokens | rollouts | "
+                  + " | ".join(f"seconds to {t}'s final EM" for t in targets) + " |", "|---" * (4 + len(targets)) + "|"]
         for arm, r in report.items():
-            reach = "not reached" if cost[arm] is None else f"{cost[arm]:.0f}"
+            reach = ["not reached" if costs[t][arm] is None else f"{costs[t][arm]:.0f}" for t in targets]
             lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
-                         f"{reach} |")
+                         + " | ".join(reach) + " |")
     e = base.evolve
     return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
             f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {first['seeds']} "
@@ -343,7 +351,9 @@ def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict
     from searche1.config import to_dict
     from searche1.plots import plot_arms
 
-    write_json(out / "report.json", _nan_to_none({"arms": report, "overrides": overrides, "config": to_dict(base)}))
+    equal_em = {t: equal_em_cost(report, t) for t in equal_em_targets(report)}  # seconds, None = never reached
+    write_json(out / "report.json", _nan_to_none({"arms": report, "equal_em_seconds": equal_em,
+                                                  "overrides": overrides, "config": to_dict(base)}))
     with atomic_write(out / "report.md") as f:
         f.write(report_markdown(report, base))
     plot_arms(report, out / "ablate.png")
