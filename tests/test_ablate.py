@@ -127,7 +127,8 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     (not the last), searches and tokens per answer and per solved question, answers without a search, and the
     seconds until an arm first reaches grpo-only's final EM."""
     from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
-    from searche1.train.ablate_report import equal_em_cost, report_markdown, summarize_arms
+    from searche1.train.ablate_report import equal_em_cost, summarize_arms
+    from searche1.train.ablate_tables import report_markdown
 
     def rows(ems, seconds, final):  # phases with average EM `ems`; the last has per-benchmark EM `final`
         out = [{"phase": f"p{i}", "kind": "grpo" if i else "base", "round": i, "average_em": em, "train_seconds": s,
@@ -313,7 +314,11 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     assert timed.evolve.grpo_steps == time_matched_steps(timed, paired) >= 1  # the wiring (the sum: above)
     assert [p.name for p in sorted((out / "grpo-only-time" / "seed-0" / "phases").iterdir())] == [
         "00-base", "01-grpo-r1"]
-    assert main(args) == 0  # everything reused
+    assert json.loads((out / "report.json").read_text())["arms"]["grpo-only-time"]["seed_overrides"] == [
+        [f"evolve.grpo_steps={timed.evolve.grpo_steps}"]]
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("phase.json")}
+    assert main(args) == 0  # everything reused: no phase redone
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("phase.json")} == stamps
     # a 2-round ablation reuses round 1 of the 1-round one and runs round 2 only
     more = tmp_path / "abl2"
     assert main([*args[:3], "--out", str(more), "--reuse", str(out), "--seeds", "1", "--arms", "search-e1",
@@ -372,3 +377,49 @@ def test_paired_comparison_counts_questions_won_and_lost_per_seed(tmp_path):
         extreme = [w for w in splits if abs(w - n / 2) >= abs(won - n / 2)]
         assert sign_test(won, lost) == pytest.approx(len(extreme) / len(splits))
     assert sign_test(19, 6) == pytest.approx(0.0146, abs=1e-4)
+
+
+def test_seed_paired_difference_and_t_test_over_seeds():
+    """Seed by seed: differences 0.03, 0.01, 0.05 have mean 0.03 and std 0.02, t = 0.03 / (0.02 / sqrt 3); with 2
+    degrees of freedom the two-sided p has a closed form, 1 - t / sqrt(2 + t^2)."""
+    from searche1.train.ablate_report import seed_paired
+
+    got = seed_paired([0.33, 0.21, 0.45], [0.30, 0.20, 0.40])
+    t = 0.03 / (0.02 / math.sqrt(3))
+    assert got == pytest.approx({"seed_diff_mean": 0.03, "seed_diff_std": 0.02, "seeds_better": 3, "seeds_worse": 0,
+                                 "seed_p": 1 - t / math.sqrt(2 + t * t)})
+    assert seed_paired([0.2, 0.3], [0.3, 0.2])["seeds_worse"] == 1
+    assert math.isnan(seed_paired([0.3], [0.2])["seed_p"])  # one seed: no spread to test against
+    assert math.isnan(seed_paired([0.3, 0.4], [0.2, 0.3])["seed_p"])  # identical differences: t undefined
+
+
+def test_same_wall_clock_arm_reads_the_paired_run_of_its_own_seed(tmp_path, monkeypatch):
+    """With two seeds whose search-e1 runs took different seconds, each seed's grpo-only-time run gets the steps of
+    its own seed's run (not the first seed's), and report.json records them per seed."""
+    import searche1.train.evolve as evolve
+    from searche1.rollout.trajectory import save_trajectories
+    from searche1.train.ablate import run_ablation, time_matched_steps
+
+    made = {}
+
+    def fake_run_evolve(cfg, out, resume=False, device="cpu", log=print):
+        slow = 2.0 if cfg.seed == 1 else 1.0  # seed 1's search-e1 trained twice as long per GRPO step
+        rows = []
+        for i, path in enumerate(evolve.phase_dirs(cfg, out)):
+            kind, round_ = ("base", 0) if i == 0 else (path.name.split("-")[1], int(path.name[-1]))
+            seconds = {"base": 0.0, "grpo": 60.0 * slow, "ofsd": 30.0}[kind]
+            rows.append({"phase": path.name[3:], "kind": kind, "round": round_, "average_em": 0.2,
+                         "train_seconds": seconds, "rollouts": 960 if kind == "grpo" else 0, "em": {"nq": 0.2}})
+            path.mkdir(parents=True, exist_ok=True)
+            save_trajectories(path / "eval.trajectories.jsonl", [])
+        made[(out.parent.name, cfg.seed)] = cfg
+        return rows
+
+    monkeypatch.setattr(evolve, "run_evolve", fake_run_evolve)
+    base = load_config("toy", ["evolve.rounds=1"])
+    report = run_ablation(base, tmp_path / "abl", ["search-e1", "grpo-only-time"], seeds=2, log=lambda *a: None)
+    steps = [made[("grpo-only-time", k)].evolve.grpo_steps for k in (0, 1)]
+    rows = [fake_run_evolve(made[("search-e1", k)], tmp_path / "again" / f"s{k}") for k in (0, 1)]
+    assert steps == [time_matched_steps(base, rows[0]), time_matched_steps(base, rows[1])] and steps[0] != steps[1]
+    assert report["grpo-only-time"]["seed_overrides"] == [[f"evolve.grpo_steps={s}"] for s in steps]
+    assert "seed_overrides" not in report["search-e1"]

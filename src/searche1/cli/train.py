@@ -102,7 +102,7 @@ def cmd_ablate(args) -> int:
     from searche1.config import load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.train.ablate import ARMS, run_ablation
-    from searche1.train.ablate_report import report_markdown
+    from searche1.train.ablate_tables import report_markdown
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)

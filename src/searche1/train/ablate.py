@@ -63,8 +63,9 @@ ARMS: dict[str, Arm] = {
     "sdpo": Arm(["ofsd.student=all", "ofsd.reference=first", "ofsd.divergence=reverse", "ofsd.tau_clip=null"],
                 "TRL's SDPO: the first correct sibling shown to the teacher for each other one, reverse KL, no clip"),
 }
-"""The arms: name -> (overrides on top of the preset, a line for `searche1 ablate --help`). Rounds 1..R are read
-from every arm's per-phase rows."""
+"""The arms: name -> (overrides on top of the preset, a line for `searche1 ablate --help`, and for a same-wall-clock
+arm the arm whose measured training seconds set its GRPO steps). Rounds 1..R are read from every arm's per-phase
+rows."""
 
 
 def arms_help() -> str:
@@ -103,7 +104,8 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
     """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
     the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
     from searche1.config import ConfigError
-    from searche1.train.ablate_report import lost_breakdown, paired_against, summarize_arms, write_ablation_report
+    from searche1.train.ablate_report import lost_breakdown, paired_against, seed_paired, summarize_arms
+    from searche1.train.ablate_tables import write_ablation_report
     from searche1.train.evolve import phase_dirs, run_evolve
 
     out = Path(out)
@@ -113,14 +115,15 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
             raise ConfigError(f"arm {arm} takes its GRPO steps from arm {paired}'s run: list {paired} before it "
                               f"(--arms {paired},{arm})")
     runs: dict[str, list[list[dict]]] = {}
+    seed_overrides: dict[str, list[list[str]]] = {}  # what an arm's run of each seed added (a measured step count)
     finals: dict[str, list[Path]] = {}  # each run's last evaluation, for the paired comparison
     for k in range(seeds):
         for arm in arms:
-            cfg = arm_config(base, arm, base.seed + k)
+            cfg, extra = arm_config(base, arm, base.seed + k), []
             if ARMS[arm].wall_clock_of:  # that arm ran earlier in this seed's loop (checked above)
-                steps = time_matched_steps(cfg, runs[ARMS[arm].wall_clock_of][k])
-                cfg = arm_config(base, arm, base.seed + k, [f"evolve.grpo_steps={steps}"])
-                log(f"{arm}: {steps} GRPO steps per round fit in the training seconds of "
+                extra = [f"evolve.grpo_steps={time_matched_steps(cfg, runs[ARMS[arm].wall_clock_of][k])}"]
+                cfg = arm_config(base, arm, base.seed + k, extra)
+                log(f"{arm}: {cfg.evolve.grpo_steps} GRPO steps per round fit in the training seconds of "
                     f"{ARMS[arm].wall_clock_of}'s seed {cfg.seed}")
             log(f"== {arm}, seed {cfg.seed} ==")
             run = out / arm / f"seed-{cfg.seed}"
@@ -129,11 +132,15 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
             shared = adopt_shared_phases(cfg, run, donors)
             if shared:
                 log(f"sharing {', '.join(shared)} with a run that did the same work (train/evolve.py phase_keys)")
+            seed_overrides.setdefault(arm, []).append(extra)
             runs.setdefault(arm, []).append(run_evolve(cfg, run, resume=True, device=device, log=log))
             finals.setdefault(arm, []).append(phase_dirs(cfg, run)[-1] / "eval.trajectories.jsonl")
     report = summarize_arms(runs, finals)
+    for arm, extras in seed_overrides.items():
+        if any(extras):
+            report[arm]["seed_overrides"] = extras
     for arm, paired in paired_against(finals, arms[0]).items():
-        report[arm]["paired"] = paired
+        report[arm]["paired"] = {**paired, **seed_paired(report[arm]["final_em"], report[arms[0]]["final_em"])}
     if "grpo-only" in finals:  # what OFSD costs, question by question, and the reverse
         for arm in finals:
             vs = "grpo-only" if arm != "grpo-only" else arms[0]

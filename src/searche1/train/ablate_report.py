@@ -1,5 +1,5 @@
-"""`searche1 ablate`'s report: each arm over its seeds, the paired per-question comparison with the first arm, and
-the files (report.md, report.json, ablate.png).
+"""`searche1 ablate`'s figures: each arm over its seeds, and the paired comparisons with the first arm (question by
+question, and seed by seed). The files they go to: train/ablate_tables.py.
 
 Per arm (mean and std over seeds where a spread means something): final greedy EM per benchmark, on average and
 on the multi-hop sets; the best phase's EM; EM after each round; how the final policies answer, pooled over seeds
@@ -13,22 +13,15 @@ an arm lost to grpo-only by why its answer is wrong (`lost_breakdown`).
 from __future__ import annotations
 
 import json
-import math
 import re
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from searche1.fileio import atomic_write, write_json
-
-if TYPE_CHECKING:
-    from searche1.config import Config
 
 MULTI_HOP = ("hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 """Benchmarks that need more than one search (bridge, comparison, 3-hop), as the paper's columns."""
 
 
-def _multi_hop(benchmark: str) -> bool:
+def multi_hop(benchmark: str) -> bool:
     return benchmark.removeprefix("toy-") in MULTI_HOP
 
 
@@ -68,7 +61,7 @@ def summarize_arms(runs: dict[str, list[list[dict]]], finals: dict[str, list[Pat
             for r, em in end_of_round.items():
                 by_round.setdefault(r, []).append(em)
         benchmarks = list(seed_rows[0][-1].get("em", {}))
-        multi = [b for b in benchmarks if _multi_hop(b)]
+        multi = [b for b in benchmarks if multi_hop(b)]
         mean, std = _spread(finals_em)
         arm_out = {
             "final_em_mean": mean, "final_em_std": std, "final_em": finals_em,
@@ -241,119 +234,21 @@ def paired_against(finals: dict[str, list[Path]], reference: str) -> dict[str, d
 
 def sign_test(won: int, lost: int) -> float:
     """Two-sided exact sign test: P(a split at least this uneven | each changed question is a fair coin)."""
-    n, k = won + lost, min(won, lost)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(won, won + lost, 0.5).pvalue) if won + lost else 1.0
 
 
-def _pm(pair) -> str:
-    return f"{pair[0]:.3f} ± {pair[1]:.3f}"
+def seed_paired(mine: list[float], theirs: list[float]) -> dict[str, float]:
+    """Final EM seed by seed against the reference arm's run of the same seed: the differences' mean and std, the
+    seeds better and worse, and a paired t-test's two-sided p over seeds. This is the test of training noise (each
+    seed trains its own models); the sign test over questions measures only the test set's noise, given the trained
+    models, and pools questions of all seeds as if they were independent."""
+    from scipy.stats import ttest_1samp
 
-
-def equal_em_targets(report: dict) -> list[str]:
-    """The arms whose final EM the equal-EM cost is measured against: grpo-only (when it ran) and the first arm."""
-    first = next(iter(report), None)
-    return [a for a in dict.fromkeys(["grpo-only", first]) if a in report] if "grpo-only" in report else []
-
-
-def report_markdown(report: dict, base: Config) -> str:
-    rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
-    lines = ["| arm | final average EM (mean ± std) | per seed | "
-             + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
-             + " | won / lost vs the first arm (sign-test p) | rollouts | train s |",
-             "|---" * (len(rounds) + 6) + "|"]
-    for arm, r in report.items():
-        lines.append(f"| {arm} | {_pm((r['final_em_mean'], r['final_em_std']))} | "
-                     + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
-                     + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
-                     + (f" | {r['paired']['won']} / {r['paired']['lost']} (p={r['paired']['p']:.2g})" if "paired" in r
-                        else " | (reference)")
-                     + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |")
-    first = next(iter(report.values()))
-    benchmarks = list(first.get("em_by_benchmark", {}))
-    if benchmarks:
-        lines += ["", "Final EM per benchmark (mean ± std over seeds; * multi-hop), the multi-hop average and the best "
-                  "phase's average (the phase chosen on these test sets: an upper bound, not a result):", "",
-                  "| arm | " + " | ".join(b + ("*" if _multi_hop(b) else "") for b in benchmarks)
-                  + " | multi-hop | best phase |", "|---" * (len(benchmarks) + 3) + "|"]
-        for arm, r in report.items():
-            lines.append(f"| {arm} | " + " | ".join(_pm(r["em_by_benchmark"][b]) for b in benchmarks)
-                         + f" | {_pm(r['multi_hop_em']) if 'multi_hop_em' in r else '-'} | {_pm(r['best_phase_em'])} |")
-    if all("answers" in r for r in report.values()):
-        lines += ["", "How the final policies answer (every seed's answers pooled):", "",
-                  "| arm | searches / question | tokens / question | searches / solved | tokens / solved | "
-                  "answered without a search |", "|---|---|---|---|---|---|"]
-        for arm, r in report.items():
-            a = r["answers"]
-            lines.append(f"| {arm} | {a['searches_per_answer']:.2f} | {a['tokens_per_answer']:.1f} | "
-                         f"{a['searches_per_solved']:.2f} | {a['tokens_per_solved']:.1f} | "
-                         f"{a['no_search_share']:.1%} |")
-    ofsd = [(arm, f) for arm, r in report.items() for f in r.get("ofsd_phases", [])]
-    if ofsd:
-        lines += ["", "OFSD phases (mean over seeds; pair sizes weighted by each seed's pairs): the pool's questions "
-                  "with a correct sibling (and with only correct ones), the pairs, reference / student tokens and "
-                  "searches; then, on the test questions, "
-                  "what the phase changed against the phase before it:", "",
-                  "| arm | round | pool: a correct sibling | all correct | pairs | tokens ref / student | "
-                  "searches ref / student | answers changed | made right / wrong | more / fewer searches | "
-                  "searches per question | answered without a search | a query repeated | no answer |",
-                  "|---" * 14 + "|"]
-        for arm, f in ofsd:
-            lines.append(f"| {arm} | {f['round']:.0f} | {f['pool_with_correct']:.1%} | {f['pool_all_correct']:.1%} | "
-                         f"{f['pairs']:.0f} | {f['reference_tokens']:.1f} / {f['student_tokens']:.1f} | "
-                         f"{f['reference_searches']:.2f} / {f['student_searches']:.2f} | {f['answers_changed']:.1%} | "
-                         f"{f['made_right']:.1f} / {f['made_wrong']:.1f} | {f['more_searches']:.1f} / "
-                         f"{f['fewer_searches']:.1f} | {f['searches_before']:.2f} -> {f['searches_after']:.2f} | "
-                         f"{f['no_search_before']:.1%} -> {f['no_search_after']:.1%} | "
-                         f"{f['repeated_before']:.1%} -> {f['repeated_after']:.1%} | "
-                         f"{f['no_answer_before']:.1%} -> {f['no_answer_after']:.1%} |")
-    lost = [(arm, r["lost"]) for arm, r in report.items() if "lost" in r]
-    if lost:
-        lines += ["", "Questions an arm's final model gets wrong where the other arm's (same seed) gets them right, "
-                  "over all seeds, by why the arm's own answer is wrong and by benchmark:", "",
-                  "| arm | lost to | in all | " + " | ".join(FAILURES) + " | by benchmark |", "|---" * 8 + "|"]
-        for arm, d in lost:
-            lines.append(f"| {arm} | {d['vs']} | {sum(d['by_kind'].values())} | "
-                         + " | ".join(str(d["by_kind"][k]) for k in FAILURES) + " | "
-                         + ", ".join(f"{b} {n}" for b, n in sorted(d["by_benchmark"].items(), key=lambda x: -x[1]))
-                         + " |")
-    targets = equal_em_targets(report)
-    if targets:
-        costs = {t: equal_em_cost(report, t) for t in targets}
-        lines += ["", "Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
-                  "EM first reaches " + " and ".join(f"{t}'s final {report[t]['final_em_mean']:.3f}" for t in targets)
-                  + " (equal-EM cost):", "",
-                  "| arm | train s | generated tokens | rollouts | "
-                  + " | ".join(f"seconds to {t}'s final EM" for t in targets) + " |", "|---" * (4 + len(targets)) + "|"]
-        for arm, r in report.items():
-            reach = ["not reached" if costs[t][arm] is None else f"{costs[t][arm]:.0f}" for t in targets]
-            lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
-                         + " | ".join(reach) + " |")
-    e = base.evolve
-    return (f"# searche1 ablate: {e.rounds} rounds, {e.grpo_steps or base.grpo.steps} GRPO steps per round, OFSD "
-            f"pool {base.ofsd.pool_questions} x {base.ofsd.n_samples}, {first['seeds']} "
-            f"seeds\n\nEach arm changes one thing from `search-e1` (train/ablate.py ARMS). Won / lost: questions that "
-            f"the arm's final model answers right and the first arm's wrong (and the reverse), over all seeds.\n\n"
-            + "\n".join(lines) + "\n")
-
-
-def _nan_to_none(obj):
-    """NaN (a figure with nothing to measure) as JSON null: bare NaN is not JSON to most readers."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
-def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict[str, list[str]]) -> None:
-    from searche1.config import to_dict
-    from searche1.plots import plot_arms
-
-    equal_em = {t: equal_em_cost(report, t) for t in equal_em_targets(report)}  # seconds, None = never reached
-    write_json(out / "report.json", _nan_to_none({"arms": report, "equal_em_seconds": equal_em,
-                                                  "overrides": overrides, "config": to_dict(base)}))
-    with atomic_write(out / "report.md") as f:
-        f.write(report_markdown(report, base))
-    plot_arms(report, out / "ablate.png")
+    diffs = [a - b for a, b in zip(mine, theirs)]
+    mean, std = _spread(diffs)
+    # equal differences (up to float rounding) leave t undefined
+    p = float(ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 and std > 1e-12 else float("nan")
+    return {"seed_diff_mean": mean, "seed_diff_std": std, "seeds_better": sum(d > 0 for d in diffs),
+            "seeds_worse": sum(d < 0 for d in diffs), "seed_p": p}
