@@ -124,6 +124,11 @@ def load_trajectories(path: str | os.PathLike) -> list[Trajectory]:
     return out
 
 
+def trajectories_by_question(path: str | os.PathLike) -> dict[str, Trajectory]:
+    """A file of one trajectory per question (a greedy evaluation's) keyed by question (group id)."""
+    return {t.group_id: t for t in load_trajectories(path)}
+
+
 def collate(trajectories: Sequence[Trajectory], pad_id: int) -> dict:
     """Pad a batch for the losses: prompts left-padded, responses right-padded (verl's layout).
 

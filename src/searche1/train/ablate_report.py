@@ -122,12 +122,14 @@ def ofsd_phase_figures(run: Path, rows: list[dict]) -> list[dict]:
     changed, questions it made right and wrong; before -> after: searches per answer, answers without a search,
     answers that repeat a query, answers never given). `rows` are the run's phase records, in order (run_evolve's):
     phase folders of an earlier, longer run in the same place are not read."""
+    from searche1.rollout.trajectory import trajectories_by_question
+
     out = []
     phases = [run / "phases" / f"{i:02d}-{row['phase']}" for i, row in enumerate(rows)]
     for before, after, record in zip(phases, phases[1:], rows[1:]):
         if record["kind"] != "ofsd":
             continue
-        a, b = (_by_question(p / "eval.trajectories.jsonl") for p in (before, after))
+        a, b = (trajectories_by_question(p / "eval.trajectories.jsonl") for p in (before, after))
         common = [q for q in b if q in a]
         was, now = (answer_figures([side[q] for q in common]) for side in (a, b))
         out.append({
@@ -203,18 +205,13 @@ def lost_breakdown(mine: list[Path], theirs: list[Path]) -> dict:
     return {"by_benchmark": by_benchmark, "by_kind": by_kind}
 
 
-def _by_question(path: Path) -> dict:
-    """An evaluation's trajectories by question (group id)."""
-    from searche1.rollout.trajectory import load_trajectories
-
-    return {t.group_id: t for t in load_trajectories(path)}
-
-
 def changed_questions(mine: list[Path], theirs: list[Path]):
     """(my trajectory, theirs) for every question whose EM differs between two arms' final evaluations, seed by
     seed (paths in seed order)."""
+    from searche1.rollout.trajectory import trajectories_by_question
+
     for a_path, b_path in zip(mine, theirs):
-        a, b = _by_question(a_path), _by_question(b_path)
+        a, b = trajectories_by_question(a_path), trajectories_by_question(b_path)
         yield from ((a[q], b[q]) for q in a if q in b and a[q].em != b[q].em)
 
 

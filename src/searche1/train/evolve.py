@@ -246,14 +246,11 @@ def _wait_for_record(path: Path, poll_seconds: float = 5.0) -> dict:
 
 def answers_changed(before: Path, after: Path) -> float:
     """The fraction of evaluation questions whose greedy response differs between two phases' evaluations."""
-    from searche1.rollout.trajectory import load_trajectories
+    from searche1.rollout.trajectory import trajectories_by_question
 
-    def responses(phase: Path) -> dict[str, str]:
-        return {t.group_id: t.response_text for t in load_trajectories(phase / "eval.trajectories.jsonl")}
-
-    a, b = responses(before), responses(after)
+    a, b = (trajectories_by_question(phase / "eval.trajectories.jsonl") for phase in (before, after))
     both = a.keys() & b.keys()
-    return sum(a[q] != b[q] for q in both) / len(both) if both else 0.0
+    return sum(a[q].response_text != b[q].response_text for q in both) / len(both) if both else 0.0
 
 
 def phase_table(rows: list[dict]) -> str:
