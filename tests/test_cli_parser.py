@@ -52,3 +52,16 @@ def test_one_override_form_everywhere(command):
     args = build_parser().parse_args([*command[:1], "-o", "retrieval.topk=5", *command[1:]]
                                      if command[0] != "train" else [*command, "-o", "retrieval.topk=5"])
     assert config_overrides(args) == ["retrieval.topk=5"]
+
+
+def test_bare_overrides_may_follow_options():
+    from searche1.cli import parse_command_line
+
+    args = parse_command_line(["eval", "--model", "m", "x.a=1", "--data", "d", "--out", "o", "--samples", "5",
+                               "rollout.temperature=1.0", "-o", "y.b=2"])
+    assert args.samples == 5 and args.overrides == ["y.b=2", "x.a=1", "rollout.temperature=1.0"]
+    assert parse_command_line(["train", "--out", "r", "a.b=1", "--resume", "c.d=2"]).overrides == ["a.b=1", "c.d=2"]
+    with pytest.raises(SystemExit):  # an unknown option is still refused
+        parse_command_line(["eval", "--model", "m", "--data", "d", "--out", "o", "--bogus", "x.a=1"])
+    with pytest.raises(SystemExit):  # and so is a later bare word that is not an override
+        parse_command_line(["eval", "--model", "m", "x.a=1", "--data", "d", "--out", "o", "--samples", "5", "oops"])

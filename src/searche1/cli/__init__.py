@@ -5,6 +5,7 @@ before numpy or torch is first imported."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from searche1.cli.common import COMMANDS, config_overrides, positive_int
@@ -37,10 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The parsed command, its overrides in one list (-o ones, then bare ones). A bare `key=value` may come after
+    options too (`eval --model M x=1 --samples 5 y=2`): argparse takes bare positionals in one run, and the ones after
+    an option would otherwise be refused."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(with_train_algorithm(argv))
+    stray = [a for a in extra if not (OVERRIDE.match(a) and hasattr(args, "overrides"))]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = config_overrides(args) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(with_train_algorithm(argv))
-    args.overrides = config_overrides(args)  # -o ones and bare ones: the commands read one list
+    args = parse_command_line(list(sys.argv[1:] if argv is None else argv))
     from searche1.runtime import configure_threads
 
     configure_threads(args.threads)  # before anything imports numpy or torch, so BLAS sees it too
