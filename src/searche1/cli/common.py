@@ -20,7 +20,7 @@ COMMANDS = {
               "strategies, tau_clip, KL direction, gain per round, cost; one `searche1 train` run per arm and seed, "
               "then report.md + ablate.png",
     "demo": "run the main job on the embedded default: toy world, index, checks, then the shipped base policy "
-            "evaluated, GRPO -> OFSD -> GRPO -> OFSD with evaluations, the per-phase table and RUN/final",
+            "evaluated, GRPO -> OFSD (one round) with evaluations, the per-phase table and RUN/final",
     "view": "a local web page over a run: per-phase tables and charts, a trajectory browser, OFSD pairs side by "
             "side with the student's tokens coloured by their teacher-student KL",
     "report": "a markdown report of a run with PNG figures: the per-phase table, cost per phase and the curves",
