@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -128,7 +129,7 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     seconds until an arm first reaches grpo-only's final EM."""
     from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
     from searche1.train.ablate_report import equal_em_cost, summarize_arms
-    from searche1.train.ablate_tables import report_markdown
+    from searche1.train.ablate_tables import equal_em_targets, report_markdown
 
     def rows(ems, seconds, final):  # phases with average EM `ems`; the last has per-benchmark EM `final`
         out = [{"phase": f"p{i}", "kind": "grpo" if i else "base", "round": i, "average_em": em, "train_seconds": s,
@@ -164,7 +165,7 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     assert equal_em_cost(report, "grpo-only")["search-e1"] == 15
     # against the first arm's final EM, (0.3 + 0.5) / 2 = 0.4, as well: grpo-only reaches it with its only phase
     assert equal_em_cost(report, "search-e1") == {"search-e1": 15, "grpo-only": 30}
-    text = report_markdown(report, load_config("toy"))
+    text = report_markdown(report, load_config("toy"), {t: equal_em_cost(report, t) for t in equal_em_targets(report)})
     assert "seconds to grpo-only's final EM | seconds to search-e1's final EM |" in text
     assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
     assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 | 15 |" in text
@@ -316,6 +317,7 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
         "00-base", "01-grpo-r1"]
     assert json.loads((out / "report.json").read_text())["arms"]["grpo-only-time"]["seed_overrides"] == [
         [f"evolve.grpo_steps={timed.evolve.grpo_steps}"]]
+    assert re.search(r"\(\d / \d, no test\) \|", (out / "report.md").read_text())  # one seed: no t-test
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("phase.json")}
     assert main(args) == 0  # everything reused: no phase redone
     assert {p: p.stat().st_mtime_ns for p in out.rglob("phase.json")} == stamps

@@ -4,11 +4,12 @@ correct sibling skipped, never a trajectory paired with itself; and the teacher'
 import pytest
 
 from searche1 import protocol
-from searche1.rollout.trajectory import Trajectory, Turn
+from searche1.rollout.trajectory import FinishReason, Trajectory, Turn
 from searche1.train.pairs import (
     PRIVILEGED_BEGIN,
     PRIVILEGED_END,
     action_text,
+    answered_samples,
     mine_pairs,
     pair_stats,
     pick_reference,
@@ -210,3 +211,13 @@ def test_the_student_tokens_follow_the_same_separator_in_teacher_and_student_con
     student_separator = plain[plain.rindex(question) + len(question):]
     teacher_separator = teacher[teacher.rindex(PRIVILEGED_END) + len(PRIVILEGED_END):]
     assert teacher_separator == student_separator and student_separator.startswith("\n")
+
+
+def test_a_sample_whose_retrieval_failed_is_neither_reference_nor_student():
+    """retrieval.on_failure=skip keeps a failed sample in the pool; OFSD mines from the answered ones only."""
+    failed = traj("q", 2, 4, 0.0)
+    failed.finish_reason = FinishReason.ERROR
+    pool = [traj("q", 0, 10, 1.0), traj("q", 1, 6, 0.0), failed, traj("q", 3, 8, 0.0)]
+    assert answered_samples(pool) == [pool[0], pool[1], pool[3]]
+    pairs = mine_pairs(answered_samples(pool), "all")
+    assert [p.student.sample_index for p in pairs] == [1, 3]

@@ -49,7 +49,8 @@ def add_parsers(sub) -> None:
     # raw, so that the arms stay one per line
     p = sub.add_parser("ablate", help=h["ablate"], description=textwrap.fill(h["ablate"], 78), epilog=arms_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="run directory (finished arm/seed runs in it are reused)")
+    p.add_argument("--out", required=True, help="run directory; the same command again resumes it, like train's "
+                   "--resume: finished arm/seed runs are reused, an interrupted phase resumes")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (cfg.seed, seed+1, ...)")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; listed below)")
     p.add_argument("--reuse", nargs="+", default=[], metavar="DIR",
@@ -102,7 +103,6 @@ def cmd_ablate(args) -> int:
     from searche1.config import load_config
     from searche1.rollout.backends.select import check_backend
     from searche1.train.ablate import ARMS, run_ablation
-    from searche1.train.ablate_tables import report_markdown
     from searche1.train.named_models import ensure_made
 
     cfg = load_config(args.preset, args.overrides)
@@ -116,6 +116,6 @@ def cmd_ablate(args) -> int:
     missing = [r for r in args.reuse if not Path(r).is_dir()]
     if missing:
         raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")
-    report = run_ablation(cfg, args.out, arms, args.seeds, device=args.device, reuse=args.reuse)
-    print(report_markdown(report, cfg) + f"\nwrote {args.out}/report.md, report.json and ablate.png")
+    run_ablation(cfg, args.out, arms, args.seeds, device=args.device, reuse=args.reuse)
+    print((Path(args.out) / "report.md").read_text() + f"\nwrote {args.out}/report.md, report.json and ablate.png")
     return 0

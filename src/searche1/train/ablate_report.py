@@ -153,15 +153,14 @@ def _pool_figures(phase: Path) -> dict[str, float]:
     """An OFSD phase's pool (in the folder where the phase was trained; nan when that folder is gone): the share of
     its questions with a correct sibling and with only correct ones, as pair mining counts correct (reward > 0), the
     pairs and their mean sizes."""
-    from searche1.rollout.trajectory import FinishReason, load_trajectories
-    from searche1.train.pairs import group_by_question
+    from searche1.rollout.trajectory import load_trajectories
+    from searche1.train.pairs import answered_samples, group_by_question
 
     if not (phase / "pool.jsonl").exists() or not (phase / "summary.json").exists():
         return {"pool_with_correct": float("nan"), "pool_all_correct": float("nan"), "pairs": float("nan"),
                 **dict.fromkeys(PAIR_SIZES, float("nan"))}
-    # a sample whose retrieval failed is neither right nor wrong: mining leaves it out, and so do these shares
-    answered = [t for t in load_trajectories(phase / "pool.jsonl") if t.finish_reason != FinishReason.ERROR]
-    groups = group_by_question(answered).values()
+    # mining leaves out a sample whose retrieval failed, and so do these shares
+    groups = group_by_question(answered_samples(load_trajectories(phase / "pool.jsonl"))).values()
     pairs = json.loads((phase / "summary.json").read_text())["pairs"]
     return {"pool_with_correct": _mean(any(t.reward > 0 for t in g) for g in groups),
             "pool_all_correct": _mean(all(t.reward > 0 for t in g) for g in groups),

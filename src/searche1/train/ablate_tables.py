@@ -19,8 +19,10 @@ def _pm(pair) -> str:
 
 
 def _paired_cells(paired: dict) -> str:
+    # one seed (or identical differences) leaves the t-test undefined
+    p = "no test" if math.isnan(paired["seed_p"]) else f"p={paired['seed_p']:.2g}"
     seeds = (f"{paired['seed_diff_mean']:+.3f} ± {paired['seed_diff_std']:.3f} ({paired['seeds_better']} / "
-             f"{paired['seeds_worse']}, p={paired['seed_p']:.2g})") if "seed_p" in paired else "-"
+             f"{paired['seeds_worse']}, {p})")
     return f" | {seeds} | {paired['won']} / {paired['lost']} (p={paired['p']:.2g})"
 
 
@@ -30,7 +32,8 @@ def equal_em_targets(report: dict) -> list[str]:
     return [a for a in dict.fromkeys(["grpo-only", first]) if a in report] if "grpo-only" in report else []
 
 
-def report_markdown(report: dict, base: Config) -> str:
+def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> str:
+    """report.md's text; `equal_em` maps each arm of equal_em_targets to equal_em_cost's seconds."""
     rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
     lines = ["| arm | final average EM (mean ± std) | per seed | "
              + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
@@ -91,16 +94,15 @@ def report_markdown(report: dict, base: Config) -> str:
                          + " | ".join(str(d["by_kind"][k]) for k in FAILURES) + " | "
                          + ", ".join(f"{b} {n}" for b, n in sorted(d["by_benchmark"].items(), key=lambda x: -x[1]))
                          + " |")
-    targets = equal_em_targets(report)
+    targets = list(equal_em)
     if targets:
-        costs = {t: equal_em_cost(report, t) for t in targets}
         lines += ["", "Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
                   "EM first reaches " + " and ".join(f"{t}'s final {report[t]['final_em_mean']:.3f}" for t in targets)
                   + " (equal-EM cost):", "",
                   "| arm | train s | generated tokens | rollouts | "
                   + " | ".join(f"seconds to {t}'s final EM" for t in targets) + " |", "|---" * (4 + len(targets)) + "|"]
         for arm, r in report.items():
-            reach = ["not reached" if costs[t][arm] is None else f"{costs[t][arm]:.0f}" for t in targets]
+            reach = ["not reached" if equal_em[t][arm] is None else f"{equal_em[t][arm]:.0f}" for t in targets]
             lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
                          + " | ".join(reach) + " |")
     e = base.evolve
@@ -133,5 +135,5 @@ def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict
     write_json(out / "report.json", _nan_to_none({"arms": report, "equal_em_seconds": equal_em,
                                                   "overrides": overrides, "config": to_dict(base)}))
     with atomic_write(out / "report.md") as f:
-        f.write(report_markdown(report, base))
+        f.write(report_markdown(report, base, equal_em))
     plot_arms(report, out / "ablate.png")

@@ -27,7 +27,7 @@ from searche1.data.sources import training_questions
 from searche1.losses.ofsd import teacher_student_loss
 from searche1.retrieval.client import check_failures
 from searche1.train.kit import SkipGuard, adamw, lora_wrap, progress_bar, sample_seed
-from searche1.train.pairs import Pair, mine_pairs, pair_stats, privileged_prompt
+from searche1.train.pairs import Pair, answered_samples, mine_pairs, pair_stats, privileged_prompt
 
 
 def pool_questions(questions: list, n: int, seed: int) -> list:
@@ -118,7 +118,6 @@ def mine(cfg: Config, model, tokenizer, pool: list, by_group: dict, out: Path, l
     """(pairs, their statistics), the pairs also written to pairs.jsonl. The kl strategy scores every candidate
     under the fresh adapter (`model`): teacher vs the plain policy."""
     from searche1.fileio import write_jsonl
-    from searche1.rollout.trajectory import FinishReason
 
     o = cfg.ofsd
     scored: dict[tuple[str, int], dict] = {}  # per-token values kept as float32 arrays: a large pool stays small
@@ -136,8 +135,7 @@ def mine(cfg: Config, model, tokenizer, pool: list, by_group: dict, out: Path, l
         return {**stats, "per_token": stats["per_token"].tolist()} if stats is not None else None
 
     model.eval()
-    # a sample whose retrieval failed (retrieval.on_failure=skip) is neither a reference nor a student
-    usable = [t for t in pool if t.finish_reason is not FinishReason.ERROR]
+    usable = answered_samples(pool)
     if len(usable) < len(pool):
         log(f"OFSD: {len(pool) - len(usable)} pool samples failed retrieval; they are left out of the pairs")
         check_failures(len(pool) - len(usable), len(pool), cfg.retrieval.on_failure, cfg.retrieval.max_failed_share,

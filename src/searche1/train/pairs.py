@@ -16,7 +16,7 @@ from typing import Callable, Literal, Sequence
 
 from searche1 import protocol
 from searche1.metrics import mean
-from searche1.rollout.trajectory import Trajectory
+from searche1.rollout.trajectory import FinishReason, Trajectory
 
 StudentStrategy = Literal["kl", "longest", "lexical", "random", "all", "failed"]
 ReferenceStrategy = Literal["shortest", "any", "longest", "first"]
@@ -31,6 +31,12 @@ PRIVILEGED_END = "=== end of worked solution ==="
 class Pair:
     reference: Trajectory
     student: Trajectory
+
+
+def answered_samples(pool: Sequence[Trajectory]) -> list[Trajectory]:
+    """The pool samples that can be a reference or a student: one whose retrieval failed (retrieval.on_failure=skip)
+    is neither right nor wrong."""
+    return [t for t in pool if t.finish_reason is not FinishReason.ERROR]
 
 
 def group_by_question(pool: Sequence[Trajectory]) -> dict[str, list[Trajectory]]:
