@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     from searche1.runtime import configure_threads
 
     configure_threads(args.threads)  # before anything imports numpy or torch, so BLAS sees it too
+    if hasattr(sys.stdout, "reconfigure"):  # a log redirected to a file gets each line as it is written
+        sys.stdout.reconfigure(line_buffering=True)
     from searche1.config import ConfigError
     from searche1.fileio import InputError
     from searche1.retrieval.client import RetrieverRequestError, RetrieverUnavailable
