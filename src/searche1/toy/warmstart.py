@@ -230,7 +230,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     with progress_bar(counts=False) as bar:
-        task = bar.add_task("warm start", total=budget, info="")
+        task = bar.add_task("warm start", total=1.0, info="")  # the share done of the budget or of max_steps
         while True:
             elapsed = time.perf_counter() - t0
             if elapsed >= budget or (cfg.max_steps is not None and step >= cfg.max_steps):
@@ -259,7 +259,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
                 probe_log.append(result)
                 log("probe " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in result.items()))
-            bar.update(task, completed=min(time.perf_counter() - t0, budget),
+            done = max((time.perf_counter() - t0) / budget, step / cfg.max_steps if cfg.max_steps else 0.0)
+            bar.update(task, completed=min(done, 1.0),
                        info=f"step {step} loss {loss.item():.3f} {tokens / (time.perf_counter() - t0):.0f} tok/s")
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 _save(f"{out}.step{step}", model, tokenizer, _report(cfg, n_params, step, tokens, trained_tokens,
