@@ -129,7 +129,7 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     seconds until an arm first reaches grpo-only's final EM."""
     from searche1.rollout.trajectory import Trajectory, Turn, save_trajectories
     from searche1.train.ablate_report import equal_em_cost, summarize_arms
-    from searche1.train.ablate_tables import equal_em_targets, report_markdown
+    from searche1.train.ablate_tables import equal_em_seconds, report_markdown
 
     def rows(ems, seconds, final):  # phases with average EM `ems`; the last has per-benchmark EM `final`
         out = [{"phase": f"p{i}", "kind": "grpo" if i else "base", "round": i, "average_em": em, "train_seconds": s,
@@ -165,7 +165,7 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     assert equal_em_cost(report, "grpo-only")["search-e1"] == 15
     # against the first arm's final EM, (0.3 + 0.5) / 2 = 0.4, as well: grpo-only reaches it with its only phase
     assert equal_em_cost(report, "search-e1") == {"search-e1": 15, "grpo-only": 30}
-    text = report_markdown(report, load_config("toy"), {t: equal_em_cost(report, t) for t in equal_em_targets(report)})
+    text = report_markdown(report, load_config("toy"), equal_em_seconds(report))
     assert "seconds to grpo-only's final EM | seconds to search-e1's final EM |" in text
     assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
     assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 | 15 |" in text

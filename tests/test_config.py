@@ -1,5 +1,6 @@
 """Typed config: presets as diffs, dotted overrides, unknown keys and wrong types rejected with the key path."""
 
+import os
 import re
 
 import pytest
@@ -192,3 +193,25 @@ def test_a_moved_key_names_its_new_place():
     with pytest.raises(ConfigError, match=re.escape("'grpo.train_data' (grpo.train_data is now data.train)")):
         load_config("toy", ["grpo.train_data=[a.jsonl]"])
     assert load_config("toy", ["data.train=[a.jsonl]", "data.eval=[b]"]).data.eval == ["b"]
+
+
+def test_a_long_run_keeps_the_code_it_started_with(tmp_path):
+    """import_package_now at a run's start: a module the run first uses hours later comes from the source as it was
+    at the start, even when the source was broken in between (modules import each other lazily)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import searche1
+
+    shutil.copytree(Path(searche1.__file__).parent, tmp_path / "searche1")
+    script = ("import sys\nfrom searche1.runtime import import_package_now\nimport_package_now()\n"
+              "open(sys.argv[1], 'w').write('raise ImportError(\"edited mid-run\")')\n"
+              "from searche1.train.ofsd import train_ofsd\nfrom searche1.train.pairs import answered_samples\n"
+              "print('server' if 'searche1.retrieval.server' in sys.modules else 'kept')")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "searche1/train/pairs.py")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "kept"  # the retrieval server (FastAPI) is not loaded by a training run

@@ -81,3 +81,21 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as e:
             raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e}): another server is using the port "
                              "(an earlier searche1 serve or view?); pick another with --port") from None
+
+
+# the parts a training run never loads: the CLI, the viewer, the retrieval server and the demo's table
+NOT_PRELOADED = ("searche1.cli", "searche1.view", "searche1.retrieval.server", "searche1.demo")
+
+
+def import_package_now() -> None:
+    """Import every module of searche1 that a long run may use, at its start. The recipes import lazily (so that
+    `--help` stays fast): without this a run of hours would load a module when it first needs it, from the source
+    as it is by then, and mix two versions of the code if src/ was edited meanwhile."""
+    import importlib
+    import pkgutil
+
+    import searche1
+
+    for module in pkgutil.walk_packages(searche1.__path__, "searche1."):
+        if not module.name.startswith(NOT_PRELOADED):
+            importlib.import_module(module.name)

@@ -75,9 +75,11 @@ def cmd_model(args) -> int:
 
 
 def cmd_warmstart(args) -> int:
+    from searche1.runtime import import_package_now
     from searche1.toy.warmstart import WarmstartConfig, warmstart
     from searche1.train.named_models import ensure_made
 
+    import_package_now()
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be > 0, got {args.minutes}")
     if args.max_steps is not None and args.max_steps < 1:

@@ -64,10 +64,11 @@ def add_parsers(sub) -> None:
 def cmd_train(args) -> int:
     from searche1.config import dump_config, load_config
     from searche1.rollout.backends.select import check_backend
-    from searche1.runtime import seed_everything
+    from searche1.runtime import import_package_now, seed_everything
     from searche1.train.grpo import train_grpo
     from searche1.train.named_models import ensure_made
 
+    import_package_now()
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
     # before the seed: making a named model draws from the global RNG, and the run must not depend on whether
@@ -102,9 +103,11 @@ def cmd_train(args) -> int:
 def cmd_ablate(args) -> int:
     from searche1.config import load_config
     from searche1.rollout.backends.select import check_backend
+    from searche1.runtime import import_package_now
     from searche1.train.ablate import ARMS, run_ablation
     from searche1.train.named_models import ensure_made
 
+    import_package_now()
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
     ensure_made(cfg.grpo.model, cfg.ofsd.model)

@@ -26,14 +26,17 @@ def _paired_cells(paired: dict) -> str:
     return f" | {seeds} | {paired['won']} / {paired['lost']} (p={paired['p']:.2g})"
 
 
-def equal_em_targets(report: dict) -> list[str]:
-    """The arms whose final EM the equal-EM cost is measured against: grpo-only (when it ran) and the first arm."""
-    first = next(iter(report), None)
-    return [a for a in dict.fromkeys(["grpo-only", first]) if a in report] if "grpo-only" in report else []
+def equal_em_seconds(report: dict) -> dict[str, dict[str, float | None]]:
+    """Target arm -> equal_em_cost's seconds (None = never reached), against grpo-only's final EM and the first
+    arm's; nothing when grpo-only did not run."""
+    if "grpo-only" not in report:
+        return {}
+    targets = dict.fromkeys(["grpo-only", next(iter(report))])
+    return {t: equal_em_cost(report, t) for t in targets}
 
 
 def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> str:
-    """report.md's text; `equal_em` maps each arm of equal_em_targets to equal_em_cost's seconds."""
+    """report.md's text; `equal_em` is equal_em_seconds(report)."""
     rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
     lines = ["| arm | final average EM (mean ± std) | per seed | "
              + " | ".join("base" if r == 0 else f"after round {r}" for r in rounds)
@@ -95,7 +98,7 @@ def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> st
                          + ", ".join(f"{b} {n}" for b, n in sorted(d["by_benchmark"].items(), key=lambda x: -x[1]))
                          + " |")
     targets = list(equal_em)
-    if targets:
+    if equal_em:
         lines += ["", "Cost (mean over seeds): training seconds and generated tokens, and the seconds until the mean "
                   "EM first reaches " + " and ".join(f"{t}'s final {report[t]['final_em_mean']:.3f}" for t in targets)
                   + " (equal-EM cost):", "",
@@ -131,7 +134,7 @@ def write_ablation_report(out: Path, report: dict, base: Config, overrides: dict
     from searche1.config import to_dict
     from searche1.plots import plot_arms
 
-    equal_em = {t: equal_em_cost(report, t) for t in equal_em_targets(report)}  # seconds, None = never reached
+    equal_em = equal_em_seconds(report)
     write_json(out / "report.json", _nan_to_none({"arms": report, "equal_em_seconds": equal_em,
                                                   "overrides": overrides, "config": to_dict(base)}))
     with atomic_write(out / "report.md") as f:
