@@ -336,6 +336,11 @@ def test_ablate_cli_runs_arms_and_seeds_then_reports(tmp_path, capsys):
     tau = [json.loads((more / "tau-1" / "seed-0" / "phases" / p.name / "phase.json").read_text()).get("shared_from")
            for p in phases]
     assert tau[:2] == shared[:2] and tau[2:] == [None, None, None]
+    # a later command's arm adopts the phases of an arm that an earlier command ran into the same --out
+    assert main([*args[:3], "--out", str(more), "--seeds", "1", "--arms", "rounds-2", *args[9:]]) == 0
+    rounds = [json.loads((more / "rounds-2" / "seed-0" / "phases" / p.name / "phase.json").read_text())
+              .get("shared_from") for p in phases]
+    assert rounds == shared[:3] + [str(p.resolve()) for p in phases[3:]]
     assert main([*args[:3], "--out", str(more), "--reuse", str(tmp_path / "nope")]) == 2
     assert main([*args[:3], "--out", str(out), "--arms", "bogus"]) == 2
 

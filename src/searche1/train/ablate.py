@@ -101,8 +101,9 @@ def time_matched_steps(cfg: Config, paired_rows: list[dict]) -> int:
 
 def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, device: str = "cpu",
                  reuse: list[str | Path] = (), log=print) -> dict:
-    """Every arm x seed (finished ones are reused), then the report. Phases that another arm of this ablation or of
-    the ablation directories `reuse` has done already, with the same phase key, are shared, not redone."""
+    """Every arm x seed (finished ones are reused), then the report. Phases that another arm has done already in `out`
+    (in this command or an earlier one) or in the ablation directories `reuse`, with the same phase key, are shared,
+    not redone."""
     from searche1.config import ConfigError
     from searche1.train.ablate_report import lost_breakdown, paired_against, seed_paired, summarize_arms
     from searche1.train.ablate_tables import write_ablation_report
@@ -127,7 +128,7 @@ def run_ablation(base: Config, out: str | Path, arms: list[str], seeds: int, dev
                     f"{ARMS[arm].wall_clock_of}'s seed {cfg.seed}")
             log(f"== {arm}, seed {cfg.seed} ==")
             run = out / arm / f"seed-{cfg.seed}"
-            donors = [out / a / f"seed-{cfg.seed}" for a in arms if a != arm]
+            donors = [out / a / f"seed-{cfg.seed}" for a in ARMS if a != arm]  # also arms of earlier commands
             donors += [Path(r) / a / f"seed-{cfg.seed}" for r in reuse for a in ARMS]
             shared = adopt_shared_phases(cfg, run, donors)
             if shared:
