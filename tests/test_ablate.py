@@ -167,6 +167,7 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     assert equal_em_cost(report, "search-e1") == {"search-e1": 15, "grpo-only": 30}
     text = report_markdown(report, load_config("toy"), equal_em_seconds(report))
     assert "seconds to grpo-only's final EM | seconds to search-e1's final EM |" in text
+    assert "| 0.100 | 0.450 | - |" in text  # grpo-only ran one round of search-e1's two
     assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
     assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 | 15 |" in text
 

@@ -46,7 +46,7 @@ def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> st
     for arm, r in report.items():
         lines.append(f"| {arm} | {_pm((r['final_em_mean'], r['final_em_std']))} | "
                      + " ".join(f"{x:.3f}" for x in r["final_em"]) + " | "
-                     + " | ".join(f"{r['em_by_round'].get(k, float('nan')):.3f}" for k in rounds)
+                     + " | ".join(f"{r['em_by_round'][k]:.3f}" if k in r["em_by_round"] else "-" for k in rounds)
                      + (_paired_cells(r["paired"]) if "paired" in r else " | (reference) | (reference)")
                      + f" | {r['rollouts']:.0f} | {r['train_seconds']:.0f} |")
     first = next(iter(report.values()))
