@@ -205,7 +205,7 @@ def test_a_long_run_keeps_the_code_it_started_with(tmp_path):
 
     import searche1
 
-    shutil.copytree(Path(searche1.__file__).parent, tmp_path / "searche1")
+    shutil.copytree(Path(searche1.__file__).parent, tmp_path / "searche1", ignore=shutil.ignore_patterns("assets"))
     script = ("import sys\nfrom searche1.runtime import import_package_now\nimport_package_now()\n"
               "open(sys.argv[1], 'w').write('raise ImportError(\"edited mid-run\")')\n"
               "from searche1.train.ofsd import train_ofsd\nfrom searche1.train.pairs import answered_samples\n"

@@ -79,7 +79,6 @@ def cmd_warmstart(args) -> int:
     from searche1.toy.warmstart import WarmstartConfig, warmstart
     from searche1.train.named_models import ensure_made
 
-    import_package_now()
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be > 0, got {args.minutes}")
     if args.max_steps is not None and args.max_steps < 1:
@@ -105,6 +104,7 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
+    import_package_now()  # after the checks: a bad flag fails at once
     ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                                         loss_on_observations=args.loss_on_observations,

@@ -68,9 +68,9 @@ def cmd_train(args) -> int:
     from searche1.train.grpo import train_grpo
     from searche1.train.named_models import ensure_made
 
-    import_package_now()
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
+    import_package_now()  # after the checks: a bad config fails at once
     # before the seed: making a named model draws from the global RNG, and the run must not depend on whether
     # it was already in the cache
     ensure_made(cfg.grpo.model, cfg.ofsd.model, getattr(args, "model", None))
@@ -107,10 +107,8 @@ def cmd_ablate(args) -> int:
     from searche1.train.ablate import ARMS, run_ablation
     from searche1.train.named_models import ensure_made
 
-    import_package_now()
     cfg = load_config(args.preset, args.overrides)
     check_backend(cfg.rollout, args.device)
-    ensure_made(cfg.grpo.model, cfg.ofsd.model)
     arms = args.arms.split(",") if args.arms else list(ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or args.seeds < 1:
@@ -119,6 +117,8 @@ def cmd_ablate(args) -> int:
     missing = [r for r in args.reuse if not Path(r).is_dir()]
     if missing:
         raise ValueError(f"--reuse: no such ablation directory: {', '.join(missing)}")
+    import_package_now()  # after the checks: bad arguments fail at once
+    ensure_made(cfg.grpo.model, cfg.ofsd.model)  # (the SmolLM2 warm-up takes minutes: not before the checks)
     run_ablation(cfg, args.out, arms, args.seeds, device=args.device, reuse=args.reuse)
     print((Path(args.out) / "report.md").read_text() + f"\nwrote {args.out}/report.md, report.json and ablate.png")
     return 0
