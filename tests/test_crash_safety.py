@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from test_grpo_recipe import _config, _records, _weights, tiny_policy  # noqa: F401  (a fixture)
@@ -74,6 +75,7 @@ KILL_POINTS = [("base evaluation", "phases/00-base", (0.5, 5)),
                ("OFSD update or evaluation", "phases/02-ofsd-r1/pairs.jsonl", (0.1, 3))]
 
 
+@pytest.mark.slow  # ~2 minutes; the fast SIGKILL-and-resume check is test_grpo_recipe's, phase resume test_evolve's
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_results(small_evolve_run, tmp_path):
     """`searche1 train` (base -> GRPO -> OFSD, each evaluated) as a subprocess, killed with SIGKILL at a seeded
     random moment of each phase, resumed each time, then left to finish: its phases equal those of the same run made

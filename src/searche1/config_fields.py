@@ -25,6 +25,9 @@ class ConfigError(ValueError):
 MOVED = {"grpo.train_data": "data.train", "evolve.eval_data": "data.eval"}
 """Keys that moved, named in the message that refuses the old spelling (an older preset or run's config.yaml)."""
 
+RENAMED = {("evolve.mode", "grpo"): "grpo-fixed"}
+"""Values that were renamed, named in the message that refuses the old spelling."""
+
 
 def require(ok: bool, key: str, rule: str, value: Any) -> None:
     """One field check: the message names the key, the rule and the value that broke it."""
@@ -69,7 +72,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
         raise ConfigError(f"{key}: expected {tp}, got {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: must be one of {typing.get_args(tp)}, got {value!r}")
+            renamed = f" (renamed to {RENAMED[key, value]!r})" if (key, value) in RENAMED else ""
+            raise ConfigError(f"{key}: must be one of {typing.get_args(tp)}, got {value!r}{renamed}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
