@@ -26,3 +26,14 @@ def test_a_redirected_log_shows_progress_as_it_goes():
 
 def test_lines_wait_for_the_interval():
     assert len(_log(log_every=3600.0)) == 1  # the final bar only
+
+
+def test_steps_slower_than_half_a_minute_still_get_an_eta():
+    clock = [0.0]
+    with progress(console=Console(file=io.StringIO()), log_every=3600.0) as bar:
+        bar.get_time = lambda: clock[0]  # tasks read the time through it from add_task on
+        task = bar.add_task("phase", total=10)
+        for _ in range(3):
+            clock[0] += 40.0
+            bar.advance(task)
+        assert bar.tasks[0].time_remaining == 7 * 40.0

@@ -17,6 +17,8 @@ from rich.progress import (
 )
 
 LOG_EVERY_SECONDS = 30.0
+SPEED_WINDOW_SECONDS = 600.0
+"""How far back the ETA's speed looks: rich's 30 s gives no ETA at all when one step takes longer (a SmolLM2 step)."""
 
 
 class _Progress(Progress):
@@ -53,4 +55,5 @@ def progress(console: Console | None = None, disable: bool = False, counts: bool
     columns += [MofNCompleteColumn()] if counts else []
     columns += [TextColumn("{task.fields[info]}")] if info else []
     return _Progress(*columns, TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                     console=console or Console(stderr=True), transient=False, disable=disable, log_every=log_every)
+                     console=console or Console(stderr=True), transient=False, disable=disable, log_every=log_every,
+                     speed_estimate_period=SPEED_WINDOW_SECONDS)
