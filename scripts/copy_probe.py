@@ -7,7 +7,7 @@ plain prompt, with the passages that state the answer in the information blocks 
 again without them (hidden; toy/episodes.py). A model that copies from the solution scores well on
 "teacher, hidden"; one that only reads scores 0 there, as on "plain, hidden". docs/warmstart.md.
 
-    python scripts/copy_probe.py MODEL [MODEL ...] [--seed 2026] [--level 1] [--per-set 25]
+    python scripts/copy_probe.py MODEL [MODEL ...] [--seed 2026] [--level 1] [--per-set 25] [--threads 1]
 """
 
 import argparse
@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026, help="evaluation world seed")
     parser.add_argument("--level", type=int, default=1, help="world level")
     parser.add_argument("--per-set", type=int, default=25, help="questions per test set")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     for path in args.models:
         model, tokenizer = load_model(path)
         rates = copy_rates(model, tokenizer, WorldConfig(seed=args.seed, level=args.level), args.per_set)
