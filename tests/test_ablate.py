@@ -170,6 +170,9 @@ def test_report_per_benchmark_best_phase_answers_and_equal_em_cost(tmp_path):
     assert "| 0.100 | 0.450 | - |" in text  # grpo-only ran one round of search-e1's two
     assert "| search-e1 | 0.700 ± 0.141 | 0.300 ± 0.141 | 0.200 ± 0.283 | 0.250 ± 0.212 | 0.450 ± 0.071 |" in text
     assert "| grpo-only | 1.00 | 7.0 | 1.50 | 8.5 | 33.3% |" in text and "| search-e1 | 20 | 0 | 3 | 15 | 15 |" in text
+    report["grpo-only"]["final_em_mean"] = 0.05  # below the base's 0.1: every arm meets it before training
+    text = report_markdown(report, load_config("toy"), equal_em_seconds(report))
+    assert "| search-e1 | 20 | 0 | 3 | 0 (the base) | 15 |" in text
 
 
 def test_time_matched_steps_fill_the_paired_runs_seconds(tmp_path):

@@ -35,6 +35,11 @@ def equal_em_seconds(report: dict) -> dict[str, dict[str, float | None]]:
     return {t: equal_em_cost(report, t) for t in targets}
 
 
+def _reach(seconds: float | None, at_the_base: bool) -> str:
+    """An equal-EM cell: a target the base already meets (an arm that ended below its start) says so."""
+    return "not reached" if seconds is None else "0 (the base)" if at_the_base else f"{seconds:.0f}"
+
+
 def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> str:
     """report.md's text; `equal_em` is equal_em_seconds(report)."""
     rounds = sorted({r for arm in report.values() for r in arm["em_by_round"]})
@@ -105,7 +110,8 @@ def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> st
                   "| arm | train s | generated tokens | rollouts | "
                   + " | ".join(f"seconds to {t}'s final EM" for t in targets) + " |", "|---" * (4 + len(targets)) + "|"]
         for arm, r in report.items():
-            reach = ["not reached" if equal_em[t][arm] is None else f"{equal_em[t][arm]:.0f}" for t in targets]
+            reach = [_reach(equal_em[t][arm], r["em_by_phase"][0] >= report[t]["final_em_mean"] - 1e-9)
+                     for t in targets]
             lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
                          + " | ".join(reach) + " |")
     e = base.evolve
