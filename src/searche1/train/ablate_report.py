@@ -101,6 +101,11 @@ def _mean_over_seeds(figures: tuple[dict, ...]) -> dict[str, float]:
     return out
 
 
+def reaches(em: float, target: float) -> bool:
+    """EM `em` meets `target` (means over seeds: float rounding is not a shortfall)."""
+    return em >= target - 1e-9
+
+
 def equal_em_cost(report: dict, target_arm: str) -> dict[str, float | None]:
     """Per arm: the training seconds (mean over seeds, summed phase by phase) until its mean EM first reaches the
     final mean EM of `target_arm`; None where it never does."""
@@ -110,7 +115,7 @@ def equal_em_cost(report: dict, target_arm: str) -> dict[str, float | None]:
         spent, out[arm] = 0.0, None
         for em, seconds in zip(r["em_by_phase"], r["seconds_by_phase"]):
             spent += seconds
-            if em >= target - 1e-9:
+            if reaches(em, target):
                 out[arm] = spent
                 break
     return out

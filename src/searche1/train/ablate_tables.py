@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from searche1.fileio import atomic_write, write_json
-from searche1.train.ablate_report import FAILURES, equal_em_cost, multi_hop
+from searche1.train.ablate_report import FAILURES, equal_em_cost, multi_hop, reaches
 
 if TYPE_CHECKING:
     from searche1.config import Config
@@ -110,7 +110,7 @@ def report_markdown(report: dict, base: Config, equal_em: dict[str, dict]) -> st
                   "| arm | train s | generated tokens | rollouts | "
                   + " | ".join(f"seconds to {t}'s final EM" for t in targets) + " |", "|---" * (4 + len(targets)) + "|"]
         for arm, r in report.items():
-            reach = [_reach(equal_em[t][arm], r["em_by_phase"][0] >= report[t]["final_em_mean"] - 1e-9)
+            reach = [_reach(equal_em[t][arm], reaches(r["em_by_phase"][0], report[t]["final_em_mean"]))
                      for t in targets]
             lines.append(f"| {arm} | {r['train_seconds']:.0f} | {r['train_tokens']:.0f} | {r['rollouts']:.0f} | "
                          + " | ".join(reach) + " |")
