@@ -404,6 +404,57 @@ def test_seed_paired_difference_and_t_test_over_seeds():
     assert math.isnan(seed_paired([0.3, 0.4], [0.2, 0.3])["seed_p"])  # identical differences: t undefined
 
 
+def test_pool_reports_matches_seeds_by_number_and_counts_each_seeds_questions_once():
+    """Seed 0-1 in one report, seed 2 in another; an arm run later against the reference's report. Seeds pair by
+    number, a seed named twice keeps its first EM, a report whose won/lost covers seeds already counted adds
+    nothing, and a partial overlap or no common seed is refused."""
+    from searche1.train.ablate_report import pool_reports, seed_paired, sign_test
+
+    def report(seed, arms):
+        paired = {a: {"paired": {"vs": "ref", "won": won, "lost": lost}} if won is not None else {}
+                  for a, (_, won, lost) in arms.items()}
+        return {"config": {"seed": seed},
+                "arms": {a: {"final_em": ems, "seeds": len(ems), **paired[a]} for a, (ems, _, _) in arms.items()}}
+
+    first = report(0, {"ref": ([0.20, 0.30], None, None), "arm": ([0.25, 0.28], 5, 3)})
+    second = report(2, {"ref": ([0.40], None, None), "arm": ([0.50], 4, 1)})
+    got = pool_reports([first, second, report(0, {"arm": ([0.9, 0.9], 9, 9)})], "arm", "ref")
+    assert got["seeds"] == [0, 1, 2] and got["questions_from_seeds"] == [0, 1, 2]
+    want = {**seed_paired([0.25, 0.28, 0.50], [0.20, 0.30, 0.40]), "won": 9, "lost": 4, "p": sign_test(9, 4)}
+    assert {k: got[k] for k in want} == pytest.approx(want)
+    later = report(0, {"ref": ([0.21, 0.30, 0.40], None, None), "other": ([0.1, 0.2, 0.3], 1, 2)})
+    alone = pool_reports([first, second, later], "other", "arm")  # compared only through the seeds
+    assert alone["seeds"] == [0, 1, 2] and alone["questions_from_seeds"] == [] and math.isnan(alone["p"])
+    with pytest.raises(ValueError, match="counted from an earlier report"):
+        pool_reports([second, report(1, {"ref": ([0.3, 0.4], None, None), "arm": ([0.3, 0.4], 1, 1)})], "arm", "ref")
+    with pytest.raises(ValueError, match="no seed has both 'arm'"):
+        pool_reports([report(3, {"arm": ([0.3], None, None)}), first], "arm", "missing")
+
+
+def test_pool_reports_script_prints_the_pooled_tests_and_names_a_bad_file(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(REPO / "scripts" / "pool_reports.py"), *args], capture_output=True,
+                              text=True)
+
+    for seed, ems in ((0, [0.2, 0.3]), (2, [0.1])):
+        (tmp_path / f"r{seed}.json").write_text(json.dumps({"config": {"seed": seed}, "arms": {
+            "ref": {"final_em": ems, "seeds": len(ems)},
+            "arm": {"final_em": [em + 0.1 for em in ems], "seeds": len(ems), "paired": {"vs": "ref", "won": 6,
+                                                                                         "lost": 1}}}}))
+    got = run("--arm", "arm", "--vs", "ref", str(tmp_path / "r0.json"), str(tmp_path / "r2.json"))
+    assert got.returncode == 0, got.stderr
+    assert "seeds [0, 1, 2]: final EM +0.100" in got.stdout and "(3 better / 0 worse" in got.stdout
+    assert "12 / 2 (sign test p = 0.013)" in got.stdout
+    (tmp_path / "bad.json").write_text(json.dumps({"arms": {}}))
+    got = run("--arm", "arm", "--vs", "ref", str(tmp_path / "bad.json"))
+    assert got.returncode != 0 and "bad.json: not a report.json" in got.stderr
+
+
 def test_same_wall_clock_arm_reads_the_paired_run_of_its_own_seed(tmp_path, monkeypatch):
     """With two seeds whose search-e1 runs took different seconds, each seed's grpo-only-time run gets the steps of
     its own seed's run (not the first seed's), and report.json records them per seed."""

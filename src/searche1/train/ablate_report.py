@@ -253,3 +253,40 @@ def seed_paired(mine: list[float], theirs: list[float]) -> dict[str, float]:
     p = float(ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 and std > 1e-12 else float("nan")
     return {"seed_diff_mean": mean, "seed_diff_std": std, "seeds_better": sum(d > 0 for d in diffs),
             "seeds_worse": sum(d < 0 for d in diffs), "seed_p": p}
+
+
+def pool_reports(reports: list[dict], arm: str, vs: str) -> dict:
+    """ARM against VS over several ablations' report.json (e.g. one command a seed, or an arm run after the reference):
+    seeds are matched by number (the report's base seed onwards), the first report naming an arm's seed gives its EM,
+    and the paired t-test runs over the seeds both arms have. The questions won and lost are summed over the reports
+    that compared ARM with VS directly; a report whose seeds are already counted adds nothing, one that overlaps
+    them in part is refused (its totals cannot be split by seed)."""
+    def by_seed(name: str) -> dict[int, float]:
+        ems: dict[int, float] = {}
+        for report in reports:
+            figures, base = report["arms"].get(name), int(report["config"]["seed"])
+            for k, em in enumerate(figures["final_em"] if figures else []):
+                ems.setdefault(base + k, em)
+        return ems
+
+    mine, theirs = by_seed(arm), by_seed(vs)
+    seeds = sorted(set(mine) & set(theirs))
+    if not seeds:
+        raise ValueError(f"no seed has both {arm!r} ({sorted(mine)}) and {vs!r} ({sorted(theirs)}) in these reports")
+    won = lost = 0
+    counted: set[int] = set()
+    for i, report in enumerate(reports):
+        figures = report["arms"].get(arm) or {}
+        if figures.get("paired", {}).get("vs") != vs:
+            continue
+        own = set(range(int(report["config"]["seed"]), int(report["config"]["seed"]) + figures["seeds"]))
+        if own <= counted:
+            continue
+        if own & counted:
+            raise ValueError(f"report {i + 1} compares {arm!r} with {vs!r} on seeds {sorted(own)}, some of them "
+                             f"counted from an earlier report ({sorted(own & counted)})")
+        counted |= own
+        won, lost = won + figures["paired"]["won"], lost + figures["paired"]["lost"]
+    return {"seeds": seeds, **seed_paired([mine[s] for s in seeds], [theirs[s] for s in seeds]),
+            "won": won, "lost": lost, "p": sign_test(won, lost) if counted else float("nan"),
+            "questions_from_seeds": sorted(counted)}
