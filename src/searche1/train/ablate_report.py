@@ -261,12 +261,16 @@ def pool_reports(reports: list[dict], arm: str, vs: str) -> dict:
     and the paired t-test runs over the seeds both arms have. The questions won and lost are summed over the reports
     that compared ARM with VS directly; a report whose seeds are already counted adds nothing, one that overlaps
     them in part is refused (its totals cannot be split by seed)."""
+    def seeds_of(report: dict, figures: dict) -> range:  # `searche1 ablate` runs cfg.seed, seed + 1, ...
+        base = int(report["config"]["seed"])
+        return range(base, base + len(figures["final_em"]))
+
     def by_seed(name: str) -> dict[int, float]:
         ems: dict[int, float] = {}
         for report in reports:
-            figures, base = report["arms"].get(name), int(report["config"]["seed"])
-            for k, em in enumerate(figures["final_em"] if figures else []):
-                ems.setdefault(base + k, em)
+            figures = report["arms"].get(name)
+            for seed, em in zip(seeds_of(report, figures), figures["final_em"]) if figures else ():
+                ems.setdefault(seed, em)
         return ems
 
     mine, theirs = by_seed(arm), by_seed(vs)
@@ -279,7 +283,7 @@ def pool_reports(reports: list[dict], arm: str, vs: str) -> dict:
         figures = report["arms"].get(arm) or {}
         if figures.get("paired", {}).get("vs") != vs:
             continue
-        own = set(range(int(report["config"]["seed"]), int(report["config"]["seed"]) + figures["seeds"]))
+        own = set(seeds_of(report, figures))
         if own <= counted:
             continue
         if own & counted:
