@@ -49,9 +49,21 @@ def test_warmstart_refuses_negative_counts(tmp_path, capsys, flag):
     assert f"{flag} must be >= 0, got -1" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
-def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys):
-    assert main(["warmstart", "--out", str(tmp_path / "m"), "--privileged-hide-answer", "1.5"]) == 2
-    assert "--privileged-hide-answer must be in [0, 1], got 1.5" in capsys.readouterr().err
+@pytest.mark.parametrize("flag", ["--privileged-hide-answer", "--misread"])
+def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys, flag):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), flag, "1.5"]) == 2
+    assert f"{flag} must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weights,message", [
+    ("2wiki=3", "'2wiki=3' is not SET=WEIGHT with SET one of nq,"),
+    ("musique", "'musique' is not SET=WEIGHT"),
+    ("musique=x", "weight of musique must be a number, got 'x'"),
+    ("musique=-1", "weight of musique must be >= 0, got '-1'"),
+    ("nq=0,triviaqa=0,popqa=0,hotpotqa=0,2wikimultihopqa=0,musique=0,bamboogle=0", "every set has weight 0")])
+def test_warmstart_refuses_bad_set_weights(tmp_path, capsys, weights, message):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), "--set-weights", weights]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
 def test_config_command(capsys):

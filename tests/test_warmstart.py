@@ -251,10 +251,12 @@ def test_warmstart_runs_and_saves(tmp_path):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
-                                                         "max_hops": 1, "privileged_per_world": 1}),
+                                                         "max_hops": 1, "privileged_per_world": 1,
+                                                         "set_weights": {"popqa": 3.0}}),
                      log=lambda *_: None)
     card = (tmp_path / "m4" / "README.md").read_text()
-    assert easy["steps"] == 2 and "--level 1 --max-hops 1" in card and "--privileged-episodes 1" in card
+    assert easy["steps"] == 2 and "--level 1 --max-hops 1 --set-weights popqa=3" in card
+    assert "--privileged-episodes 1" in card
     assert "following a worked solution" in card
     # the question-only prompt is saved with the model (its chat template), and a continuation must keep it
     short = warmstart(tmp_path / "m5", WarmstartConfig(**{**cfg.__dict__, "snapshot_every": 0,
@@ -338,6 +340,55 @@ def test_the_stream_keeps_questions_within_max_hops(monkeypatch, toy_tokenizer, 
         next(stream)
     assert len(hops) == 24
     assert set(hops) == {1} if max_hops == 1 else max(hops) > 1  # the default mix has multi-hop questions
+
+
+def test_misread_sets_how_often_scripted_episodes_answer_wrongly(monkeypatch, toy_tokenizer):
+    import searche1.toy.episodes as episodes
+    from searche1.toy.warmstart import WarmstartConfig
+
+    right, demonstrate = [], episodes.demonstrate
+
+    def recorded(ex, *a, **k):
+        segments = demonstrate(ex, *a, **k)
+        right.append(protocol.parse_action(segments[-1][0]).content == ex.golden_answers[0])
+        return segments
+
+    monkeypatch.setattr(episodes, "demonstrate", recorded)
+    shares = {}
+    for misread in (0.0, 0.5):
+        right.clear()
+        cfg = WarmstartConfig(world_level=1, misread=misread, questions_per_world=40, drills_per_world=0,
+                              copy_drills_per_world=0, max_hops=1)
+        stream = episodes.demo_stream(toy_tokenizer, cfg, random.Random(0))
+        for _ in range(120):
+            next(stream)
+        shares[misread] = sum(right) / len(right)
+    # guesses without a search (10%) are wrong either way; misreads take about half of the rest
+    assert shares[0.0] > 0.8 and 0.3 < shares[0.5] < 0.6, shares
+
+
+def test_set_weights_change_the_mix_of_scripted_questions():
+    """Weights draw a set's questions in proportion (a weight-0 set never), without repeats in a world; without
+    weights every question is equally likely."""
+    import collections
+
+    from searche1.data.toyworld.generator import WorldConfig
+    from searche1.toy.episodes import open_world, scripted_questions
+    from searche1.toy.warmstart import WarmstartConfig
+
+    _, _, pool = open_world(WorldConfig(seed=0, pretrain_index=5, level=1))
+    share = collections.Counter(ex.dataset for ex in pool)
+    for weights in (None, {"2wikimultihopqa": 6.0, "musique": 0.0}):
+        cfg, rng, drawn = WarmstartConfig(questions_per_world=16, set_weights=weights), random.Random(0), []
+        for _ in range(150):
+            picked = scripted_questions(pool, cfg, rng)
+            assert len(picked) == 16 and len({id(ex) for ex in picked}) == 16
+            drawn += [ex.dataset for ex in picked]
+        w = {f"toy-{k}": v for k, v in (weights or {}).items()}
+        total = sum(n * w.get(name, 1.0) for name, n in share.items())
+        for name, n in share.items():
+            expected = n * w.get(name, 1.0) / total
+            assert abs(drawn.count(name) / len(drawn) - expected) < 0.02 + 0.1 * expected, (weights, name)
 
 
 def test_held_out_probe_positions_and_a_perfect_copier(toy_tokenizer):

@@ -51,6 +51,12 @@ def add_parsers(sub) -> None:
                    help="the toy tokenizer's chat template keeps only 'Question: ...' of the Search-R1 prompt")
     p.add_argument("--max-hops", type=int, default=None,
                    help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
+    p.add_argument("--set-weights", default=None, metavar="SET=W,...",
+                   help="sampling weight of question sets in the episodes, e.g. 2wikimultihopqa=4 (comparisons four "
+                        "times as likely; unnamed sets weigh 1; default: every question equally likely)")
+    p.add_argument("--misread", type=float, default=0.1,
+                   help="share of scripted episodes that answer with another value seen in the passages "
+                        "(default 0.1)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
     p.add_argument("--privileged-episodes", type=int, default=0,
@@ -64,6 +70,28 @@ def add_parsers(sub) -> None:
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also write the model every N steps to OUT.stepN (long runs; default: only at the end)")
     p.set_defaults(handler=cmd_warmstart)
+
+
+def parse_set_weights(text: str) -> dict[str, float]:
+    """"2wikimultihopqa=4,musique=2" -> {"2wikimultihopqa": 4.0, "musique": 2.0}, names checked against the
+    toy world's question sets."""
+    from searche1.data.toyworld.names import TEST_SETS
+
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        name = name.removeprefix("toy-")
+        if not sep or name not in TEST_SETS:
+            raise ValueError(f"--set-weights: {item!r} is not SET=WEIGHT with SET one of {', '.join(TEST_SETS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--set-weights: weight of {name} must be a number, got {value!r}") from None
+        if not weights[name] >= 0:
+            raise ValueError(f"--set-weights: weight of {name} must be >= 0, got {value!r}")
+    if not any(weights.get(name, 1.0) > 0 for name in TEST_SETS):
+        raise ValueError("--set-weights: every set has weight 0")
+    return weights
 
 
 def cmd_model(args) -> int:
@@ -102,8 +130,11 @@ def cmd_warmstart(args) -> int:
             raise ValueError(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.privileged_hide_answer <= 1:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
+    if not 0 <= args.misread <= 1:
+        raise ValueError(f"--misread must be in [0, 1], got {args.misread}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
+    set_weights = parse_set_weights(args.set_weights) if args.set_weights else None
     import_package_now()  # after the checks: a bad flag fails at once
     ensure_made(args.base_model)
     warmstart(args.out, WarmstartConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
@@ -113,6 +144,7 @@ def cmd_warmstart(args) -> int:
                                         restate_need=args.restate_need, base_model=args.base_model,
                                         world_level=args.level, quote_style=args.quote,
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
+                                        set_weights=set_weights, misread=args.misread,
                                         spaced_values=args.spaced_values,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,

@@ -73,6 +73,9 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --level {cfg['world_level']}" if cfg.get("world_level", MAX_LEVEL) != MAX_LEVEL else ""
     flags += f" --quote {cfg['quote_style']}" if cfg.get("quote_style", "sentence") != "sentence" else ""
     flags += f" --max-hops {cfg['max_hops']}" if cfg.get("max_hops") is not None else ""
+    if cfg.get("set_weights"):
+        flags += " --set-weights " + ",".join(f"{name}={w:g}" for name, w in cfg["set_weights"].items())
+    flags += f" --misread {cfg['misread']:g}" if cfg.get("misread", 0.1) != 0.1 else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""
     for key, flag, default in (("questions_per_world", "--episodes", 8), ("drills_per_world", "--drills", 8),

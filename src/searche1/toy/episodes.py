@@ -64,8 +64,9 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         if cfg.max_hops is not None:
             pool = [ex for ex in pool if ex.metadata["hops"] <= cfg.max_hops]
         episodes = []
-        for ex in rng.sample(pool, min(cfg.questions_per_world, len(pool))):
-            segments = demonstrate(ex, facts, client, rng, Imperfections(), restate_need=cfg.restate_need,
+        for ex in scripted_questions(pool, cfg, rng):
+            segments = demonstrate(ex, facts, client, rng, Imperfections(misread=cfg.misread),
+                                   restate_need=cfg.restate_need,
                                    quote_style=cfg.quote_style)
             episodes.append((question_prompt_ids(tokenizer, ex.question), segments))
         for ex in rng.sample(pool, min(cfg.privileged_per_world, len(pool))):
@@ -79,6 +80,17 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         for prompt_ids, segments in episodes:
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)
         index += 1
+
+
+def scripted_questions(pool: list, cfg: WarmstartConfig, rng: random.Random) -> list:
+    """The questions of one world's scripted episodes: distinct, drawn uniformly or by cfg.set_weights."""
+    n = min(cfg.questions_per_world, len(pool))
+    if not cfg.set_weights:
+        return rng.sample(pool, n)
+    weight = lambda ex: cfg.set_weights.get(ex.dataset.removeprefix("toy-"), 1.0)  # noqa: E731
+    # Weighted sampling without replacement: the n smallest of Exp(1) / w (Efraimidis-Spirakis).
+    keys = [(rng.expovariate(1.0) / weight(ex), i) for i, ex in enumerate(pool) if weight(ex) > 0]
+    return [pool[i] for _, i in sorted(keys)[:n]]
 
 
 def worked_solution(segments: list[tuple[str, bool]], tokenizer) -> str:

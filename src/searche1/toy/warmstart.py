@@ -50,6 +50,12 @@ class WarmstartConfig:
     max_hops: int | None = None
     """Episodes only on questions of at most this many hops (comparisons count 2); None = every kind. With 1,
     reading forms within minutes; multi-hop episodes in the mix from the start keep it away (docs/warmstart.md)."""
+    set_weights: dict[str, float] | None = None
+    """Sampling weight of each question set in the scripted episodes ({"2wikimultihopqa": 4.0}: a comparison
+    four times as likely as a question of weight 1); unnamed sets weigh 1. None = every question equally likely."""
+    misread: float = 0.1
+    """Share of scripted episodes that answer with another value seen in the passages (the scripted searcher's
+    misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""
     drills_per_world: int = 8
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4
