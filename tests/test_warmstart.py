@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from searche1 import protocol
-from searche1.data.toyworld.demos import _hops
+from searche1.data.toyworld.demos import QUERY_WORDS, _hops
 from searche1.data.toyworld.names import NAME_POOL
 
 
@@ -129,6 +129,32 @@ def test_scripted_searcher_follows_the_protocol(pretrain_world):
     assert quote.endswith(f"{middle}.") and quote in segments[1][0] and not segments[1][1]
     assert middle == facts[(entity, relation)] and f"of {middle}. </think>" in written[1]
     assert written[-1] == f"<answer> {bridge.golden_answers[0]} </answer>"
+
+
+def test_comparisons_in_one_search(pretrain_world):
+    """With compare_in_one_search a comparison's one query names both subjects in the question's order, and a
+    flawless run answers right exactly when the block states both values (else it guesses one of the two); other
+    questions are demonstrated as without the option."""
+    from searche1.data.toyworld.demos import Imperfections, demonstrate
+
+    world, client = pretrain_world
+    facts, perfect = world.fact_map(), Imperfections(0, 0, 0, 0)
+    comparisons = world.tests["2wikimultihopqa"]
+    both_found = 0
+    for ex in comparisons:
+        (a, b), values = ex.metadata["subjects"], ex.metadata["values"]
+        segments = demonstrate(ex, facts, client, random.Random(0), perfect, quote_style="none",
+                               compare_in_one_search=True)
+        query = f"{a} or {b} {QUERY_WORDS[ex.metadata['relation']]}"
+        assert len(segments) == 3 and segments[0][0].endswith(f"<search> {query} </search>")
+        both = all(re.search(rf"\b{v}\b", segments[1][0]) for v in values)
+        answer = protocol.parse_action(segments[-1][0]).content
+        assert answer == ex.golden_answers[0] if both else answer in (a, b)
+        both_found += both
+    assert both_found > 0.8 * len(comparisons)
+    for ex in world.train[:30]:
+        assert demonstrate(ex, facts, client, random.Random(3), compare_in_one_search=True) == \
+            demonstrate(ex, facts, client, random.Random(3))
 
 
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):

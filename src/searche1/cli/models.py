@@ -54,6 +54,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--set-weights", default=None, metavar="SET=W,...",
                    help="sampling weight of question sets in the episodes, e.g. 2wikimultihopqa=4 (comparisons four "
                         "times as likely; unnamed sets weigh 1; default: every question equally likely)")
+    p.add_argument("--compare-in-one-search", action="store_true",
+                   help="scripted comparisons search both names in one query instead of one search per name")
     p.add_argument("--misread", type=float, default=0.1,
                    help="share of scripted episodes that answer with another value seen in the passages "
                         "(default 0.1)")
@@ -145,6 +147,7 @@ def cmd_warmstart(args) -> int:
                                         world_level=args.level, quote_style=args.quote,
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
                                         set_weights=set_weights, misread=args.misread,
+                                        compare_in_one_search=args.compare_in_one_search,
                                         spaced_values=args.spaced_values,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,

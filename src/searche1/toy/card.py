@@ -75,6 +75,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --max-hops {cfg['max_hops']}" if cfg.get("max_hops") is not None else ""
     if cfg.get("set_weights"):
         flags += " --set-weights " + ",".join(f"{name}={w:g}" for name, w in cfg["set_weights"].items())
+    flags += " --compare-in-one-search" if cfg.get("compare_in_one_search") else ""
     flags += f" --misread {cfg['misread']:g}" if cfg.get("misread", 0.1) != 0.1 else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""

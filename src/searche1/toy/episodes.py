@@ -67,7 +67,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         for ex in scripted_questions(pool, cfg, rng):
             segments = demonstrate(ex, facts, client, rng, Imperfections(misread=cfg.misread),
                                    restate_need=cfg.restate_need,
-                                   quote_style=cfg.quote_style)
+                                   quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
             episodes.append((question_prompt_ids(tokenizer, ex.question), segments))
         for ex in rng.sample(pool, min(cfg.privileged_per_world, len(pool))):
             episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
@@ -106,9 +106,9 @@ def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
     as OFSD shows a reference: its turns as decoded, one per line), then a scripted run of the same question that
     may take a detour (a poor or repeated query) but never guesses or misreads."""
     reference = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
-                            quote_style=cfg.quote_style)
+                            quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
     run = demonstrate(ex, facts, client, rng, Imperfections(no_search=0.0, misread=0.0), restate_need=cfg.restate_need,
-                      quote_style=cfg.quote_style)
+                      quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
     answer = protocol.parse_action(reference[-1][0]).content
     if protocol.parse_action(run[-1][0]).content != answer:
         run = reference  # the detour ran out of turns: follow the solution itself
@@ -147,7 +147,7 @@ def held_out_demos(tokenizer, cfg: WarmstartConfig, world: WorldConfig, n: int =
             break
         prompt_ids = question_prompt_ids(tokenizer, ex.question)
         segments = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
-                               quote_style=cfg.quote_style)
+                               quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
         if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
                 ex.golden_answers[0] in ex.question:
             continue  # retrieval never returned the value, or a comparison (its answer is in the question)

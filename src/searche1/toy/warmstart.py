@@ -53,6 +53,8 @@ class WarmstartConfig:
     set_weights: dict[str, float] | None = None
     """Sampling weight of each question set in the scripted episodes ({"2wikimultihopqa": 4.0}: a comparison
     four times as likely as a question of weight 1); unnamed sets weigh 1. None = every question equally likely."""
+    compare_in_one_search: bool = False
+    """Scripted comparisons search both names in one query ("A or B founded year") instead of one per name."""
     misread: float = 0.1
     """Share of scripted episodes that answer with another value seen in the passages (the scripted searcher's
     misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""

@@ -104,18 +104,22 @@ def _sentences(doc: dict) -> list[str]:
 
 def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random.Random,
                 imperfect: Imperfections = Imperfections(), max_turns: int = protocol.DEFAULT_MAX_TURNS,
-                restate_need: bool = False, quote_style: str = "sentence") -> list[tuple[str, bool]]:
+                restate_need: bool = False, quote_style: str = "sentence",
+                compare_in_one_search: bool = False) -> list[tuple[str, bool]]:
     """The episode as segments (text, written_by_model): turns are written, observations are not.
 
     restate_need: the final turn names what it needs again before quoting ("I need the birthplace of X. <quote>
     So the answer is V."), as reading drills do, so that the quote is chosen next to its cue. quote_style: what
-    is quoted of a passage that stated a value (`_quote`)."""
+    is quoted of a passage that stated a value (`_quote`). compare_in_one_search: a comparison searches both
+    names in one query (`_one_search_comparison`) instead of one search per name."""
     segments: list[tuple[str, bool]] = []
     hops = _hops(ex, facts)
     answer = ex.golden_answers[0]
     if rng.random() < imperfect.no_search:
         guess = rng.choice(_values_in(" ".join(v for v in facts.values()), answer) or [answer])
         return [(f"<think> I think I know this. </think>\n<answer> {guess} </answer>", True)]
+    if compare_in_one_search and "subjects" in (ex.metadata or {}):
+        return _one_search_comparison(ex, client, rng, imperfect, max_turns, quote_style)
     found: list[str] = []
     quotes: list[str] = []  # the sentence that stated each found value, quoted in the next <think>
     seen_text = ""
@@ -161,6 +165,32 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
+    segments.append((_answer_turn(reason, final, quote_style), True))
+    return segments
+
+
+def _one_search_comparison(ex: QAExample, client: RetrievalClient, rng: random.Random, imperfect: Imperfections,
+                           max_turns: int, quote_style: str) -> list[tuple[str, bool]]:
+    """A comparison searched with both names in one query ("A or B founded year"), whose block states both values
+    for ~90% of the toy's comparisons: the names are copied from the question in their order, the way a small
+    model copies one name, instead of finding the second name for a second search. Without both values it
+    guesses one of the two; a misread names the wrong one."""
+    (a, b), relation, values = ex.metadata["subjects"], ex.metadata["relation"], ex.metadata["values"]
+    query = f"{a} or {b} {QUERY_WORDS[relation]}"
+    segments, seen = [], ""
+    for _ in range(min(1 + (rng.random() < imperfect.repeat), max_turns)):
+        segments.append((f"<think> I need {RELATION_NOUNS[relation]} of {a} or {b}. </think>\n"
+                         f"<search> {query} </search>", True))
+        block = protocol.information_block(client.retrieve([query])[0])
+        segments.append((block, False))
+        seen += block
+    answer = ex.golden_answers[0]
+    if not all(re.search(rf"\b{v}\b", seen) for v in values):
+        final, reason = rng.choice((a, b)), "The passages do not say both."
+    elif rng.random() < imperfect.misread:
+        final, reason = (b if answer == a else a), f"The passages suggest {b if answer == a else a}."
+    else:
+        final, reason = answer, f"{a} has {values[0]} and {b} has {values[1]}, so the answer is {answer}."
     segments.append((_answer_turn(reason, final, quote_style), True))
     return segments
 
