@@ -51,8 +51,15 @@ def main() -> None:
         return wrapper
 
     forward, generate, sample = hf.HFBackend._forward, hf.HFBackend.generate, hf.sample_next
-    hf.HFBackend._forward = timed("forward", forward,
-                                  key=lambda self, ids, mask: "decode" if ids.shape[1] == 1 else "prefill")
+    slots = defaultdict(int)  # token slots each kind of forward ran, and how many held a real token
+
+    def kind(self, ids, mask):
+        name = "decode" if ids.shape[1] == 1 else "prefill"
+        slots[name] += ids.numel()
+        slots[f"{name} real"] += int(mask.sum())
+        return name
+
+    hf.HFBackend._forward = timed("forward", forward, key=kind)
     hf.HFBackend.generate = timed("generate", generate)
     hf.sample_next = timed("sampling", sample)
     client.retrieve = timed("retrieval", client.retrieve)
@@ -63,6 +70,7 @@ def main() -> None:
     engine()
     seconds.clear()
     counts.clear()
+    slots.clear()
     start = time.perf_counter()
     trajectories = engine()
     total = time.perf_counter() - start
@@ -78,12 +86,17 @@ def main() -> None:
     }
     generated = sum(t.n_generated for t in trajectories)
     inserted = sum(len(t.response_ids) - t.n_generated for t in trajectories)
+    prompted = sum(len(t.prompt_ids) for t in trajectories)
     print(f"\n{args.model}: {len(examples)} questions, {generated} generated tokens in {total:.2f} s "
           f"({generated / total:.0f} tokens/s); {counts['decode']} decode steps, {counts['prefill']} prefills of "
-          f"{sum(len(t.prompt_ids) for t in trajectories)} prompt and {inserted} observation tokens\n")
+          f"{prompted} prompt and {inserted} observation tokens\n")
     print("| part | seconds | share |\n|---|---|---|")
     for name, secs in parts.items():
         print(f"| {name} | {secs:.2f} | {100 * secs / total:.0f}% |")
+    # left padding: a chunk is as wide as its longest row, and rows that stopped writing still take a slot
+    for name in ("prefill", "decode"):
+        print(f"{name}: {slots[name]} token slots, {slots[name + ' real']} real "
+              f"({100 * slots[name + ' real'] / max(slots[name], 1):.0f}%)")
 
     # inside the forwards: which operations, and how long none ran
     from torch.profiler import ProfilerActivity, profile, record_function
@@ -106,8 +119,9 @@ def main() -> None:
     for name, secs in sorted(ops.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {secs:.2f} | {100 * secs / in_forward:.0f}% |")
     write_json(args.out, {"model": args.model, "questions": len(examples), "generated_tokens": generated,
-                          "observation_tokens": inserted, "seconds": total, "decode_steps": counts["decode"],
-                          "prefills": counts["prefill"],
+                          "prompt_tokens": prompted, "observation_tokens": inserted, "seconds": total,
+                          "decode_steps": counts["decode"],
+                          "prefills": counts["prefill"], "token_slots": dict(slots),
                           "parts": parts, "inside_forwards": dict(ops),
                           "machine": f"{torch.get_num_threads()} torch threads"})
     print(f"\nwrote {args.out}")

@@ -40,6 +40,16 @@ def test_rollout_benchmark_smoke(tmp_path):
     assert "naive re-tokenize loop" in res.stdout
     assert figures["pool"]["questions"] == 10 and figures["pool"]["refill_vs_chunks"] > 0
     assert all(len(r) == 2 for r in figures["seconds_each_round"].values())  # medians of 2 timed rounds
+    # the profile of the same batch: every generated token is fed back once by a decode step, and the prefills
+    # carry the prompts and the observations (plus padding slots)
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "rollout_profile.py"), "--model", str(model),
+                          "--questions", "4", "--turn-tokens", "32", "--threads", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    profile = json.loads(out.read_text())
+    slots = profile["token_slots"]
+    assert slots["decode real"] == profile["generated_tokens"] <= slots["decode"]
+    assert slots["prefill real"] == profile["prompt_tokens"] + profile["observation_tokens"] <= slots["prefill"]
 
 
 def test_grpo_vs_trl_benchmark_smoke(tmp_path):
