@@ -45,8 +45,9 @@ def main() -> None:
             try:
                 return fn(*a, **kw)
             finally:
+                elapsed = time.perf_counter() - start  # before key(), which may wait for the device
                 part = key(*a) if key else name
-                seconds[part] += time.perf_counter() - start
+                seconds[part] += elapsed
                 counts[part] += 1
         return wrapper
 
@@ -54,6 +55,7 @@ def main() -> None:
     slots = defaultdict(int)  # token slots each kind of forward ran, and how many held a real token
 
     def kind(self, ids, mask):
+        # a chunk one token wide is a decode step (prompts and observations run longer than one token)
         name = "decode" if ids.shape[1] == 1 else "prefill"
         slots[name] += ids.numel()
         slots[f"{name} real"] += int(mask.sum())

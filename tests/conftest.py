@@ -92,3 +92,10 @@ def small_evolve_run(tmp_path_factory):
     pairs = (out / "phases" / "02-ofsd-r1" / "pairs.jsonl").read_text().splitlines()
     assert pairs and "student_token_kl" in json.loads(pairs[0]), "the small run mined no OFSD pair to look at"
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+
+    return build_toy_tokenizer()

@@ -59,7 +59,9 @@ def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys, flag):
     ("2wiki=3", "'2wiki=3' is not SET=WEIGHT with SET one of nq,"),
     ("musique", "'musique' is not SET=WEIGHT"),
     ("musique=x", "weight of musique must be a number, got 'x'"),
-    ("musique=-1", "weight of musique must be >= 0, got '-1'"),
+    ("musique=-1", "weight of musique must be a finite number >= 0, got '-1'"),
+    ("musique=inf", "weight of musique must be a finite number >= 0, got 'inf'"),
+    ("musique=nan", "weight of musique must be a finite number >= 0, got 'nan'"),
     ("nq=0,triviaqa=0,popqa=0,hotpotqa=0,2wikimultihopqa=0,musique=0,bamboogle=0", "every set has weight 0")])
 def test_warmstart_refuses_bad_set_weights(tmp_path, capsys, weights, message):
     assert main(["warmstart", "--out", str(tmp_path / "m"), "--set-weights", weights]) == 2

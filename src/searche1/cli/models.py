@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from searche1.cli.common import COMMANDS
 
@@ -52,12 +53,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-hops", type=int, default=None,
                    help="episodes only on questions of at most this many hops (1 = single-hop; default: all)")
     p.add_argument("--set-weights", default=None, metavar="SET=W,...",
-                   help="sampling weight of question sets in the episodes, e.g. 2wikimultihopqa=4 (comparisons four "
-                        "times as likely; unnamed sets weigh 1; default: every question equally likely)")
+                   help="sampling weight of question sets in the scripted episodes (not the privileged ones), e.g. "
+                        "2wikimultihopqa=4: comparisons four times as likely; unnamed sets weigh 1, and a world's "
+                        "train questions count as nq and hotpotqa (default: every question equally likely)")
     p.add_argument("--compare-in-one-search", action="store_true",
                    help="scripted comparisons search both names in one query instead of one search per name")
     p.add_argument("--misread", type=float, default=0.1,
-                   help="share of scripted episodes that answer with another value seen in the passages "
+                   help="share of scripted episodes (not the privileged ones) that answer with another value seen "
+                        "in the passages; with --compare-in-one-search a comparison names the other subject "
                         "(default 0.1)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
@@ -89,8 +92,8 @@ def parse_set_weights(text: str) -> dict[str, float]:
             weights[name] = float(value)
         except ValueError:
             raise ValueError(f"--set-weights: weight of {name} must be a number, got {value!r}") from None
-        if not weights[name] >= 0:
-            raise ValueError(f"--set-weights: weight of {name} must be >= 0, got {value!r}")
+        if not (math.isfinite(weights[name]) and weights[name] >= 0):
+            raise ValueError(f"--set-weights: weight of {name} must be a finite number >= 0, got {value!r}")
     if not any(weights.get(name, 1.0) > 0 for name in TEST_SETS):
         raise ValueError("--set-weights: every set has weight 0")
     return weights

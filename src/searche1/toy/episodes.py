@@ -83,7 +83,9 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
 
 
 def scripted_questions(pool: list, cfg: WarmstartConfig, rng: random.Random) -> list:
-    """The questions of one world's scripted episodes: distinct, drawn uniformly or by cfg.set_weights."""
+    """The questions of one world's scripted episodes (not its privileged ones): distinct, drawn uniformly or by
+    cfg.set_weights (a world's train questions count as nq and hotpotqa). Fewer than questions_per_world when
+    fewer questions have a weight above 0."""
     n = min(cfg.questions_per_world, len(pool))
     if not cfg.set_weights:
         return rng.sample(pool, n)
@@ -107,6 +109,10 @@ def privileged_episode(ex, facts: dict, client, rng: random.Random, tokenizer,
     may take a detour (a poor or repeated query) but never guesses or misreads."""
     reference = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
                             quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
+    if cfg.compare_in_one_search and protocol.parse_action(reference[-1][0]).content != ex.golden_answers[0]:
+        # one search missed a value and the flawless run guessed: the solution shown searches each name instead
+        reference = demonstrate(ex, facts, client, rng, FLAWLESS, restate_need=cfg.restate_need,
+                                quote_style=cfg.quote_style)
     run = demonstrate(ex, facts, client, rng, Imperfections(no_search=0.0, misread=0.0), restate_need=cfg.restate_need,
                       quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
     answer = protocol.parse_action(reference[-1][0]).content

@@ -52,12 +52,13 @@ class WarmstartConfig:
     reading forms within minutes; multi-hop episodes in the mix from the start keep it away (docs/warmstart.md)."""
     set_weights: dict[str, float] | None = None
     """Sampling weight of each question set in the scripted episodes ({"2wikimultihopqa": 4.0}: a comparison
-    four times as likely as a question of weight 1); unnamed sets weigh 1. None = every question equally likely."""
+    four times as likely as a question of weight 1); unnamed sets weigh 1. None = every question equally likely.
+    Privileged episodes still draw uniformly."""
     compare_in_one_search: bool = False
     """Scripted comparisons search both names in one query ("A or B founded year") instead of one per name."""
     misread: float = 0.1
-    """Share of scripted episodes that answer with another value seen in the passages (the scripted searcher's
-    misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""
+    """Share of scripted episodes (not privileged ones) that answer with another value seen in the passages (the
+    scripted searcher's misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""
     drills_per_world: int = 8
     """Reading drills per pretraining world: a retrieved block, then questions on what it states (0 = none)."""
     copy_drills_per_world: int = 4

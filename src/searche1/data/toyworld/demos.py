@@ -174,18 +174,19 @@ def _one_search_comparison(ex: QAExample, client: RetrievalClient, rng: random.R
     """A comparison searched with both names in one query ("A or B founded year"), whose block states both values
     for ~90% of the toy's comparisons: the names are copied from the question in their order, the way a small
     model copies one name, instead of finding the second name for a second search. Without both values it
-    guesses one of the two; a misread names the wrong one."""
+    guesses one of the two (a flawless run too); a misread names the other subject. Of the imperfections only
+    `repeat` and `misread` apply; the answer turn's reasoning (quote styles "sentence" and "value") states both
+    values instead of quoting a sentence."""
     (a, b), relation, values = ex.metadata["subjects"], ex.metadata["relation"], ex.metadata["values"]
     query = f"{a} or {b} {QUERY_WORDS[relation]}"
-    segments, seen = [], ""
+    segments, docs = [], []
     for _ in range(min(1 + (rng.random() < imperfect.repeat), max_turns)):
         segments.append((f"<think> I need {RELATION_NOUNS[relation]} of {a} or {b}. </think>\n"
                          f"<search> {query} </search>", True))
-        block = protocol.information_block(client.retrieve([query])[0])
-        segments.append((block, False))
-        seen += block
+        docs = client.retrieve([query])[0]
+        segments.append((protocol.information_block(docs), False))
     answer = ex.golden_answers[0]
-    if not all(re.search(rf"\b{v}\b", seen) for v in values):
+    if not all(_stating_sentence(docs, name, value) for name, value in ((a, values[0]), (b, values[1]))):
         final, reason = rng.choice((a, b)), "The passages do not say both."
     elif rng.random() < imperfect.misread:
         final, reason = (b if answer == a else a), f"The passages suggest {b if answer == a else a}."
