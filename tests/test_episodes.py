@@ -92,6 +92,10 @@ def test_comparisons_in_one_search(pretrain_world):
         answer = protocol.parse_action(segments[-1][0]).content
         assert answer == ex.golden_answers[0] if both else answer in (a, b)
         both_found += both
+        misread = demonstrate(ex, facts, client, random.Random(0), Imperfections(0, 0, 0, 1.0), quote_style="none",
+                              compare_in_one_search=True)
+        if both:  # a misread names the other subject
+            assert protocol.parse_action(misread[-1][0]).content == (b if ex.golden_answers[0] == a else a)
     assert both_found > 0.8 * len(comparisons)
     others = world.train[:20] + [ex for name in ("nq", "hotpotqa", "musique", "bamboogle")
                                  for ex in world.tests[name][:10]]

@@ -186,10 +186,11 @@ def _one_search_comparison(ex: QAExample, client: RetrievalClient, rng: random.R
         docs = client.retrieve([query])[0]
         segments.append((protocol.information_block(docs), False))
     answer = ex.golden_answers[0]
+    other = b if answer == a else a
     if not all(_stating_sentence(docs, name, value) for name, value in ((a, values[0]), (b, values[1]))):
         final, reason = rng.choice((a, b)), "The passages do not say both."
     elif rng.random() < imperfect.misread:
-        final, reason = (b if answer == a else a), f"The passages suggest {b if answer == a else a}."
+        final, reason = other, f"The passages suggest {other}."
     else:
         final, reason = answer, f"{a} has {values[0]} and {b} has {values[1]}, so the answer is {answer}."
     segments.append((_answer_turn(reason, final, quote_style), True))
