@@ -31,7 +31,8 @@ def test_shipped_tokenizer_is_the_toy_tokenizer(toy_base):
     path, _, shipped = toy_base
     run = json.loads((path / "warmstart.json").read_text())["config"]
     built = build_toy_tokenizer(spaced_values=run.get("spaced_values", False),
-                                question_only_prompt=run.get("question_only_prompt", False))
+                                question_only_prompt=run.get("question_only_prompt", False),
+                                digit_years=run.get("digit_years", False))
     assert shipped.get_vocab() == built.get_vocab() and shipped.chat_template == built.chat_template
 
 

@@ -57,6 +57,50 @@ def test_question_only_prompt_keeps_the_question_and_what_follows_it():
     assert build_toy_tokenizer().chat_template is None  # the default stays the raw protocol text
 
 
+def test_digit_years_write_each_digit_as_a_token_and_keep_names_whole():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids
+
+    tok = build_toy_tokenizer(spaced_values=True, digit_years=True)
+    name = NAME_POOL[7]
+    text = f"{name} was founded in 1873.\n<answer> 1873 </answer> Doc 10 {name}"
+    ids = tok.encode(text, add_special_tokens=False)
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tok.decode(ids) == text
+    assert tokens.count("1") == 3 and tokens.count("8") == 2 and tokens.count("7") == 2  # no token joins two digits
+    assert all(not any(c.isdigit() for c in t) or len(t) == 1 for t in tokens)
+    assert tokens.count(" " + name) == 1 and name in tokens
+    assert " 1873" not in tok.get_vocab() and "1873" not in tok.get_vocab()
+    assert tok.convert_tokens_to_ids(" " + name) in value_token_ids(tok)
+
+
+def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.toy.warmstart import WarmstartConfig, make_model, transplant_embeddings
+
+    old_tok = build_toy_tokenizer(spaced_values=True)
+    new_tok = build_toy_tokenizer(spaced_values=True, digit_years=True)
+    torch.manual_seed(0)
+    model = make_model(old_tok, WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                                                num_kv_heads=1))
+    old = model.get_input_embeddings().weight.detach().clone()
+    old_vocab = old_tok.get_vocab()
+    kept = transplant_embeddings(model, old_vocab, new_tok)
+    new = model.get_input_embeddings().weight
+    new_vocab = new_tok.get_vocab()
+    assert new.shape[0] == len(new_tok) == model.config.vocab_size and model.get_output_embeddings().weight is new
+    shared = [s for s in new_vocab if s in old_vocab]
+    assert kept == len(shared) > len(new_tok) // 2
+    for s in [" " + NAME_POOL[3], "<answer>", "1", "Ġ", " painter"]:  # moved to other ids, same vectors
+        assert torch.equal(new[new_vocab[s]], old[old_vocab[s]]), s
+    assert any(new_vocab[s] != old_vocab[s] for s in shared)
+    fresh = [i for s, i in new_vocab.items() if s not in old_vocab]  # merges the digits left room for
+    assert fresh
+    for i in fresh:
+        assert torch.allclose(new[i], old.mean(0))
+    ids = torch.tensor([new_tok.encode("<answer> 1873 </answer>", add_special_tokens=False)])
+    assert model(input_ids=ids).logits.shape[-1] == len(new_tok)
+
+
 def test_tokenizer_is_deterministic(toy_tokenizer):
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
 
@@ -127,6 +171,13 @@ def test_warmstart_runs_and_saves(tmp_path):
     assert f"DIR: 2 steps, {report['tokens']} tokens" in card and f"DIR2: 2 steps, {more['tokens']} tokens" in card
     with pytest.raises(FileNotFoundError, match="warmstart.json"):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
+    # continued with years written digit by digit: a new vocabulary, the shared tokens' weights carried over
+    warmstart(tmp_path / "m5", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"), "digit_years": True,
+                                                "snapshot_every": 0}), log=lambda *_: None)
+    tok5 = AutoTokenizer.from_pretrained(tmp_path / "m5")
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m5").config.vocab_size == len(tok5) < len(tok)
+    assert "1873" not in tok5.get_vocab() and "1873" in tok.get_vocab()
+    assert "--digit-years --episodes 2 --drills 2 --init-from DIR" in (tmp_path / "m5" / "README.md").read_text()
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
                                                          "max_hops": 1, "privileged_per_world": 1,

@@ -48,6 +48,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
     p.add_argument("--spaced-values", action="store_true",
                    help="the tokenizer also has each name, year and attribute with its leading space as one token")
+    p.add_argument("--digit-years", action="store_true",
+                   help="the tokenizer writes years digit by digit, not one token a year (with --init-from a model "
+                        "without it, the tokens both vocabularies share keep their embeddings)")
     p.add_argument("--question-only-prompt", action="store_true",
                    help="the toy tokenizer's chat template keeps only 'Question: ...' of the Search-R1 prompt")
     p.add_argument("--max-hops", type=int, default=None,
@@ -151,7 +154,7 @@ def cmd_warmstart(args) -> int:
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
                                         set_weights=set_weights, misread=args.misread,
                                         compare_in_one_search=args.compare_in_one_search,
-                                        spaced_values=args.spaced_values,
+                                        spaced_values=args.spaced_values, digit_years=args.digit_years,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills,

@@ -75,6 +75,9 @@ class WarmstartConfig:
     spaced_values: bool = False
     """The tokenizer also has every value word with its leading space as one token (" Zorvak"): copying a name
     is then one step, not a space token and the name."""
+    digit_years: bool = False
+    """The tokenizer writes years digit by digit instead of one token per year (docs/warmstart.md: 1106 rare year
+    tokens collapse to near-identical embeddings, and the model then answers with some year, not the one read)."""
     question_only_prompt: bool = False
     """The toy tokenizer's chat template keeps only "Question: ..." of the Search-R1 prompt (the instruction is
     ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
@@ -138,6 +141,24 @@ def length_batches(episodes, batch_tokens: int, pad_id: int, bucket: int, rng: r
                 ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
                 mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
             yield ids, mask, sum(len(episode_ids) for episode_ids, _ in batch)
+
+
+@torch.no_grad()
+def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
+    """Give `model` the vocabulary of `tokenizer`: a token whose string `old_vocab` has keeps its embedding (and
+    output row), a new one starts at the mean of the old ones. Returns how many tokens were kept."""
+    def tables():  # the output table too when it is not the input one
+        return [model.get_input_embeddings()] + ([] if model.config.tie_word_embeddings
+                                                 else [model.get_output_embeddings()])
+
+    old = [t.weight.detach().clone() for t in tables()]
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    pairs = [(i, old_vocab[s]) for s, i in tokenizer.get_vocab().items() if s in old_vocab]
+    new_ids, old_ids = (torch.tensor(ids) for ids in zip(*pairs))
+    for table, weight in zip(tables(), old):
+        table.weight[:] = weight.mean(0)
+        table.weight[new_ids] = weight[old_ids]
+    return len(pairs)
 
 
 def make_model(tokenizer, cfg: WarmstartConfig):
@@ -212,8 +233,14 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         if not parent_file.is_file():
             raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
         parent = json.loads(parent_file.read_text())
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt)
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
+                                        digit_years=cfg.digit_years)
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
+        if parent["config"].get("digit_years", False) != cfg.digit_years:  # the tokens both vocabularies share keep
+            # their embeddings (found by their strings); the parent's tokenizer is the one saved with it
+            from transformers import AutoTokenizer
+
+            transplant_embeddings(model, AutoTokenizer.from_pretrained(cfg.init_from).get_vocab(), tokenizer)
         if model.config.vocab_size != len(tokenizer):
             raise ValueError(f"--init-from {cfg.init_from}: vocabulary {model.config.vocab_size} != the toy "
                              f"tokenizer's {len(tokenizer)} (--spaced-values as the parent run?)")
@@ -221,7 +248,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             raise ValueError(f"--init-from {cfg.init_from}: its prompt differs (--question-only-prompt as the parent "
                              "run)")
     else:
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt)
+        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
+                                        digit_years=cfg.digit_years)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     opt, _ = adamw(model, cfg.lr, cfg.weight_decay, betas=(0.9, 0.95), decay_matrices_only=True)

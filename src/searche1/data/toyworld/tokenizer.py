@@ -1,8 +1,10 @@
 """The toy tokenizer: byte-level BPE over toy-world text, with every pool name, year, attribute word and protocol
 tag as a single token.
 
-Why single tokens: the base policy must learn to copy a name or a year out of an <information> block, and a tiny
-model learns that copy only when the thing copied is one token (docs/toyworld.md). Byte-level BPE keeps decoding exact
+Why single tokens: the base policy must learn to copy a name out of an <information> block, and a tiny model learns
+that copy only when the thing copied is one token (docs/toyworld.md). Years are the exception worth knowing: 1106
+rare, interchangeable year tokens collapse onto one embedding, so `digit_years` writes them digit by digit instead
+(docs/warmstart.md, run s8-z1). Byte-level BPE keeps decoding exact
 (decode(encode(text)) == text), which the protocol needs: the engine parses decoded turns and the tests compare
 decoded observation spans with the inserted text byte for byte. Deterministic: the same vocabulary every build.
 """
@@ -20,15 +22,16 @@ PROTOCOL_TAGS = (protocol.THINK_OPEN, protocol.THINK_CLOSE, protocol.SEARCH_OPEN
                  protocol.ANSWER_OPEN, protocol.ANSWER_CLOSE, protocol.INFO_OPEN, protocol.INFO_CLOSE)
 
 
-def value_words() -> list[str]:
-    """Every value a toy fact can take or name: entity names, years, occupations, languages."""
-    years = range(words.CITY_FOUNDED_YEARS[0], words.LATEST_YEAR + 1)
-    return list(words.NAME_POOL) + [str(y) for y in years] + list(words.OCCUPATIONS) + list(words.LANGUAGES)
+def value_words(years: bool = True) -> list[str]:
+    """Every value a toy fact can take or name: entity names, years (unless `years` is False), occupations,
+    languages."""
+    year_words = [str(y) for y in range(words.CITY_FOUNDED_YEARS[0], words.LATEST_YEAR + 1)] if years else []
+    return list(words.NAME_POOL) + year_words + list(words.OCCUPATIONS) + list(words.LANGUAGES)
 
 
-def single_token_words() -> list[str]:
+def single_token_words(years: bool = True) -> list[str]:
     """Protocol tags and every value word: each becomes one token."""
-    return list(PROTOCOL_TAGS) + value_words()
+    return list(PROTOCOL_TAGS) + value_words(years)
 
 
 def training_text(n_worlds: int = 4) -> list[str]:
@@ -58,28 +61,34 @@ QUESTION_ONLY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}" 
 
 
 def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False,
-                        question_only_prompt: bool = False):
+                        question_only_prompt: bool = False, digit_years: bool = False):
     """A PreTrainedTokenizerFast; without a chat template the prompt is the raw protocol text.
 
     spaced_values: each value word also gets a token with its leading space (" Zorvak"), so a name in running
     text, a query or an answer is one token instead of a space token and the name (docs/warmstart.md).
     question_only_prompt: a chat template that keeps only "Question: ..." of the user message (and what follows,
     such as OFSD's privileged information): a 4M model cannot use the instruction, and behind its ~115 constant
-    tokens neither copying nor reading formed in a warm start that learns both within minutes without it."""
+    tokens neither copying nor reading formed in a warm start that learns both within minutes without it.
+    digit_years: years are written digit by digit (" 1873" -> " ", "1", "8", "7", "3"), not as one token each:
+    1106 year tokens, each rare and interchangeable, end up with near-identical embeddings and a toy model answers
+    a year question with some year, not the one its passage states (docs/warmstart.md); ten digits do not."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if digit_years:  # no merge may join a digit to anything: every number is its digits
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     tok.pre_tokenizer])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(training_text(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
     # Added tokens match before BPE, so "Zorvak" or "1873" is one token wherever it stands.
-    fast.add_tokens(single_token_words())
+    fast.add_tokens(single_token_words(years=not digit_years))
     if spaced_values:
-        fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words()])
+        fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words(years=not digit_years)])
     if question_only_prompt:
         fast.chat_template = QUESTION_ONLY_TEMPLATE
     if out_dir is not None:
