@@ -55,6 +55,12 @@ def test_warmstart_refuses_a_share_outside_0_1(tmp_path, capsys, flag):
     assert f"{flag} must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "inf", "nan"])
+def test_warmstart_refuses_a_digit_weight_that_is_not_positive(tmp_path, capsys, value):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), "--digit-weight", value]) == 2
+    assert "--digit-weight must be a finite number > 0" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("weights,message", [
     ("2wiki=3", "'2wiki=3' is not SET=WEIGHT with SET one of nq,"),
     ("musique", "'musique' is not SET=WEIGHT"),

@@ -73,6 +73,22 @@ def test_digit_years_write_each_digit_as_a_token_and_keep_names_whole():
     assert tok.convert_tokens_to_ids(" " + name) in value_token_ids(tok)
 
 
+def test_written_tokens_weigh_value_words_and_digits_as_configured():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.toy.warmstart import WarmstartConfig, written_token_weights
+
+    tok = build_toy_tokenizer(spaced_values=True, digit_years=True)
+
+    def weights(text, cfg):
+        return written_token_weights(tok, cfg, len(tok))[tok.encode(text, add_special_tokens=False)].tolist()
+
+    cfg = WarmstartConfig(value_weight=4.0, digit_weight=3.0)
+    assert weights(" " + NAME_POOL[2], cfg) == [4.0] and weights(" painter", cfg) == [4.0]
+    assert weights("1873", cfg) == [3.0] * 4 and weights("<answer>", cfg) == [1.0]
+    assert weights("1873", WarmstartConfig()) == [1.0] * 4  # digits weigh 1 unless asked
+    assert weights(" " + NAME_POOL[2] + " 1873", WarmstartConfig(base_model="m", digit_weight=3.0)) == [1.0] * 6
+
+
 def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.toy.warmstart import WarmstartConfig, make_model, transplant_embeddings
@@ -173,11 +189,12 @@ def test_warmstart_runs_and_saves(tmp_path):
         warmstart(tmp_path / "m3", WarmstartConfig(init_from=str(tmp_path)), log=lambda *_: None)
     # continued with years written digit by digit: a new vocabulary, the shared tokens' weights carried over
     warmstart(tmp_path / "m5", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"), "digit_years": True,
-                                                "snapshot_every": 0}), log=lambda *_: None)
+                                                "digit_weight": 2.0, "snapshot_every": 0}), log=lambda *_: None)
     tok5 = AutoTokenizer.from_pretrained(tmp_path / "m5")
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m5").config.vocab_size == len(tok5) < len(tok)
     assert "1873" not in tok5.get_vocab() and "1873" in tok.get_vocab()
-    assert "--digit-years --episodes 2 --drills 2 --init-from DIR" in (tmp_path / "m5" / "README.md").read_text()
+    card5 = (tmp_path / "m5" / "README.md").read_text()
+    assert "--digit-years --digit-weight 2 --episodes 2 --drills 2 --init-from DIR" in card5
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
                                                          "max_hops": 1, "privileged_per_world": 1,

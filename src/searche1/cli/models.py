@@ -51,6 +51,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--digit-years", action="store_true",
                    help="the tokenizer writes years digit by digit, not one token a year (with --init-from a model "
                         "without it, the tokens both vocabularies share keep their embeddings)")
+    p.add_argument("--digit-weight", type=float, default=1.0,
+                   help="loss weight of the digits the model writes (with --digit-years: the year answers; default 1)")
     p.add_argument("--question-only-prompt", action="store_true",
                    help="the toy tokenizer's chat template keeps only 'Question: ...' of the Search-R1 prompt")
     p.add_argument("--max-hops", type=int, default=None,
@@ -138,6 +140,8 @@ def cmd_warmstart(args) -> int:
             raise ValueError(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.privileged_hide_answer <= 1:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
+    if not (math.isfinite(args.digit_weight) and args.digit_weight > 0):
+        raise ValueError(f"--digit-weight must be a finite number > 0, got {args.digit_weight}")
     if not 0 <= args.misread <= 1:
         raise ValueError(f"--misread must be in [0, 1], got {args.misread}")
     if args.max_hops is not None and args.max_hops < 1:
@@ -155,6 +159,7 @@ def cmd_warmstart(args) -> int:
                                         set_weights=set_weights, misread=args.misread,
                                         compare_in_one_search=args.compare_in_one_search,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,
+                                        digit_weight=args.digit_weight,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills,

@@ -107,6 +107,9 @@ class WarmstartConfig:
     value_weight: float = 4.0
     """Loss weight of written name/year/occupation/language tokens (the copies), other written tokens 1: the
     templates are learned in minutes, copying is what takes long."""
+    digit_weight: float = 1.0
+    """Loss weight of written digit tokens: with digit_years, the year answers' digits (value_weight does not cover
+    them, since a year is then no value token)."""
     snapshot_every: int = 0
     """Steps between intermediate copies of the model, written to OUT.step{N} (long runs); 0 = only the end."""
     probe_every: int = 50
@@ -141,6 +144,16 @@ def length_batches(episodes, batch_tokens: int, pad_id: int, bucket: int, rng: r
                 ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
                 mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
             yield ids, mask, sum(len(episode_ids) for episode_ids, _ in batch)
+
+
+def written_token_weights(tokenizer, cfg: WarmstartConfig, size: int) -> torch.Tensor:
+    """Loss weight per token id when the model writes it: value words (names, years, ...) value_weight, digits
+    digit_weight, the rest 1; a pretrained model's warm-up weighs every token 1."""
+    weight = torch.ones(size)
+    if not cfg.base_model:  # the toy vocabulary's value words are what copying is about
+        weight[value_token_ids(tokenizer)] = cfg.value_weight
+        weight[tokenizer.convert_tokens_to_ids(list("0123456789"))] = cfg.digit_weight
+    return weight
 
 
 @torch.no_grad()
@@ -261,9 +274,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
               "fresh": held_out_demos(tokenizer, cfg, WorldConfig(seed=10**6, level=cfg.world_level))
               } if cfg.probe_every else {}
     probe_log = []
-    token_weight = torch.ones(max(len(tokenizer), model.config.vocab_size))
-    if not cfg.base_model:  # the toy vocabulary's value words (names, years) are what copying is about
-        token_weight[value_token_ids(tokenizer)] = cfg.value_weight
+    token_weight = written_token_weights(tokenizer, cfg, max(len(tokenizer), model.config.vocab_size))
     budget = cfg.minutes * 60
     t0, step, tokens, trained_tokens, history = time.perf_counter(), 0, 0, 0, []
     with progress_bar(counts=False) as bar:
