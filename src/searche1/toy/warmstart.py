@@ -21,7 +21,7 @@ import torch
 
 from searche1 import protocol
 from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig
-from searche1.data.toyworld.tokenizer import value_token_ids
+from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids
 from searche1.toy.card import model_card
 from searche1.toy.episodes import demo_stream, held_out_demos, probe
 from searche1.train.kit import adamw, cosine_decay, progress_bar
@@ -174,6 +174,12 @@ def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
     return len(pairs)
 
 
+def toy_tokenizer(cfg: WarmstartConfig):
+    """The toy tokenizer the run's options ask for (the same for a fresh model and a continuation)."""
+    return build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
+                               digit_years=cfg.digit_years)
+
+
 def make_model(tokenizer, cfg: WarmstartConfig):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -221,7 +227,6 @@ def _save(out: str | Path, model, tokenizer, report: dict) -> None:
 
 def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     """Train, save an HF folder (model + toy tokenizer + warmstart.json) at `out`, return the run's figures."""
-    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.fileio import check_replaceable
 
     check_replaceable(out, "warmstart.json", "warm-start model")
@@ -246,8 +251,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         if not parent_file.is_file():
             raise FileNotFoundError(f"--init-from {cfg.init_from}: no warmstart.json there (not a warm-start folder)")
         parent = json.loads(parent_file.read_text())
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
-                                        digit_years=cfg.digit_years)
+        tokenizer = toy_tokenizer(cfg)
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
         if parent["config"].get("digit_years", False) != cfg.digit_years:  # the tokens both vocabularies share keep
             # their embeddings (found by their strings); the parent's tokenizer is the one saved with it
@@ -261,8 +265,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             raise ValueError(f"--init-from {cfg.init_from}: its prompt differs (--question-only-prompt as the parent "
                              "run)")
     else:
-        tokenizer = build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
-                                        digit_years=cfg.digit_years)
+        tokenizer = toy_tokenizer(cfg)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
     opt, _ = adamw(model, cfg.lr, cfg.weight_decay, betas=(0.9, 0.95), decay_matrices_only=True)

@@ -4,9 +4,9 @@ tag as a single token.
 Why single tokens: the base policy must learn to copy a name out of an <information> block, and a tiny model learns
 that copy only when the thing copied is one token (docs/toyworld.md). Years are the exception worth knowing: 1106
 rare, interchangeable year tokens collapse onto one embedding, so `digit_years` writes them digit by digit instead
-(docs/warmstart.md, run s8-z1). Byte-level BPE keeps decoding exact
-(decode(encode(text)) == text), which the protocol needs: the engine parses decoded turns and the tests compare
-decoded observation spans with the inserted text byte for byte. Deterministic: the same vocabulary every build.
+(docs/warmstart.md, run s8-z1). Byte-level BPE keeps decoding exact (decode(encode(text)) == text), which the
+protocol needs: the engine parses decoded turns and the tests compare decoded observation spans with the inserted
+text byte for byte. Deterministic: the same vocabulary every build.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(training_text(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
-    # Added tokens match before BPE, so "Zorvak" or "1873" is one token wherever it stands.
+    # Added tokens match before BPE, so "Zorvak" (or "1873", without digit_years) is one token wherever it stands.
     fast.add_tokens(single_token_words(years=not digit_years))
     if spaced_values:
         fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words(years=not digit_years)])
