@@ -3,10 +3,16 @@
     python scripts/year_probe.py kinds R.trajectories.jsonl [...]   # greedy EM on the single-hop sets: year / other
     python scripts/year_probe.py embeddings --model toy-base          # mean pairwise cosine of year / name embeddings
     python scripts/year_probe.py spread --model toy-base --out DIR    # a copy with the year embeddings spread apart
+    python scripts/year_probe.py copied --model DIR                   # teacher-forced answer tokens, by kind
 
 `kinds` reads the trajectories `searche1 eval` writes beside its report. `spread` gives each year token's embedding a
 random direction beside its own (norms kept) so that their mean pairwise cosine falls to --target, about the
-names'; the copy can be evaluated or continued with `searche1 warmstart --init-from DIR`.
+names' (with --from-names G, each year is instead the normalised sum of two pool names' embeddings, a pair per
+year, plus G times the years' mean direction); the copy can be evaluated or continued with `searche1 warmstart
+--init-from DIR`. `copied` runs a warm-start model (its warmstart.json gives the tokenizer options) teacher-forced
+over the single-hop scripted episodes of fresh pretraining-namespace worlds and reports, per kind of written answer
+token, how often its argmax is right: `value` (a name, city, occupation, language), `year` (a whole-year token),
+`century` and `tail` (--year-pairs), `digit N` (--digit-years, the N-th digit).
 """
 
 import argparse
@@ -46,16 +52,69 @@ def mean_cosine(weight: torch.Tensor) -> float:
     return (unit @ unit.T)[~torch.eye(len(weight), dtype=torch.bool)].mean().item()
 
 
+def answer_kind(token: str, position: int) -> str:
+    """The kind of the `position`-th token of an answer (0 = the first after <answer>)."""
+    bare = token.replace("Ġ", "").strip()
+    if not bare.isdigit():
+        return "value" if position == 0 else "other"
+    if len(bare) >= 3:
+        return "year"
+    if len(bare) == 2 or (position == 0 and token != bare):
+        return "century" if position == 0 else "tail"
+    return f"digit {position}"  # after the space token: 1 is the first digit
+
+
+def copied_rates(model, tokenizer, run: dict, episodes: int = 300) -> dict[str, tuple[int, int]]:
+    """Per kind of answer token (answer_kind): (right, total) of the model's teacher-forced argmax over the
+    single-hop scripted episodes of fresh pretraining-namespace worlds; `run` is a warm start's config (the
+    tokenizer options)."""
+    import random
+
+    from searche1.toy.episodes import demo_stream
+    from searche1.toy.warmstart import WarmstartConfig
+
+    cfg = WarmstartConfig(world_level=1, quote_style="none", loss_on_observations=False, drills_per_world=0,
+                          copy_drills_per_world=0, max_hops=1, first_world=900_000,
+                          **{k: run.get(k, False) for k in ("spaced_values", "question_only_prompt", "digit_years",
+                                                            "year_pairs")})
+    stream = demo_stream(tokenizer, cfg, random.Random(1))
+    open_id, close_id = tokenizer.convert_tokens_to_ids(["<answer>", "</answer>"])
+    right: dict[str, list[int]] = {}
+    for _ in range(episodes):
+        ids, _ = next(stream)
+        if open_id not in ids:
+            continue
+        with torch.no_grad():
+            predicted = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        start = ids.index(open_id) + 1
+        for i in range(start, ids.index(close_id, start) if close_id in ids[start:] else len(ids)):
+            token = tokenizer.convert_ids_to_tokens(ids[i])
+            if token.replace("Ġ", "").strip():  # the spaces around the value are not what is read
+                tally = right.setdefault(answer_kind(token, i - start), [0, 0])
+                tally[0] += predicted[i - 1] == ids[i]
+                tally[1] += 1
+    return {kind: (a, b) for kind, (a, b) in sorted(right.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("kinds", "embeddings", "spread"))
+    parser.add_argument("command", choices=("kinds", "embeddings", "spread", "copied"))
     parser.add_argument("paths", nargs="*", help="kinds: eval trajectory files")
     parser.add_argument("--model", default="toy-base")
     parser.add_argument("--out", help="spread: the folder to write the copy to")
     parser.add_argument("--target", type=float, default=0.3, help="spread: the years' mean pairwise cosine after")
+    parser.add_argument("--from-names", type=float, default=None, metavar="GAMMA",
+                        help="spread: each year from two names' embeddings plus GAMMA times the years' mean direction")
     args = parser.parse_args()
     if args.command == "kinds":
         return kinds(args.paths)
+    if args.command == "copied":
+        from searche1.models import load_model
+
+        model, tokenizer = load_model(args.model, "cpu", "float32")
+        run = json.loads(open(f"{args.model}/warmstart.json").read())["config"]
+        rates = copied_rates(model, tokenizer, run)
+        return print(f"{args.model}: " + ", ".join(f"{k} {a / b:.2f} ({b})" for k, (a, b) in rates.items()))
     from searche1.models import load_model
 
     torch.set_num_threads(1)
@@ -76,6 +135,14 @@ def main() -> None:
             r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
             spread = torch.nn.functional.normalize(old, dim=-1) + b * torch.nn.functional.normalize(r, dim=-1)
             weight[years] = torch.nn.functional.normalize(spread, dim=-1) * old.norm(dim=-1, keepdim=True)
+            if args.from_names is not None:  # instead: two names' sum (a pair per year) + the years' mean direction
+                import random
+
+                unit = torch.nn.functional.normalize
+                pairs = random.Random(0).sample([(a, b) for a in names for b in names if a < b], len(years))
+                built = torch.stack([unit(weight[a] + weight[b], dim=-1) for a, b in pairs])
+                built = unit(built + args.from_names * unit(old.mean(0), dim=-1), dim=-1)
+                weight[years] = built * old.norm(dim=-1).mean()
         print(f"years spread: mean pairwise cosine {cos:.3f} -> {mean_cosine(weight[years].detach()):.3f}")
         model.save_pretrained(args.out)
         tokenizer.save_pretrained(args.out)

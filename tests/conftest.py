@@ -99,3 +99,30 @@ def toy_tokenizer():
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
 
     return build_toy_tokenizer()
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded from its file."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Oracle:
+    """Teacher-forced, predicts each next token of its input (shift = 1), or repeats the current one (shift = 0)."""
+
+    def __init__(self, vocab: int, shift: int):
+        self.vocab, self.shift = vocab, shift
+
+    def __call__(self, input_ids):
+        from types import SimpleNamespace
+
+        import torch
+
+        ids = input_ids[0]
+        target = torch.cat([ids[self.shift:], ids[:self.shift]])  # the last position's target does not matter
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(target, self.vocab).float()[None])

@@ -61,6 +61,11 @@ def test_warmstart_refuses_a_digit_weight_that_is_not_positive(tmp_path, capsys,
     assert "--digit-weight must be a finite number > 0" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
+def test_warmstart_refuses_two_ways_of_writing_years(tmp_path, capsys):
+    assert main(["warmstart", "--out", str(tmp_path / "m"), "--digit-years", "--year-pairs"]) == 2
+    assert "--digit-years and --year-pairs: choose one" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("weights,message", [
     ("2wiki=3", "'2wiki=3' is not SET=WEIGHT with SET one of nq,"),
     ("musique", "'musique' is not SET=WEIGHT"),

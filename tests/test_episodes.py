@@ -340,3 +340,24 @@ def test_induction_drill_quotes_spans_of_its_line():
     assert len(sequence) == len(set(sequence)) == 40 and not line_written and quotes_written
     spans = quotes.strip("\n").split("\n")
     assert len(spans) == 8 and all(len(s.split()) == 5 and f" {s} " in f" {line.strip()} " for s in spans)
+
+
+def test_year_induction_drills_join_the_stream_as_lines_of_years():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.toy.episodes import demo_stream
+    from searche1.toy.warmstart import WarmstartConfig
+
+    tok = build_toy_tokenizer(spaced_values=True, digit_years=True)
+    cfg = WarmstartConfig(world_level=1, questions_per_world=1, drills_per_world=0, copy_drills_per_world=0,
+                          induction_drills_per_world=3, induction_words="years", spaced_values=True, digit_years=True)
+    stream = demo_stream(tok, cfg, random.Random(0))
+    drills = [e for e in (next(stream) for _ in range(8)) if tok.decode(e[0][:1]).isdigit()]
+    assert len(drills) == 6  # 3 a world, two worlds
+    for ids, mask in drills:
+        line, quotes = tok.decode(ids).split("\n", 1)
+        years = line.split()
+        assert len(years) == 16 and all(900 <= int(y) <= 2005 for y in years)
+        spans = quotes.replace(tok.eos_token, "").strip("\n").split("\n")
+        assert len(spans) == 6 and all(len(s.split()) == 3 and f" {s} " in f" {line} " for s in spans)
+        written = [i for i, m in zip(ids, mask) if m == 1]  # the model writes the quoted spans (and EOS)
+        assert tok.decode(written[:-1]).strip("\n") == quotes.replace(tok.eos_token, "").strip("\n")

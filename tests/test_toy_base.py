@@ -32,7 +32,7 @@ def test_shipped_tokenizer_is_the_toy_tokenizer(toy_base):
     run = json.loads((path / "warmstart.json").read_text())["config"]
     built = build_toy_tokenizer(spaced_values=run.get("spaced_values", False),
                                 question_only_prompt=run.get("question_only_prompt", False),
-                                digit_years=run.get("digit_years", False))
+                                digit_years=run.get("digit_years", False), year_pairs=run.get("year_pairs", False))
     assert shipped.get_vocab() == built.get_vocab() and shipped.chat_template == built.chat_template
 
 

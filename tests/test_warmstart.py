@@ -73,6 +73,23 @@ def test_digit_years_write_each_digit_as_a_token_and_keep_names_whole():
     assert tok.convert_tokens_to_ids(" " + name) in value_token_ids(tok)
 
 
+def test_year_pairs_write_a_century_and_a_tail_and_keep_names_whole():
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer, year_piece_words
+
+    tok = build_toy_tokenizer(spaced_values=True, year_pairs=True)
+    name = NAME_POOL[7]
+    text = f"{name} was founded in 1873.\n<answer> 1873 </answer> in 905, 2005 and 1000 Doc 1 {name}"
+    ids = tok.encode(text, add_special_tokens=False)
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert tok.decode(ids) == text
+    assert tokens.count(" 18") == 2 and tokens.count("73") == 2
+    assert [t for t in tokens if t in (" 9", "05", " 20", " 10", "00")] == [" 9", "05", " 20", "05", " 10", "00"]
+    assert " 1873" not in tok.get_vocab() and "1873" not in tok.get_vocab() and tokens.count(" " + name) == 1
+    assert len(year_piece_words()) == 12 + 100 and set(year_piece_words()) <= set(tok.get_vocab())
+    with pytest.raises(ValueError, match="choose one"):
+        build_toy_tokenizer(digit_years=True, year_pairs=True)
+
+
 def test_written_tokens_weigh_value_words_and_digits_as_configured():
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.toy.warmstart import WarmstartConfig, written_token_weights
@@ -87,6 +104,9 @@ def test_written_tokens_weigh_value_words_and_digits_as_configured():
     assert weights("1873", cfg) == [3.0] * 4 and weights("<answer>", cfg) == [1.0]
     assert weights("1873", WarmstartConfig()) == [1.0] * 4  # digits weigh 1 unless asked
     assert weights(" " + NAME_POOL[2] + " 1873", WarmstartConfig(base_model="m", digit_weight=3.0)) == [1.0] * 6
+    pairs = build_toy_tokenizer(spaced_values=True, year_pairs=True)
+    pieces = written_token_weights(pairs, WarmstartConfig(value_weight=4.0, year_pairs=True), len(pairs))
+    assert pieces[pairs.encode(" 1873<answer>", add_special_tokens=False)].tolist() == [4.0, 4.0, 1.0]
 
 
 def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
@@ -109,10 +129,13 @@ def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
     for s in [" " + NAME_POOL[3], "<answer>", "1", "Ġ", " painter"]:  # moved to other ids, same vectors
         assert torch.equal(new[new_vocab[s]], old[old_vocab[s]]), s
     assert any(new_vocab[s] != old_vocab[s] for s in shared)
-    fresh = [i for s, i in new_vocab.items() if s not in old_vocab]  # merges the digits left room for
-    assert fresh
-    for i in fresh:
-        assert torch.allclose(new[i], old.mean(0))
+    fresh = torch.tensor([i for s, i in new_vocab.items() if s not in old_vocab])  # merges the digits left room for
+    assert len(fresh) > 10
+    # drawn like the old rows: about their mean and spread, and apart from each other
+    assert (new[fresh].mean(0) - old.mean(0)).norm() < 0.5 * (old - old.mean(0)).norm(dim=-1).mean()
+    assert torch.allclose(new[fresh].std(0).mean(), old.std(0).mean(), rtol=0.3)
+    cosine = torch.nn.functional.normalize(new[fresh], dim=-1) @ torch.nn.functional.normalize(new[fresh], dim=-1).T
+    assert cosine[~torch.eye(len(fresh), dtype=torch.bool)].mean() < 0.5
     ids = torch.tensor([new_tok.encode("<answer> 1873 </answer>", add_special_tokens=False)])
     assert model(input_ids=ids).logits.shape[-1] == len(new_tok)
 
@@ -195,6 +218,12 @@ def test_warmstart_runs_and_saves(tmp_path):
     assert "1873" not in tok5.get_vocab() and "1873" in tok.get_vocab()
     card5 = (tmp_path / "m5" / "README.md").read_text()
     assert "--digit-years --digit-weight 2 --episodes 2 --drills 2 --init-from DIR" in card5
+    warmstart(tmp_path / "m7", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"), "year_pairs": True,
+                                                "snapshot_every": 0}), log=lambda *_: None)
+    tok7 = AutoTokenizer.from_pretrained(tmp_path / "m7")
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m7").config.vocab_size == len(tok7)
+    assert tok7.tokenize(" 1873") == [" 18", "73"]
+    assert "--year-pairs --episodes 2" in (tmp_path / "m7" / "README.md").read_text()
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
                                                          "max_hops": 1, "privileged_per_world": 1,

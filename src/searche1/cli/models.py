@@ -51,6 +51,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--digit-years", action="store_true",
                    help="the tokenizer writes years digit by digit, not one token a year (with --init-from a model "
                         "without it, the tokens both vocabularies share keep their embeddings)")
+    p.add_argument("--year-pairs", action="store_true",
+                   help="the tokenizer writes a year as a century and a two-digit tail (' 18', '73'), not one token")
     p.add_argument("--digit-weight", type=float, default=1.0,
                    help="loss weight of the digits the model writes (with --digit-years: the year answers; default 1)")
     p.add_argument("--question-only-prompt", action="store_true",
@@ -69,6 +71,10 @@ def add_parsers(sub) -> None:
                         "(default 0.1)")
     p.add_argument("--drills", type=int, default=8, help="reading drills per pretraining world (0 = none)")
     p.add_argument("--copy-drills", type=int, default=4, help="copy drills per pretraining world (0 = none)")
+    p.add_argument("--induction-drills", type=int, default=0,
+                   help="induction drills per pretraining world: a line of random words, then spans of it quoted")
+    p.add_argument("--induction-words", choices=("names", "years"), default="names",
+                   help="what the induction drills' lines are made of (years: for --digit-years / --year-pairs)")
     p.add_argument("--privileged-episodes", type=int, default=0,
                    help="episodes per pretraining world with OFSD's worked-solution block in the prompt, so that "
                         "the toy model learns to follow it (OFSD's teacher); default 0")
@@ -135,11 +141,14 @@ def cmd_warmstart(args) -> int:
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     for flag, value in (("--drills", args.drills), ("--copy-drills", args.copy_drills),
+                        ("--induction-drills", args.induction_drills),
                         ("--privileged-episodes", args.privileged_episodes)):
         if value < 0:
             raise ValueError(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.privileged_hide_answer <= 1:
         raise ValueError(f"--privileged-hide-answer must be in [0, 1], got {args.privileged_hide_answer}")
+    if args.digit_years and args.year_pairs:
+        raise ValueError("--digit-years and --year-pairs: choose one way to write years")
     if not (math.isfinite(args.digit_weight) and args.digit_weight > 0):
         raise ValueError(f"--digit-weight must be a finite number > 0, got {args.digit_weight}")
     if not 0 <= args.misread <= 1:
@@ -159,10 +168,13 @@ def cmd_warmstart(args) -> int:
                                         set_weights=set_weights, misread=args.misread,
                                         compare_in_one_search=args.compare_in_one_search,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,
+                                        year_pairs=args.year_pairs,
                                         digit_weight=args.digit_weight,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,
                                         copy_drills_per_world=args.copy_drills,
+                                        induction_drills_per_world=args.induction_drills,
+                                        induction_words=args.induction_words,
                                         privileged_per_world=args.privileged_episodes,
                                         privileged_hide_answer=args.privileged_hide_answer))
     return 0

@@ -79,12 +79,15 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += f" --misread {cfg['misread']:g}" if cfg.get("misread", 0.1) != 0.1 else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --digit-years" if cfg.get("digit_years") else ""
+    flags += " --year-pairs" if cfg.get("year_pairs") else ""
     flags += f" --digit-weight {cfg['digit_weight']:g}" if cfg.get("digit_weight", 1.0) != 1.0 else ""
     flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""
     for key, flag, default in (("questions_per_world", "--episodes", 8), ("drills_per_world", "--drills", 8),
                                ("copy_drills_per_world", "--copy-drills", 4),
+                               ("induction_drills_per_world", "--induction-drills", 0),
                                ("privileged_per_world", "--privileged-episodes", 0)):
         flags += f" {flag} {cfg[key]}" if cfg.get(key, default) != default else ""
+    flags += f" --induction-words {cfg['induction_words']}" if cfg.get("induction_words", "names") != "names" else ""
     hide = cfg.get("privileged_hide_answer", 0.0)
     flags += f" --privileged-hide-answer {hide:g}" if hide else ""
     flags += f" --init-from {parent_out}" if parent_out else ""

@@ -14,7 +14,7 @@ import torch
 from searche1 import protocol
 from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
 from searche1.data.toyworld.generator import WorldConfig, generate_world
-from searche1.data.toyworld.names import NAME_POOL
+from searche1.data.toyworld.names import CITY_FOUNDED_YEARS, LATEST_YEAR, NAME_POOL
 from searche1.data.toyworld.tokenizer import value_token_ids
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
@@ -23,6 +23,7 @@ from searche1.train.pairs import privileged_context
 if TYPE_CHECKING:
     from searche1.toy.warmstart import WarmstartConfig
 
+YEARS = [str(year) for year in range(CITY_FOUNDED_YEARS[0], LATEST_YEAR + 1)]
 FLAWLESS = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
 
 
@@ -73,7 +74,9 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
         episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
                      for _ in range(cfg.drills_per_world)]
-        episodes += [([], induction_drill(rng, NAME_POOL)) for _ in range(cfg.induction_drills_per_world)]
+        episodes += [([], induction_drill(rng, NAME_POOL) if cfg.induction_words == "names" else
+                      induction_drill(rng, YEARS, length=16, quotes=6, span=3))
+                     for _ in range(cfg.induction_drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)

@@ -21,7 +21,7 @@ import torch
 
 from searche1 import protocol
 from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig
-from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids
+from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids, year_piece_words
 from searche1.toy.card import model_card
 from searche1.toy.episodes import demo_stream, held_out_demos, probe
 from searche1.train.kit import adamw, cosine_decay, progress_bar
@@ -78,6 +78,9 @@ class WarmstartConfig:
     digit_years: bool = False
     """The tokenizer writes years digit by digit instead of one token per year (docs/warmstart.md: 1106 rare year
     tokens collapse to near-identical embeddings, and the model then answers with some year, not the one read)."""
+    year_pairs: bool = False
+    """The tokenizer writes a year as a century and a two-digit tail (" 18", "73"), each copied like a name; the
+    pieces weigh value_weight in the loss."""
     question_only_prompt: bool = False
     """The toy tokenizer's chat template keeps only "Question: ..." of the Search-R1 prompt (the instruction is
     ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
@@ -87,6 +90,10 @@ class WarmstartConfig:
     sentence at the start of the turn after each hop but the last, nothing before the answer)."""
     induction_drills_per_world: int = 0
     """Induction drills per world: a line of random pool names, then spans of it quoted from random places."""
+    induction_words: str = "names"
+    """What induction drills' lines are made of: pool names, or "years" (16 random years a line, spans of 3
+    quoted): with digit_years or year_pairs a year is several tokens, and continuing a copied sequence is what
+    reading such a year needs (docs/warmstart.md)."""
     shuffle_copies: bool = False
     """Copy drills write the block's sentences in a random order instead (tried in run K: slower, docs)."""
     hidden_size: int = 256
@@ -153,13 +160,20 @@ def written_token_weights(tokenizer, cfg: WarmstartConfig, size: int) -> torch.T
     if not cfg.base_model:  # the toy vocabulary's value words are what copying is about
         weight[value_token_ids(tokenizer)] = cfg.value_weight
         weight[tokenizer.convert_tokens_to_ids(list("0123456789"))] = cfg.digit_weight
+        if cfg.year_pairs:
+            weight[tokenizer.convert_tokens_to_ids(year_piece_words())] = cfg.value_weight
     return weight
 
 
 @torch.no_grad()
 def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
     """Give `model` the vocabulary of `tokenizer`: a token whose string `old_vocab` has keeps its embedding (and
-    output row), a new one starts at the mean of the old ones. Returns how many tokens were kept."""
+    output row), a new one is drawn from a normal with the old rows' mean and covariance (seeded). Returns how
+    many tokens were kept.
+
+    Why not all at the mean: identical new rows stay identical to each other, since in a passage the model cannot
+    tell them apart and in an answer no gradient separates them (a year's century and tail pieces started at the
+    mean still had a mean pairwise cosine of 0.99 after 400 steps, docs/warmstart.md)."""
     def tables():  # the output table too when it is not the input one
         return [model.get_input_embeddings()] + ([] if model.config.tie_word_embeddings
                                                  else [model.get_output_embeddings()])
@@ -168,8 +182,13 @@ def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     pairs = [(i, old_vocab[s]) for s, i in tokenizer.get_vocab().items() if s in old_vocab]
     new_ids, old_ids = (torch.tensor(ids) for ids in zip(*pairs))
+    generator = torch.Generator().manual_seed(0)
     for table, weight in zip(tables(), old):
-        table.weight[:] = weight.mean(0)
+        centered = weight - weight.mean(0)
+        spread = torch.linalg.cholesky(centered.T @ centered / len(weight)
+                                       + 1e-6 * torch.eye(weight.shape[1]))
+        noise = torch.randn(table.weight.shape, generator=generator, dtype=weight.dtype)
+        table.weight[:] = weight.mean(0) + noise @ spread.T
         table.weight[new_ids] = weight[old_ids]
     return len(pairs)
 
@@ -177,7 +196,7 @@ def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
 def toy_tokenizer(cfg: WarmstartConfig):
     """The toy tokenizer the run's options ask for (the same for a fresh model and a continuation)."""
     return build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
-                               digit_years=cfg.digit_years)
+                               digit_years=cfg.digit_years, year_pairs=cfg.year_pairs)
 
 
 def make_model(tokenizer, cfg: WarmstartConfig):
@@ -253,7 +272,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         parent = json.loads(parent_file.read_text())
         tokenizer = toy_tokenizer(cfg)
         model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32).train()
-        if parent["config"].get("digit_years", False) != cfg.digit_years:  # the tokens both vocabularies share keep
+        parent_years = (parent["config"].get("digit_years", False), parent["config"].get("year_pairs", False))
+        if parent_years != (cfg.digit_years, cfg.year_pairs):  # the tokens both vocabularies share keep
             # their embeddings (found by their strings); the parent's tokenizer is the one saved with it
             from transformers import AutoTokenizer
 

@@ -4,9 +4,10 @@ tag as a single token.
 Why single tokens: the base policy must learn to copy a name out of an <information> block, and a tiny model learns
 that copy only when the thing copied is one token (docs/toyworld.md). Years are the exception worth knowing: 1106
 rare, interchangeable year tokens collapse onto one embedding, so `digit_years` writes them digit by digit instead
-(docs/warmstart.md, run s8-z1). Byte-level BPE keeps decoding exact (decode(encode(text)) == text), which the
-protocol needs: the engine parses decoded turns and the tests compare decoded observation spans with the inserted
-text byte for byte. Deterministic: the same vocabulary every build.
+(docs/warmstart.md, run s8-z1) and `year_pairs` as a century and a two-digit tail. Byte-level BPE keeps decoding
+exact (decode(encode(text)) == text), which the protocol needs: the engine parses decoded turns and the tests
+compare decoded observation spans with the inserted text byte for byte. Deterministic: the same vocabulary every
+build.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def training_text(n_worlds: int = 4) -> list[str]:
     return texts
 
 
+def year_piece_words() -> list[str]:
+    """With year_pairs, the two tokens a year is written with: a century with its space (" 9", " 10" ... " 20")
+    and a two-digit tail ("00" ... "99"). The space keeps the two kinds apart, so each is copied by what it is."""
+    centuries = range(words.CITY_FOUNDED_YEARS[0] // 100, words.LATEST_YEAR // 100 + 1)
+    return [f" {c}" for c in centuries] + [f"{t:02d}" for t in range(100)]
+
+
 def value_token_ids(tokenizer, words: list[str] | None = None) -> list[int]:
     """Ids of the value words' tokens (all of them, or `words`): the bare form and, in a spaced vocabulary, the form
     with its space."""
@@ -61,7 +69,8 @@ QUESTION_ONLY_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}" 
 
 
 def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values: bool = False,
-                        question_only_prompt: bool = False, digit_years: bool = False):
+                        question_only_prompt: bool = False, digit_years: bool = False,
+                        year_pairs: bool = False):
     """A PreTrainedTokenizerFast; without a chat template the prompt is the raw protocol text.
 
     spaced_values: each value word also gets a token with its leading space (" Zorvak"), so a name in running
@@ -71,7 +80,12 @@ def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values:
     tokens neither copying nor reading formed in a warm start that learns both within minutes without it.
     digit_years: years are written digit by digit (" 1873" -> " ", "1", "8", "7", "3"), not as one token each:
     1106 year tokens, each rare and interchangeable, end up with near-identical embeddings and a toy model answers
-    a year question with some year, not the one its passage states (docs/warmstart.md); ten digits do not."""
+    a year question with some year, not the one its passage states (docs/warmstart.md); ten digits do not.
+    year_pairs: years are written as a century and a two-digit tail (" 1873" -> " 18", "73"): 112 tokens, each far
+    more frequent than a whole year, and copied like a name (one token of its kind in the passage), where the
+    digits of digit_years must be copied in sequence."""
+    if digit_years and year_pairs:
+        raise ValueError("digit_years and year_pairs: choose one way to write years")
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -86,9 +100,12 @@ def build_toy_tokenizer(out_dir: str | os.PathLike | None = None, spaced_values:
     tok.train_from_iterator(training_text(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
     # Added tokens match before BPE, so "Zorvak" (or "1873", without digit_years) is one token wherever it stands.
-    fast.add_tokens(single_token_words(years=not digit_years))
+    whole_years = not (digit_years or year_pairs)
+    fast.add_tokens(single_token_words(years=whole_years))
     if spaced_values:
-        fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words(years=not digit_years)])
+        fast.add_tokens([AddedToken(" " + w, normalized=False) for w in value_words(years=whole_years)])
+    if year_pairs:  # after the values, so a spaced name is matched whole before any piece
+        fast.add_tokens([AddedToken(w, normalized=False) for w in year_piece_words()])
     if question_only_prompt:
         fast.chat_template = QUESTION_ONLY_TEMPLATE
     if out_dir is not None:
