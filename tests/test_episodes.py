@@ -361,3 +361,7 @@ def test_year_induction_drills_join_the_stream_as_lines_of_years():
         assert len(spans) == 6 and all(len(s.split()) == 3 and f" {s} " in f" {line} " for s in spans)
         written = [i for i, m in zip(ids, mask) if m == 1]  # the model writes the quoted spans (and EOS)
         assert tok.decode(written[:-1]).strip("\n") == quotes.replace(tok.eos_token, "").strip("\n")
+    from searche1.toy.episodes import induction_line
+
+    with pytest.raises(ValueError, match="induction_words must be 'names' or 'years', got 'digits'"):
+        induction_line(random.Random(0), "digits")

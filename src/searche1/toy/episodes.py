@@ -74,15 +74,22 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
         episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
                      for _ in range(cfg.drills_per_world)]
-        episodes += [([], induction_drill(rng, NAME_POOL) if cfg.induction_words == "names" else
-                      induction_drill(rng, YEARS, length=16, quotes=6, span=3))
-                     for _ in range(cfg.induction_drills_per_world)]
+        episodes += [([], induction_line(rng, cfg.induction_words)) for _ in range(cfg.induction_drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
         for prompt_ids, segments in episodes:
             yield encode_demo(prompt_ids, segments, tokenizer, cfg.max_obs_length, cfg.loss_on_observations)
         index += 1
+
+
+def induction_line(rng: random.Random, words: str) -> list[tuple[str, bool]]:
+    """An induction drill of pool names (40 a line, spans of 5) or of years (16 a line, spans of 3)."""
+    if words == "names":
+        return induction_drill(rng, NAME_POOL)
+    if words == "years":
+        return induction_drill(rng, YEARS, length=16, quotes=6, span=3)
+    raise ValueError(f"induction_words must be 'names' or 'years', got {words!r}")
 
 
 def scripted_questions(pool: list, cfg: WarmstartConfig, rng: random.Random) -> list:
