@@ -224,6 +224,18 @@ def test_warmstart_runs_and_saves(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m7").config.vocab_size == len(tok7)
     assert tok7.tokenize(" 1873") == [" 18", "73"]
     assert "--year-pairs --episodes 2" in (tmp_path / "m7" / "README.md").read_text()
+    # frozen years: the whole-year rows stay as the parent had them, the rest trains
+    warmstart(tmp_path / "m8", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"),
+                                                "freeze_years": True, "snapshot_every": 0, "lr": 0.1}),
+              log=lambda *_: None)
+    before = model.get_input_embeddings().weight
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "m8").get_input_embeddings().weight
+    year_ids = [tok.convert_tokens_to_ids(t) for t in ("1873", "905", "2005")]
+    assert torch.equal(after[year_ids], before[year_ids]) and not torch.equal(after, before)
+    assert "--freeze-years" in (tmp_path / "m8" / "README.md").read_text()
+    with pytest.raises(ValueError, match="no whole-year tokens"):
+        warmstart(tmp_path / "m9", WarmstartConfig(**{**cfg.__dict__, "digit_years": True, "freeze_years": True}),
+                  log=lambda *_: None)
     # on level-1 worlds (one sentence per passage): the stream, the probes and the card follow the level
     easy = warmstart(tmp_path / "m4", WarmstartConfig(**{**cfg.__dict__, "world_level": 1, "snapshot_every": 0,
                                                          "max_hops": 1, "privileged_per_world": 1,

@@ -53,6 +53,8 @@ def add_parsers(sub) -> None:
                         "without it, the tokens both vocabularies share keep their embeddings)")
     p.add_argument("--year-pairs", action="store_true",
                    help="the tokenizer writes a year as a century and a two-digit tail (' 18', '73'), not one token")
+    p.add_argument("--freeze-years", action="store_true",
+                   help="whole-year tokens keep the embeddings they start with (docs/warmstart.md, s9-ny3)")
     p.add_argument("--digit-weight", type=float, default=1.0,
                    help="loss weight of the digits the model writes (with --digit-years: the year answers; default 1)")
     p.add_argument("--question-only-prompt", action="store_true",
@@ -168,7 +170,7 @@ def cmd_warmstart(args) -> int:
                                         set_weights=set_weights, misread=args.misread,
                                         compare_in_one_search=args.compare_in_one_search,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,
-                                        year_pairs=args.year_pairs,
+                                        year_pairs=args.year_pairs, freeze_years=args.freeze_years,
                                         digit_weight=args.digit_weight,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,

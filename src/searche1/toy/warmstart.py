@@ -81,6 +81,9 @@ class WarmstartConfig:
     year_pairs: bool = False
     """The tokenizer writes a year as a century and a two-digit tail (" 18", "73"), each copied like a name; the
     pieces weigh value_weight in the loss."""
+    freeze_years: bool = False
+    """Whole-year tokens keep the embeddings they start with (e.g. rebuilt from names' embeddings by
+    `scripts/year_probe.py spread --from-names`): trained, 1106 rare year tokens drift back onto one direction."""
     question_only_prompt: bool = False
     """The toy tokenizer's chat template keeps only "Question: ..." of the Search-R1 prompt (the instruction is
     ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
@@ -193,6 +196,23 @@ def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
     return len(pairs)
 
 
+def frozen_year_rows(model, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole-year tokens' ids and a copy of their embedding rows, to put back after each optimizer step."""
+    from searche1.data.toyworld.names import CITY_FOUNDED_YEARS, LATEST_YEAR
+
+    vocab = tokenizer.get_vocab()
+    years = [str(y) for y in range(CITY_FOUNDED_YEARS[0], LATEST_YEAR + 1)]
+    ids = torch.tensor([vocab[t] for y in years for t in (y, " " + y) if t in vocab])
+    if len(ids) == 0:
+        raise ValueError("freeze_years: the tokenizer has no whole-year tokens (--digit-years / --year-pairs?)")
+    return ids, model.get_input_embeddings().weight[ids].detach().clone()
+
+
+@torch.no_grad()
+def restore_rows(model, ids: torch.Tensor, rows: torch.Tensor) -> None:
+    model.get_input_embeddings().weight[ids] = rows  # tied: the output rows too
+
+
 def toy_tokenizer(cfg: WarmstartConfig):
     """The toy tokenizer the run's options ask for (the same for a fresh model and a continuation)."""
     return build_toy_tokenizer(spaced_values=cfg.spaced_values, question_only_prompt=cfg.question_only_prompt,
@@ -288,6 +308,7 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         tokenizer = toy_tokenizer(cfg)
         model = make_model(tokenizer, cfg).train()
     n_params = sum(p.numel() for p in model.parameters())
+    frozen = frozen_year_rows(model, tokenizer) if cfg.freeze_years else None
     opt, _ = adamw(model, cfg.lr, cfg.weight_decay, betas=(0.9, 0.95), decay_matrices_only=True)
     batches = length_batches(demo_stream(tokenizer, cfg, rng), cfg.batch_tokens, tokenizer.pad_token_id,
                              cfg.bucket_episodes, rng)
@@ -319,6 +340,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if frozen is not None:
+                restore_rows(model, *frozen)
             step += 1
             tokens += real_tokens  # padding not counted
             trained_tokens += int((mask > 0).sum())
