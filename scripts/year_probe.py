@@ -43,7 +43,7 @@ def year_and_name_ids(tokenizer) -> tuple[list[int], list[int]]:
     from searche1.data.toyworld import names
 
     vocab = tokenizer.get_vocab()
-    years = [vocab[f" {y}"] for y in range(names.CITY_FOUNDED_YEARS[0], names.LATEST_YEAR + 1) if f" {y}" in vocab]
+    years = [vocab[" " + y] for y in names.YEARS if " " + y in vocab]
     return years, [vocab[" " + n] for n in names.NAME_POOL if " " + n in vocab]
 
 
@@ -108,15 +108,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "kinds":
         return kinds(args.paths)
-    if args.command == "copied":
-        from searche1.models import load_model
+    from searche1.models import load_model
 
+    if args.command == "copied":
         model, tokenizer = load_model(args.model, "cpu", "float32")
         run = json.loads(open(f"{args.model}/warmstart.json").read())["config"]
         rates = copied_rates(model, tokenizer, run)
         return print(f"{args.model}: " + ", ".join(f"{k} {a / b:.2f} ({b})" for k, (a, b) in rates.items()))
-    from searche1.models import load_model
-
     torch.set_num_threads(1)
     model, tokenizer = load_model(args.model, "cpu", "float32")
     years, names = year_and_name_ids(tokenizer)
@@ -130,15 +128,15 @@ def main() -> None:
         with torch.no_grad():
             old = weight[years].clone()
             cos = mean_cosine(old)
-            # unit + b * r, r random unit (near-orthogonal in this width): the cosine falls to cos / (1 + b^2)
-            b = max(cos / args.target - 1, 0.0) ** 0.5
-            r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
-            spread = torch.nn.functional.normalize(old, dim=-1) + b * torch.nn.functional.normalize(r, dim=-1)
-            weight[years] = torch.nn.functional.normalize(spread, dim=-1) * old.norm(dim=-1, keepdim=True)
-            if args.from_names is not None:  # instead: two names' sum (a pair per year) + the years' mean direction
+            unit = torch.nn.functional.normalize
+            if args.from_names is None:
+                # unit + b * r, r random unit (near-orthogonal in this width): the cosine falls to cos / (1 + b^2)
+                b = max(cos / args.target - 1, 0.0) ** 0.5
+                r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
+                weight[years] = unit(unit(old, dim=-1) + b * unit(r, dim=-1), dim=-1) * old.norm(dim=-1, keepdim=True)
+            else:  # two names' sum (a pair per year) + the years' mean direction
                 import random
 
-                unit = torch.nn.functional.normalize
                 pairs = random.Random(0).sample([(a, b) for a in names for b in names if a < b], len(years))
                 built = torch.stack([unit(weight[a] + weight[b], dim=-1) for a, b in pairs])
                 built = unit(built + args.from_names * unit(old.mean(0), dim=-1), dim=-1)

@@ -14,7 +14,7 @@ import torch
 from searche1 import protocol
 from searche1.data.toyworld.demos import Imperfections, copy_drill, demonstrate, induction_drill, reading_drill
 from searche1.data.toyworld.generator import WorldConfig, generate_world
-from searche1.data.toyworld.names import CITY_FOUNDED_YEARS, LATEST_YEAR, NAME_POOL
+from searche1.data.toyworld.names import NAME_POOL, YEARS
 from searche1.data.toyworld.tokenizer import value_token_ids
 from searche1.retrieval.bm25 import BM25Retriever
 from searche1.retrieval.client import InProcessClient
@@ -23,7 +23,6 @@ from searche1.train.pairs import privileged_context
 if TYPE_CHECKING:
     from searche1.toy.warmstart import WarmstartConfig
 
-YEARS = [str(year) for year in range(CITY_FOUNDED_YEARS[0], LATEST_YEAR + 1)]
 FLAWLESS = Imperfections(no_search=0.0, poor_query=0.0, repeat=0.0, misread=0.0)
 
 

@@ -198,11 +198,9 @@ def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
 
 def frozen_year_rows(model, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole-year tokens' ids and a copy of their embedding rows, to put back after each optimizer step."""
-    from searche1.data.toyworld.names import CITY_FOUNDED_YEARS, LATEST_YEAR
+    from searche1.data.toyworld.names import YEARS
 
-    vocab = tokenizer.get_vocab()
-    years = [str(y) for y in range(CITY_FOUNDED_YEARS[0], LATEST_YEAR + 1)]
-    ids = torch.tensor([vocab[t] for y in years for t in (y, " " + y) if t in vocab])
+    ids = torch.tensor(value_token_ids(tokenizer, list(YEARS)), dtype=torch.long)
     if len(ids) == 0:
         raise ValueError("freeze_years: the tokenizer has no whole-year tokens (--digit-years / --year-pairs?)")
     return ids, model.get_input_embeddings().weight[ids].detach().clone()

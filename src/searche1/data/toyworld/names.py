@@ -43,6 +43,7 @@ CITY_FOUNDED_YEARS = (900, 1700)
 INDEPENDENCE_YEARS = (1550, 1950)
 ORG_FOUNDER_AGE = (25, 70)  # an org is founded when its founder is this old
 LATEST_YEAR = 2005
+YEARS = tuple(str(y) for y in range(CITY_FOUNDED_YEARS[0], LATEST_YEAR + 1))  # every year a fact can state
 EMPLOYER_MAX_AGE = 50  # an employer was founded before the person turned this old
 
 # ---- passages: one sentence per fact. {S} / {P} / {O}: the subject as sentence start, possessive, object -- the

@@ -26,7 +26,7 @@ PROTOCOL_TAGS = (protocol.THINK_OPEN, protocol.THINK_CLOSE, protocol.SEARCH_OPEN
 def value_words(years: bool = True) -> list[str]:
     """Every value a toy fact can take or name: entity names, years (unless `years` is False), occupations,
     languages."""
-    year_words = [str(y) for y in range(words.CITY_FOUNDED_YEARS[0], words.LATEST_YEAR + 1)] if years else []
+    year_words = list(words.YEARS) if years else []
     return list(words.NAME_POOL) + year_words + list(words.OCCUPATIONS) + list(words.LANGUAGES)
 
 
