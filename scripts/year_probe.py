@@ -134,13 +134,10 @@ def main() -> None:
                 b = max(cos / args.target - 1, 0.0) ** 0.5
                 r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
                 weight[years] = unit(unit(old, dim=-1) + b * unit(r, dim=-1), dim=-1) * old.norm(dim=-1, keepdim=True)
-            else:  # two names' sum (a pair per year) + the years' mean direction
-                import random
+            else:
+                from searche1.toy.embeddings import years_from_names
 
-                pairs = random.Random(0).sample([(a, b) for a in names for b in names if a < b], len(years))
-                built = torch.stack([unit(weight[a] + weight[b], dim=-1) for a, b in pairs])
-                built = unit(built + args.from_names * unit(old.mean(0), dim=-1), dim=-1)
-                weight[years] = built * old.norm(dim=-1).mean()
+                years_from_names(model, tokenizer, args.from_names)
         print(f"years spread: mean pairwise cosine {cos:.3f} -> {mean_cosine(weight[years].detach()):.3f}")
         model.save_pretrained(args.out)
         tokenizer.save_pretrained(args.out)

@@ -9,6 +9,7 @@ import torch
 
 from searche1 import protocol
 from searche1.data.toyworld.names import NAME_POOL
+from searche1.toy.card import _command as card_command
 
 
 def test_tokenizer_single_tokens_and_exact_decoding(toy_tokenizer):
@@ -111,7 +112,8 @@ def test_written_tokens_weigh_value_words_and_digits_as_configured():
 
 def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
-    from searche1.toy.warmstart import WarmstartConfig, make_model, transplant_embeddings
+    from searche1.toy.embeddings import transplant_embeddings
+    from searche1.toy.warmstart import WarmstartConfig, make_model
 
     old_tok = build_toy_tokenizer(spaced_values=True)
     new_tok = build_toy_tokenizer(spaced_values=True, digit_years=True)
@@ -138,6 +140,52 @@ def test_transplant_keeps_the_embeddings_of_tokens_both_vocabularies_share():
     assert cosine[~torch.eye(len(fresh), dtype=torch.bool)].mean() < 0.5
     ids = torch.tensor([new_tok.encode("<answer> 1873 </answer>", add_special_tokens=False)])
     assert model(input_ids=ids).logits.shape[-1] == len(new_tok)
+
+
+def test_years_from_names_puts_each_year_between_two_names_and_leaves_the_rest():
+    from searche1.data.toyworld.names import YEARS
+    from searche1.data.toyworld.tokenizer import build_toy_tokenizer
+    from searche1.toy.embeddings import years_from_names
+    from searche1.toy.warmstart import WarmstartConfig, make_model
+
+    tok = build_toy_tokenizer(spaced_values=True)
+    torch.manual_seed(0)
+    model = make_model(tok, WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                                            num_kv_heads=1))
+    before = model.get_input_embeddings().weight.detach().clone()
+    vocab = tok.get_vocab()
+    years = [vocab[" " + y] for y in YEARS]
+    names = [vocab[" " + n] for n in NAME_POOL]
+    assert years_from_names(model, tok, 0.0) == len(YEARS)
+    after = model.get_input_embeddings().weight
+    others = torch.ones(len(after), dtype=torch.bool)
+    others[years] = False
+    assert torch.equal(after[others], before[others]) and model.get_output_embeddings().weight is after
+    assert torch.allclose(after[years].norm(dim=-1), before[years].norm(dim=-1).mean().expand(len(years)))
+    # gamma 0: each year is the direction of the sum of two distinct names, found by brute force over all pairs
+    unit = torch.nn.functional.normalize
+    pair_dirs = unit(before[names][:, None] + before[names][None, :], dim=-1)
+    found = []
+    for y in years[:5] + years[-5:]:
+        cos = pair_dirs @ unit(after[y], dim=0)
+        cos.fill_diagonal_(0)
+        a, b = divmod(int(cos.argmax()), len(names))
+        assert cos[a, b] > 1 - 1e-5 and a != b
+        found.append((min(a, b), max(a, b)))
+    assert len(set(found)) == len(found)  # a pair per year
+    assert (unit(after[years], dim=-1) @ unit(before[names], dim=-1).T).max() < 0.99  # never one name twice
+    # gamma > 0 leans every year towards their old mean direction
+    again = make_model(tok, WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                                            num_kv_heads=1))
+    again.get_input_embeddings().weight.data.copy_(before)
+    years_from_names(again, tok, 3.0)
+    lean = unit(again.get_input_embeddings().weight[years], dim=-1) @ unit(before[years].mean(0), dim=0)
+    assert (lean > unit(after[years], dim=-1) @ unit(before[years].mean(0), dim=0)).all()
+    with pytest.raises(ValueError, match="spaced"):
+        years_from_names(make_model(build_toy_tokenizer(), WarmstartConfig(hidden_size=32, intermediate_size=64,
+                                                                           num_layers=1, num_heads=2,
+                                                                           num_kv_heads=1)),
+                         build_toy_tokenizer(), 1.0)
 
 
 def test_tokenizer_is_deterministic(toy_tokenizer):
@@ -233,6 +281,13 @@ def test_warmstart_runs_and_saves(tmp_path):
     year_ids = [tok.convert_tokens_to_ids(t) for t in ("1873", "905", "2005")]
     assert torch.equal(after[year_ids], before[year_ids]) and not torch.equal(after, before)
     assert "--freeze-years" in (tmp_path / "m8" / "README.md").read_text()
+    with pytest.raises(ValueError, match="give --init-from"):
+        warmstart(tmp_path / "m10", WarmstartConfig(**{**cfg.__dict__, "years_from_names": 1.0}), log=lambda *_: None)
+    with pytest.raises(ValueError, match="spaced"):  # m's vocabulary has no year with its space
+        warmstart(tmp_path / "m10", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"),
+                                                     "years_from_names": 1.0}), log=lambda *_: None)
+    assert "--years-from-names 1 --freeze-years" in card_command({**cfg.__dict__, "years_from_names": 1.0,
+                                                               "freeze_years": True}, "DIR", None)
     with pytest.raises(ValueError, match="no whole-year tokens"):
         warmstart(tmp_path / "m9", WarmstartConfig(**{**cfg.__dict__, "digit_years": True, "freeze_years": True}),
                   log=lambda *_: None)

@@ -53,6 +53,9 @@ def add_parsers(sub) -> None:
                         "without it, the tokens both vocabularies share keep their embeddings)")
     p.add_argument("--year-pairs", action="store_true",
                    help="the tokenizer writes a year as a century and a two-digit tail (' 18', '73'), not one token")
+    p.add_argument("--years-from-names", type=float, default=None, metavar="GAMMA",
+                   help="with --init-from: rebuild each whole-year token from two names' embeddings plus GAMMA times "
+                        "the years' mean direction before training (docs/warmstart.md, s9-ny1)")
     p.add_argument("--freeze-years", action="store_true",
                    help="whole-year tokens keep the embeddings they start with (docs/warmstart.md, s9-ny3)")
     p.add_argument("--digit-weight", type=float, default=1.0,
@@ -157,6 +160,8 @@ def cmd_warmstart(args) -> int:
         raise ValueError(f"--misread must be in [0, 1], got {args.misread}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
+    if args.years_from_names is not None and not (args.init_from and math.isfinite(args.years_from_names)):
+        raise ValueError("--years-from-names needs --init-from (a trained model's names) and a finite GAMMA")
     set_weights = parse_set_weights(args.set_weights) if args.set_weights else None
     import_package_now()  # after the checks: a bad flag fails at once
     ensure_made(args.base_model)
@@ -171,6 +176,7 @@ def cmd_warmstart(args) -> int:
                                         compare_in_one_search=args.compare_in_one_search,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,
                                         year_pairs=args.year_pairs, freeze_years=args.freeze_years,
+                                        years_from_names=args.years_from_names,
                                         digit_weight=args.digit_weight,
                                         question_only_prompt=args.question_only_prompt,
                                         drills_per_world=args.drills,

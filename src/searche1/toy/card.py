@@ -80,6 +80,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --digit-years" if cfg.get("digit_years") else ""
     flags += " --year-pairs" if cfg.get("year_pairs") else ""
+    flags += f" --years-from-names {cfg['years_from_names']:g}" if cfg.get("years_from_names") is not None else ""
     flags += " --freeze-years" if cfg.get("freeze_years") else ""
     flags += f" --digit-weight {cfg['digit_weight']:g}" if cfg.get("digit_weight", 1.0) != 1.0 else ""
     flags += " --question-only-prompt" if cfg.get("question_only_prompt") else ""

@@ -23,6 +23,7 @@ from searche1 import protocol
 from searche1.data.toyworld.generator import MAX_LEVEL, WorldConfig
 from searche1.data.toyworld.tokenizer import build_toy_tokenizer, value_token_ids, year_piece_words
 from searche1.toy.card import model_card
+from searche1.toy.embeddings import frozen_year_rows, restore_rows, transplant_embeddings, years_from_names
 from searche1.toy.episodes import demo_stream, held_out_demos, probe
 from searche1.train.kit import adamw, cosine_decay, progress_bar
 
@@ -81,9 +82,12 @@ class WarmstartConfig:
     year_pairs: bool = False
     """The tokenizer writes a year as a century and a two-digit tail (" 18", "73"), each copied like a name; the
     pieces weigh value_weight in the loss."""
+    years_from_names: float | None = None
+    """With init_from: before training, each whole-year token is rebuilt from two pool names' embeddings plus this
+    times the years' mean direction (toy/embeddings.py), where the model's copy of names carries to them."""
     freeze_years: bool = False
-    """Whole-year tokens keep the embeddings they start with (e.g. rebuilt from names' embeddings by
-    `scripts/year_probe.py spread --from-names`): trained, 1106 rare year tokens drift back onto one direction."""
+    """Whole-year tokens keep the embeddings they start with (e.g. rebuilt by years_from_names): trained, 1106
+    rare year tokens drift back onto one direction (docs/warmstart.md)."""
     question_only_prompt: bool = False
     """The toy tokenizer's chat template keeps only "Question: ..." of the Search-R1 prompt (the instruction is
     ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
@@ -166,49 +170,6 @@ def written_token_weights(tokenizer, cfg: WarmstartConfig, size: int) -> torch.T
         if cfg.year_pairs:
             weight[tokenizer.convert_tokens_to_ids(year_piece_words())] = cfg.value_weight
     return weight
-
-
-@torch.no_grad()
-def transplant_embeddings(model, old_vocab: dict[str, int], tokenizer) -> int:
-    """Give `model` the vocabulary of `tokenizer`: a token whose string `old_vocab` has keeps its embedding (and
-    output row), a new one is drawn from a normal with the old rows' mean and covariance (seeded). Returns how
-    many tokens were kept.
-
-    Why not all at the mean: identical new rows stay identical to each other, since in a passage the model cannot
-    tell them apart and in an answer no gradient separates them (a year's century and tail pieces started at the
-    mean still had a mean pairwise cosine of 0.99 after 400 steps, docs/warmstart.md)."""
-    def tables():  # the output table too when it is not the input one
-        return [model.get_input_embeddings()] + ([] if model.config.tie_word_embeddings
-                                                 else [model.get_output_embeddings()])
-
-    old = [t.weight.detach().clone() for t in tables()]
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    pairs = [(i, old_vocab[s]) for s, i in tokenizer.get_vocab().items() if s in old_vocab]
-    new_ids, old_ids = (torch.tensor(ids) for ids in zip(*pairs))
-    generator = torch.Generator().manual_seed(0)
-    for table, weight in zip(tables(), old):
-        centered = weight - weight.mean(0)
-        spread = torch.linalg.cholesky(centered.T @ centered / len(weight)
-                                       + 1e-6 * torch.eye(weight.shape[1]))
-        noise = torch.randn(table.weight.shape, generator=generator, dtype=weight.dtype)
-        table.weight[:] = weight.mean(0) + noise @ spread.T
-        table.weight[new_ids] = weight[old_ids]
-    return len(pairs)
-
-
-def frozen_year_rows(model, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole-year tokens' ids and a copy of their embedding rows, to put back after each optimizer step."""
-    from searche1.data.toyworld.names import YEARS
-
-    ids = torch.tensor(value_token_ids(tokenizer, list(YEARS)), dtype=torch.long)
-    if len(ids) == 0:
-        raise ValueError("freeze_years: the tokenizer has no whole-year tokens (--digit-years / --year-pairs?)")
-    return ids, model.get_input_embeddings().weight[ids].detach().clone()
-
-
-@torch.no_grad()
-def restore_rows(model, ids: torch.Tensor, rows: torch.Tensor) -> None:
-    model.get_input_embeddings().weight[ids] = rows  # tied: the output rows too
 
 
 def toy_tokenizer(cfg: WarmstartConfig):
@@ -305,6 +266,10 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     else:
         tokenizer = toy_tokenizer(cfg)
         model = make_model(tokenizer, cfg).train()
+    if cfg.years_from_names is not None:
+        if not cfg.init_from:
+            raise ValueError("--years-from-names rebuilds a trained model's years: give --init-from")
+        years_from_names(model, tokenizer, cfg.years_from_names)
     n_params = sum(p.numel() for p in model.parameters())
     frozen = frozen_year_rows(model, tokenizer) if cfg.freeze_years else None
     opt, _ = adamw(model, cfg.lr, cfg.weight_decay, betas=(0.9, 0.95), decay_matrices_only=True)
