@@ -342,6 +342,17 @@ def test_induction_drill_quotes_spans_of_its_line():
     assert len(spans) == 8 and all(len(s.split()) == 5 and f" {s} " in f" {line.strip()} " for s in spans)
 
 
+def test_induction_drill_can_repeat_its_whole_line():
+    from searche1.data.toyworld.demos import induction_drill
+    from searche1.data.toyworld.names import NAME_POOL
+    from searche1.toy.episodes import induction_line
+
+    (line, line_written), (again, again_written) = induction_drill(random.Random(0), list(NAME_POOL), repeat=True)
+    assert again == line and len(set(line.split())) == 40 and not line_written and again_written
+    (years, _), (years_again, _) = induction_line(random.Random(1), "years", repeat=True)
+    assert years_again == years and len(years.split()) == 16 and all(y.isdigit() for y in years.split())
+
+
 def test_year_induction_drills_join_the_stream_as_lines_of_years():
     from searche1.data.toyworld.tokenizer import build_toy_tokenizer
     from searche1.toy.episodes import demo_stream

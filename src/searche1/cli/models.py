@@ -80,6 +80,8 @@ def add_parsers(sub) -> None:
                    help="induction drills per pretraining world: a line of random words, then spans of it quoted")
     p.add_argument("--induction-words", choices=("names", "years"), default="names",
                    help="what the induction drills' lines are made of (years: for --digit-years / --year-pairs)")
+    p.add_argument("--induction-repeat", action="store_true",
+                   help="induction drills write their line out again whole instead of quoting spans of it")
     p.add_argument("--privileged-episodes", type=int, default=0,
                    help="episodes per pretraining world with OFSD's worked-solution block in the prompt, so that "
                         "the toy model learns to follow it (OFSD's teacher); default 0")
@@ -183,6 +185,7 @@ def cmd_warmstart(args) -> int:
                                         copy_drills_per_world=args.copy_drills,
                                         induction_drills_per_world=args.induction_drills,
                                         induction_words=args.induction_words,
+                                        induction_repeat=args.induction_repeat,
                                         privileged_per_world=args.privileged_episodes,
                                         privileged_hide_answer=args.privileged_hide_answer))
     return 0

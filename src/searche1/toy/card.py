@@ -90,6 +90,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
                                ("privileged_per_world", "--privileged-episodes", 0)):
         flags += f" {flag} {cfg[key]}" if cfg.get(key, default) != default else ""
     flags += f" --induction-words {cfg['induction_words']}" if cfg.get("induction_words", "names") != "names" else ""
+    flags += " --induction-repeat" if cfg.get("induction_repeat") else ""
     hide = cfg.get("privileged_hide_answer", 0.0)
     flags += f" --privileged-hide-answer {hide:g}" if hide else ""
     flags += f" --init-from {parent_out}" if parent_out else ""

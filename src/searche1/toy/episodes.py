@@ -73,7 +73,8 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             episodes.append(privileged_episode(ex, facts, client, rng, tokenizer, cfg))
         episodes += [([], reading_drill(world, client, rng, quote_style=cfg.quote_style))
                      for _ in range(cfg.drills_per_world)]
-        episodes += [([], induction_line(rng, cfg.induction_words)) for _ in range(cfg.induction_drills_per_world)]
+        episodes += [([], induction_line(rng, cfg.induction_words, cfg.induction_repeat))
+                     for _ in range(cfg.induction_drills_per_world)]
         episodes += [([], copy_drill(world, client, rng, cfg.shuffle_copies))
                      for _ in range(cfg.copy_drills_per_world)]
         rng.shuffle(episodes)
@@ -82,12 +83,13 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         index += 1
 
 
-def induction_line(rng: random.Random, words: str) -> list[tuple[str, bool]]:
-    """An induction drill of pool names (40 a line, spans of 5) or of years (16 a line, spans of 3)."""
+def induction_line(rng: random.Random, words: str, repeat: bool = False) -> list[tuple[str, bool]]:
+    """An induction drill of pool names (40 a line, spans of 5) or of years (16 a line, spans of 3); with `repeat`
+    the line is written out again whole instead of quoted in spans."""
     if words == "names":
-        return induction_drill(rng, NAME_POOL)
+        return induction_drill(rng, NAME_POOL, repeat=repeat)
     if words == "years":
-        return induction_drill(rng, YEARS, length=16, quotes=6, span=3)
+        return induction_drill(rng, YEARS, length=16, quotes=6, span=3, repeat=repeat)
     raise ValueError(f"induction_words must be 'names' or 'years', got {words!r}")
 
 

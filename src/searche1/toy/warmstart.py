@@ -101,6 +101,9 @@ class WarmstartConfig:
     """What induction drills' lines are made of: pool names, or "years" (16 random years a line, spans of 3
     quoted): with digit_years or year_pairs a year is several tokens, and continuing a copied sequence is what
     reading such a year needs (docs/warmstart.md)."""
+    induction_repeat: bool = False
+    """Induction drills write their line out again whole, not quoted in spans: the form in which this model learns
+    to continue a copy within a hundred steps when trained on nothing else (docs/warmstart.md, s10)."""
     shuffle_copies: bool = False
     """Copy drills write the block's sentences in a random order instead (tried in run K: slower, docs)."""
     hidden_size: int = 256

@@ -251,13 +251,16 @@ def copy_drill(world, client: RetrievalClient, rng: random.Random, shuffle: bool
     return [(block, False), ("\n".join(sentences) + "\n", True)]
 
 
-def induction_drill(rng: random.Random, names: list[str], length: int = 40, quotes: int = 8, span: int = 5
-                    ) -> list[tuple[str, bool]]:
-    """A line of random names (context), then spans of it quoted again from random places (trained).
+def induction_drill(rng: random.Random, names: list[str], length: int = 40, quotes: int = 8, span: int = 5,
+                    repeat: bool = False) -> list[tuple[str, bool]]:
+    """A line of random names (context), then spans of it quoted again from random places (trained); with
+    `repeat`, the whole line once more instead.
 
     After a span's first name nothing but the earlier occurrence predicts the next one: the pure form of copying
     by content (an induction head) that reading a passage needs, with no template prior to fall back on."""
     sequence = rng.sample(names, length)
+    if repeat:
+        return [(" ".join(sequence) + "\n", False), (" ".join(sequence) + "\n", True)]
     lines = []
     for _ in range(quotes):
         start = rng.randrange(length - span + 1)
