@@ -39,14 +39,6 @@ def kinds(paths: list[str]) -> None:
         print(f"| {path} | " + " | ".join(f"{s / max(n, 1):.2f} ({n})" for s, n in acc.values()) + " |")
 
 
-def year_and_name_ids(tokenizer) -> tuple[list[int], list[int]]:
-    from searche1.data.toyworld import names
-
-    vocab = tokenizer.get_vocab()
-    years = [vocab[" " + y] for y in names.YEARS if " " + y in vocab]
-    return years, [vocab[" " + n] for n in names.NAME_POOL if " " + n in vocab]
-
-
 def mean_cosine(weight: torch.Tensor) -> float:
     unit = torch.nn.functional.normalize(weight, dim=-1)
     return (unit @ unit.T)[~torch.eye(len(weight), dtype=torch.bool)].mean().item()
@@ -109,6 +101,7 @@ def main() -> None:
     if args.command == "kinds":
         return kinds(args.paths)
     from searche1.models import load_model
+    from searche1.toy.embeddings import spaced_year_and_name_ids, years_from_names
 
     if args.command == "copied":
         model, tokenizer = load_model(args.model, "cpu", "float32")
@@ -117,7 +110,7 @@ def main() -> None:
         return print(f"{args.model}: " + ", ".join(f"{k} {a / b:.2f} ({b})" for k, (a, b) in rates.items()))
     torch.set_num_threads(1)
     model, tokenizer = load_model(args.model, "cpu", "float32")
-    years, names = year_and_name_ids(tokenizer)
+    years, names = spaced_year_and_name_ids(tokenizer)
     weight = model.get_input_embeddings().weight
     for label, ids in (("year", years), ("name", names)):
         if ids:
@@ -135,8 +128,6 @@ def main() -> None:
                 r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))
                 weight[years] = unit(unit(old, dim=-1) + b * unit(r, dim=-1), dim=-1) * old.norm(dim=-1, keepdim=True)
             else:
-                from searche1.toy.embeddings import years_from_names
-
                 years_from_names(model, tokenizer, args.from_names)
         print(f"years spread: mean pairwise cosine {cos:.3f} -> {mean_cosine(weight[years].detach()):.3f}")
         model.save_pretrained(args.out)

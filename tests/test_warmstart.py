@@ -148,10 +148,10 @@ def test_years_from_names_puts_each_year_between_two_names_and_leaves_the_rest()
     from searche1.toy.embeddings import years_from_names
     from searche1.toy.warmstart import WarmstartConfig, make_model
 
+    tiny = WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1)
     tok = build_toy_tokenizer(spaced_values=True)
     torch.manual_seed(0)
-    model = make_model(tok, WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                                            num_kv_heads=1))
+    model = make_model(tok, tiny)
     before = model.get_input_embeddings().weight.detach().clone()
     vocab = tok.get_vocab()
     years = [vocab[" " + y] for y in YEARS]
@@ -175,17 +175,13 @@ def test_years_from_names_puts_each_year_between_two_names_and_leaves_the_rest()
     assert len(set(found)) == len(found)  # a pair per year
     assert (unit(after[years], dim=-1) @ unit(before[names], dim=-1).T).max() < 0.99  # never one name twice
     # gamma > 0 leans every year towards their old mean direction
-    again = make_model(tok, WarmstartConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                                            num_kv_heads=1))
+    again = make_model(tok, tiny)
     again.get_input_embeddings().weight.data.copy_(before)
     years_from_names(again, tok, 3.0)
     lean = unit(again.get_input_embeddings().weight[years], dim=-1) @ unit(before[years].mean(0), dim=0)
     assert (lean > unit(after[years], dim=-1) @ unit(before[years].mean(0), dim=0)).all()
     with pytest.raises(ValueError, match="spaced"):
-        years_from_names(make_model(build_toy_tokenizer(), WarmstartConfig(hidden_size=32, intermediate_size=64,
-                                                                           num_layers=1, num_heads=2,
-                                                                           num_kv_heads=1)),
-                         build_toy_tokenizer(), 1.0)
+        years_from_names(make_model(build_toy_tokenizer(), tiny), build_toy_tokenizer(), 1.0)
 
 
 def test_tokenizer_is_deterministic(toy_tokenizer):

@@ -53,6 +53,13 @@ def restore_rows(model, ids: torch.Tensor, rows: torch.Tensor) -> None:
     model.get_input_embeddings().weight[ids] = rows  # tied: the output rows too
 
 
+def spaced_year_and_name_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Ids of the whole-year tokens with their space (" 1333") and of the pool names with theirs, in list order."""
+    vocab = tokenizer.get_vocab()
+    return ([vocab[" " + y] for y in YEARS if " " + y in vocab],
+            [vocab[" " + n] for n in NAME_POOL if " " + n in vocab])
+
+
 @torch.no_grad()
 def years_from_names(model, tokenizer, gamma: float, seed: int = 0) -> int:
     """Rebuild each whole-year token with its space (" 1333") as the normalised sum of two distinct pool names'
@@ -61,9 +68,7 @@ def years_from_names(model, tokenizer, gamma: float, seed: int = 0) -> int:
 
     Why: trained from their own rows, 1106 rare year tokens share nearly one direction and are not read; the copy
     the model learned is of names, and it carries to years placed among them (docs/warmstart.md, s9-ny1)."""
-    vocab = tokenizer.get_vocab()
-    years = [vocab[" " + y] for y in YEARS if " " + y in vocab]
-    names = [vocab[" " + n] for n in NAME_POOL if " " + n in vocab]
+    years, names = spaced_year_and_name_ids(tokenizer)
     if not years or len(names) < 2:
         raise ValueError("years from names: the tokenizer needs spaced whole-year and name tokens (--spaced-values, "
                          "not --digit-years / --year-pairs)")

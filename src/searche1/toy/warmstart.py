@@ -231,6 +231,8 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
     from searche1.fileio import check_replaceable
 
     check_replaceable(out, "warmstart.json", "warm-start model")
+    if cfg.years_from_names is not None and not cfg.init_from:
+        raise ValueError("--years-from-names rebuilds a trained model's years: give --init-from")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     parent = None
@@ -270,8 +272,6 @@ def warmstart(out: str | Path, cfg: WarmstartConfig, log=print) -> dict:
         tokenizer = toy_tokenizer(cfg)
         model = make_model(tokenizer, cfg).train()
     if cfg.years_from_names is not None:
-        if not cfg.init_from:
-            raise ValueError("--years-from-names rebuilds a trained model's years: give --init-from")
         years_from_names(model, tokenizer, cfg.years_from_names)
     n_params = sum(p.numel() for p in model.parameters())
     frozen = frozen_year_rows(model, tokenizer) if cfg.freeze_years else None

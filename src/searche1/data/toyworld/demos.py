@@ -259,10 +259,11 @@ def induction_drill(rng: random.Random, names: list[str], length: int = 40, quot
     After a span's first name nothing but the earlier occurrence predicts the next one: the pure form of copying
     by content (an induction head) that reading a passage needs, with no template prior to fall back on."""
     sequence = rng.sample(names, length)
+    line = " ".join(sequence) + "\n"
     if repeat:
-        return [(" ".join(sequence) + "\n", False), (" ".join(sequence) + "\n", True)]
+        return [(line, False), (line, True)]
     lines = []
     for _ in range(quotes):
         start = rng.randrange(length - span + 1)
         lines.append(" ".join(sequence[start:start + span]))
-    return [(" ".join(sequence) + "\n", False), ("\n".join(lines) + "\n", True)]
+    return [(line, False), ("\n".join(lines) + "\n", True)]
