@@ -8,11 +8,13 @@
 `kinds` reads the trajectories `searche1 eval` writes beside its report. `spread` gives each year token's embedding a
 random direction beside its own (norms kept) so that their mean pairwise cosine falls to --target, about the
 names' (with --from-names G, each year is instead the normalised sum of two pool names' embeddings, a pair per
-year, plus G times the years' mean direction); the copy can be evaluated or continued with `searche1 warmstart
---init-from DIR`. `copied` runs a warm-start model (its warmstart.json gives the tokenizer options) teacher-forced
-over the single-hop scripted episodes of fresh pretraining-namespace worlds and reports, per kind of written answer
-token, how often its argmax is right: `value` (a name, city, occupation, language), `year` (a whole-year token),
-`century` and `tail` (--year-pairs), `digit N` (--digit-years, the N-th digit).
+year, plus G times the years' mean direction; with --order B, each year's unit row gets B times its rank in [-1, 1]
+along one seeded direction, so that the years are sorted along it, and is put back at its norm); the copy can be
+evaluated or continued with `searche1 warmstart --init-from DIR`. `copied` runs a warm-start model (its
+warmstart.json gives the tokenizer options) teacher-forced over the single-hop scripted episodes of fresh
+pretraining-namespace worlds and reports, per kind of written answer token, how often its argmax is right: `value`
+(a name, city, occupation, language), `year` (a whole-year token), `century` and `tail` (--year-pairs), `digit N`
+(--digit-years, the N-th digit).
 """
 
 import argparse
@@ -88,6 +90,15 @@ def copied_rates(model, tokenizer, run: dict, episodes: int = 300) -> dict[str, 
     return {kind: (a, b) for kind, (a, b) in sorted(right.items())}
 
 
+def ordered(rows: torch.Tensor, beta: float, seed: int = 1) -> torch.Tensor:
+    """`rows` (in increasing year order) with beta times each one's rank in [-1, 1] along a seeded unit direction
+    added to its unit vector, at their own norms: which of two years is earlier becomes a linear read."""
+    unit = torch.nn.functional.normalize
+    direction = unit(torch.randn(rows.shape[1], generator=torch.Generator().manual_seed(seed)), dim=0)
+    rank = torch.linspace(-1.0, 1.0, len(rows))[:, None]
+    return unit(unit(rows, dim=-1) + beta * rank * direction, dim=-1) * rows.norm(dim=-1, keepdim=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("kinds", "embeddings", "spread", "copied"))
@@ -97,6 +108,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.3, help="spread: the years' mean pairwise cosine after")
     parser.add_argument("--from-names", type=float, default=None, metavar="GAMMA",
                         help="spread: each year from two names' embeddings plus GAMMA times the years' mean direction")
+    parser.add_argument("--order", type=float, default=None, metavar="B",
+                        help="spread: add B times each year's rank in [-1, 1] along one seeded direction")
     args = parser.parse_args()
     if args.command == "kinds":
         return kinds(args.paths)
@@ -122,7 +135,9 @@ def main() -> None:
             old = weight[years].clone()
             cos = mean_cosine(old)
             unit = torch.nn.functional.normalize
-            if args.from_names is None:
+            if args.order is not None:
+                weight[years] = ordered(old, args.order)
+            elif args.from_names is None:
                 # unit + b * r, r random unit (near-orthogonal in this width): the cosine falls to cos / (1 + b^2)
                 b = max(cos / args.target - 1, 0.0) ** 0.5
                 r = torch.randn(old.shape, generator=torch.Generator().manual_seed(0))

@@ -104,6 +104,35 @@ def test_comparisons_in_one_search(pretrain_world):
             demonstrate(ex, facts, client, random.Random(3))
 
 
+def test_answer_named_first_swaps_only_comparisons_answered_second(pretrain_world):
+    """The question, subjects, values and gold passages swap together, the answer stays, and the one-search run
+    then answers with the question's first name; questions of other kinds come back unchanged."""
+    from searche1.data.toyworld.demos import Imperfections, demonstrate
+    from searche1.toy.episodes import answer_named_first
+
+    world, client = pretrain_world
+    facts, perfect, swapped = world.fact_map(), Imperfections(0, 0, 0, 0), 0
+    for ex in world.tests["2wikimultihopqa"]:
+        out = answer_named_first(ex)
+        (a, b), (first, second) = ex.metadata["subjects"], out.metadata["subjects"]
+        assert first == ex.golden_answers[0] == out.golden_answers[0]
+        if a == ex.golden_answers[0]:
+            assert out is ex
+            continue
+        swapped += 1
+        assert (first, second) == (b, a) and out.metadata["values"] == ex.metadata["values"][::-1]
+        assert out.metadata["gold_doc_ids"] == ex.metadata["gold_doc_ids"][::-1] and out.metadata["subject"] == b
+        assert out.question.index(first) < out.question.index(second)
+        assert out.question.replace(first, "#").replace(second, "@") == ex.question.replace(a, "#").replace(b, "@")
+        segments = demonstrate(out, facts, client, random.Random(0), perfect, quote_style="none",
+                               compare_in_one_search=True)
+        if all(re.search(rf"\b{re.escape(v)}\b", segments[1][0]) for v in out.metadata["values"]):
+            assert protocol.parse_action(segments[-1][0]).content == first
+    assert swapped > 0.3 * len(world.tests["2wikimultihopqa"])
+    for ex in world.train[:10] + world.tests["hotpotqa"][:10]:
+        assert answer_named_first(ex) is ex
+
+
 def test_reading_drill_asks_only_what_its_block_states(pretrain_world):
     from searche1.data.toyworld.demos import reading_drill
 

@@ -32,3 +32,18 @@ def test_copied_scores_an_oracle_1_and_a_model_one_token_late_0(year_probe, year
     # one token late: never right where the token before is another kind; later digits only by a repeated digit
     assert all(late[k][0] == 0 for k in ("value", "century", "tail", "digit 1") if k in late)
     assert all(a < 0.5 * b for a, b in late.values())
+
+
+def test_ordered_sorts_the_years_along_one_direction_and_keeps_their_norms(year_probe):
+    import torch
+
+    rows = torch.randn(50, 16, generator=torch.Generator().manual_seed(0)) * 3
+    out = year_probe.ordered(rows, 10.0)
+    assert torch.allclose(out.norm(dim=-1), rows.norm(dim=-1))
+    direction = torch.nn.functional.normalize(torch.randn(16, generator=torch.Generator().manual_seed(1)), dim=0)
+    along = out @ direction / out.norm(dim=-1)  # cosine with the direction: -1 -> 1 in year order
+    rank = torch.arange(50.0)
+    assert torch.corrcoef(torch.stack([along, rank]))[0, 1] > 0.85 and along[0] < -0.9 and along[-1] > 0.9
+    before = rows @ direction / rows.norm(dim=-1)
+    assert abs(torch.corrcoef(torch.stack([before, rank]))[0, 1]) < 0.5
+    assert torch.allclose(year_probe.ordered(rows, 0.0), rows, atol=1e-6)

@@ -70,6 +70,8 @@ def add_parsers(sub) -> None:
                         "train questions count as nq and hotpotqa (default: every question equally likely)")
     p.add_argument("--compare-in-one-search", action="store_true",
                    help="scripted comparisons search both names in one query instead of one search per name")
+    p.add_argument("--compare-answer-first", action="store_true",
+                   help="scripted comparisons name their answer first in the question (a curriculum step)")
     p.add_argument("--misread", type=float, default=0.1,
                    help="share of scripted episodes (not the privileged ones) that answer with another value seen "
                         "in the passages; with --compare-in-one-search a comparison names the other subject "
@@ -176,6 +178,7 @@ def cmd_warmstart(args) -> int:
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
                                         set_weights=set_weights, misread=args.misread,
                                         compare_in_one_search=args.compare_in_one_search,
+                                        compare_answer_first=args.compare_answer_first,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,
                                         year_pairs=args.year_pairs, freeze_years=args.freeze_years,
                                         years_from_names=args.years_from_names,

@@ -76,6 +76,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     if cfg.get("set_weights"):
         flags += " --set-weights " + ",".join(f"{name}={w:g}" for name, w in cfg["set_weights"].items())
     flags += " --compare-in-one-search" if cfg.get("compare_in_one_search") else ""
+    flags += " --compare-answer-first" if cfg.get("compare_answer_first") else ""
     flags += f" --misread {cfg['misread']:g}" if cfg.get("misread", 0.1) != 0.1 else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --digit-years" if cfg.get("digit_years") else ""

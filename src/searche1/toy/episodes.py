@@ -5,6 +5,7 @@ rollout engine would, and held-out demonstrations with the positions the probe s
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
             pool = [ex for ex in pool if ex.metadata["hops"] <= cfg.max_hops]
         episodes = []
         for ex in scripted_questions(pool, cfg, rng):
+            ex = answer_named_first(ex) if cfg.compare_answer_first else ex
             segments = demonstrate(ex, facts, client, rng, Imperfections(misread=cfg.misread),
                                    restate_need=cfg.restate_need,
                                    quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
@@ -91,6 +93,19 @@ def induction_line(rng: random.Random, words: str, repeat: bool = False) -> list
     if words == "years":
         return induction_drill(rng, YEARS, length=16, quotes=6, span=3, repeat=repeat)
     raise ValueError(f"induction_words must be 'names' or 'years', got {words!r}")
+
+
+def answer_named_first(ex):
+    """A comparison with its two names swapped in the question (and in the metadata's pairs) where the answer is
+    named second; any other question as it is."""
+    meta = ex.metadata or {}
+    if "subjects" not in meta or meta["subjects"][0] == ex.golden_answers[0]:
+        return ex
+    first, second = meta["subjects"]
+    swap = {first: second, second: first}
+    question = re.sub(rf"\b({re.escape(first)}|{re.escape(second)})\b", lambda m: swap[m.group(0)], ex.question)
+    pairs = {k: meta[k][::-1] for k in ("subjects", "values", "gold_doc_ids") if k in meta}
+    return dataclasses.replace(ex, question=question, metadata={**meta, **pairs, "subject": second})
 
 
 def scripted_questions(pool: list, cfg: WarmstartConfig, rng: random.Random) -> list:

@@ -57,6 +57,10 @@ class WarmstartConfig:
     Privileged episodes still draw uniformly."""
     compare_in_one_search: bool = False
     """Scripted comparisons search both names in one query ("A or B founded year") instead of one per name."""
+    compare_answer_first: bool = False
+    """Scripted comparisons name the answer first in the question ("Which city is older, A or B?" with A the
+    older): the answer is then the first name of the question, as the first query copies it, a step towards
+    copying a name of the question at all (docs/warmstart.md, "Comparisons are memorised, not copied")."""
     misread: float = 0.1
     """Share of scripted episodes (not privileged ones) that answer with another value seen in the passages (the
     scripted searcher's misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""

@@ -1,0 +1,42 @@
+"""scripts/comparison_probe.py, the measurement behind "comparisons are memorised, not copied": its answer
+positions and rates with models whose predictions are known, and its fit on a real model."""
+
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import Oracle, load_script
+from searche1.data.toyworld.generator import WorldConfig
+from searche1.models import load_model, toy_base_path
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return load_script("comparison_probe")
+
+
+def test_rates_score_an_oracle_1_and_a_model_one_token_late_0(probe):
+    tokenizer = AutoTokenizer.from_pretrained(toy_base_path())
+    episodes = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 6)
+    assert len(episodes) == 6
+    perfect = probe.subject_rates(Oracle(len(tokenizer), 1), episodes)
+    assert perfect["questions"] == 6 and perfect["argmax_subject"] == perfect["argmax_right"] == 1.0
+    late = probe.subject_rates(Oracle(len(tokenizer), 0), episodes)  # predicts "<answer>" itself
+    assert late["argmax_subject"] == late["argmax_right"] == 0.0
+    assert perfect["p_subject"] > late["p_subject"]  # one-hot logits: e / (e + V - 1) on the subject, not 1
+
+
+def test_fit_memorises_the_episodes_it_trains_on(probe):
+    model, tokenizer = load_model("toy-base")
+    train = probe.comparison_episodes(WorldConfig(seed=0, pretrain_index=999_000, level=1), tokenizer, 4)
+    before = probe.subject_rates(model, train)
+    probe.fit(model, tokenizer, train, steps=12, lr=1e-3)
+    after = probe.subject_rates(model, train)
+    assert before["argmax_right"] < 0.5 and after["argmax_right"] == 1.0
+
+
+def test_answer_first_episodes_answer_with_the_first_subject(probe):
+    tokenizer = AutoTokenizer.from_pretrained(toy_base_path())
+    plain = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 12)
+    first = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 12, answer_first=True)
+    assert all(ids[at + 1] == subjects[0] for ids, _, at, subjects in first)
+    assert not all(ids[at + 1] == subjects[0] for ids, _, at, subjects in plain)  # half are named second
