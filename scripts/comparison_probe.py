@@ -66,6 +66,24 @@ def subject_rates(model, episodes) -> dict[str, float]:
             "argmax_subject": round(argmax_subject / n, 3), "argmax_right": round(argmax_right / n, 3)}
 
 
+@torch.no_grad()
+def attention_to_first_name(model, episodes) -> dict[str, list[list[float]]]:
+    """Mean attention, per layer and head, to the question's first name from two places: the token before that
+    name's first copy (in the first <think>: a copy the model makes) and the answer position. Answer-first
+    episodes make both the same name. The model must return attentions (attn_implementation="eager")."""
+    copy = torch.zeros(model.config.num_hidden_layers, model.config.num_attention_heads)
+    answer = torch.zeros_like(copy)
+    for ids, _, at, subjects in episodes:
+        named = ids.index(subjects[0])
+        before_copy = ids.index(subjects[0], named + 1) - 1
+        for layer, weights in enumerate(model(input_ids=torch.tensor([ids]), output_attentions=True).attentions):
+            copy[layer] += weights[0, :, before_copy, named]
+            answer[layer] += weights[0, :, at, named]
+    n = max(len(episodes), 1)
+    table = lambda t: [[round(float(v), 2) for v in row] for row in t / n]  # noqa: E731
+    return {"from_before_first_copy": table(copy), "from_answer": table(answer)}
+
+
 def fit(model, tokenizer, episodes, steps: int, lr: float) -> None:
     """Adam on the episodes as one batch, the warm start's loss (written tokens, value words weighted)."""
     width = max(len(ids) for ids, *_ in episodes)
@@ -96,6 +114,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--answer-first", action="store_true",
                         help="every comparison (test and fitted) names its answer first (--compare-answer-first)")
+    parser.add_argument("--attention", action="store_true",
+                        help="also the attention to the question's first name, per layer and head (use --answer-first)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,6 +125,9 @@ def main() -> None:
         test = comparison_episodes(WorldConfig(seed=args.seed, level=args.level), tokenizer, args.questions,
                                    args.answer_first)
         report = {"model": path, "test": subject_rates(model, test)}
+        if args.attention:
+            model.set_attn_implementation("eager")
+            report["attention"] = attention_to_first_name(model, test)
         if args.fit:
             train = comparison_episodes(WorldConfig(seed=0, pretrain_index=999_000, level=args.level), tokenizer,
                                         args.fit_episodes, args.answer_first)

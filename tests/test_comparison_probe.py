@@ -40,3 +40,14 @@ def test_answer_first_episodes_answer_with_the_first_subject(probe):
     first = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 12, answer_first=True)
     assert all(ids[at + 1] == subjects[0] for ids, _, at, subjects in first)
     assert not all(ids[at + 1] == subjects[0] for ids, _, at, subjects in plain)  # half are named second
+
+
+def test_attention_finds_the_head_that_copies_the_first_name(probe):
+    model, tokenizer = load_model("toy-base")
+    model.set_attn_implementation("eager")
+    episodes = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 3, answer_first=True)
+    tables = probe.attention_to_first_name(model, episodes)
+    shape = (model.config.num_hidden_layers, model.config.num_attention_heads)
+    for table in tables.values():
+        assert (len(table), len(table[0])) == shape and all(0 <= v <= 1 for row in table for v in row)
+    assert max(max(row) for row in tables["from_before_first_copy"]) > 0.5  # the shipped base copies it
