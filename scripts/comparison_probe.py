@@ -5,7 +5,7 @@ straight after the block; toy/episodes.py) of a world's toy-2wikimultihopqa test
 position, the mean probability on the two subjects, the share whose argmax is a subject, and the share whose
 argmax is the right one. With `--fit STEPS`, the model is then trained on `--fit-episodes` comparisons of a
 pretraining world (Adam, `--lr`, the warm start's loss weights) and measured again on those (memorised?) and on
-the test ones (learned?). docs/warmstart.md, "Comparisons (s11)".
+the test ones (learned?). docs/warmstart.md, "Comparisons are memorised, not copied (s11)".
 
     python scripts/comparison_probe.py MODEL [MODEL ...] [--seed 2026] [--fit 40] [--answer-first] [--threads 2]
 """
@@ -21,7 +21,7 @@ from searche1.data.toyworld.demos import demonstrate
 from searche1.data.toyworld.generator import WorldConfig
 from searche1.models import load_model
 from searche1.toy.episodes import FLAWLESS, answer_named_first, encode_demo, open_world, question_prompt_ids
-from searche1.toy.warmstart import WarmstartConfig, masked_lm_loss, written_token_weights
+from searche1.toy.warmstart import WarmstartConfig, masked_lm_loss, padded_rows, written_token_weights
 
 
 def comparison_episodes(world_cfg: WorldConfig, tokenizer, n: int,
@@ -86,12 +86,8 @@ def attention_to_first_name(model, episodes) -> dict[str, list[list[float]]]:
 
 def fit(model, tokenizer, episodes, steps: int, lr: float) -> None:
     """Adam on the episodes as one batch, the warm start's loss (written tokens, value words weighted)."""
-    width = max(len(ids) for ids, *_ in episodes)
-    ids = torch.full((len(episodes), width), tokenizer.pad_token_id or 0)
-    mask = torch.zeros((len(episodes), width), dtype=torch.long)
-    for row, (episode_ids, episode_mask, *_) in enumerate(episodes):
-        ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
-        mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
+    ids, mask = padded_rows([(episode_ids, episode_mask) for episode_ids, episode_mask, *_ in episodes],
+                            tokenizer.pad_token_id or 0)
     weights = (mask == 1) * written_token_weights(tokenizer, WarmstartConfig(), model.config.vocab_size)[ids]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()

@@ -158,13 +158,18 @@ def length_batches(episodes, batch_tokens: int, pad_id: int, bucket: int, rng: r
         batches.append(current)
         rng.shuffle(batches)
         for batch in batches:
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (episode_ids, episode_mask) in enumerate(batch):
-                ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
-                mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
-            yield ids, mask, sum(len(episode_ids) for episode_ids, _ in batch)
+            yield *padded_rows(batch, pad_id), sum(len(episode_ids) for episode_ids, _ in batch)
+
+
+def padded_rows(episodes, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of (ids, mask) episodes, one per row from position 0, padded at the end (mask 0 there)."""
+    width = max(len(ids) for ids, _ in episodes)
+    ids = torch.full((len(episodes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(episodes), width), dtype=torch.long)
+    for row, (episode_ids, episode_mask) in enumerate(episodes):
+        ids[row, :len(episode_ids)] = torch.tensor(episode_ids)
+        mask[row, :len(episode_mask)] = torch.tensor(episode_mask)
+    return ids, mask
 
 
 def written_token_weights(tokenizer, cfg: WarmstartConfig, size: int) -> torch.Tensor:
