@@ -3,11 +3,14 @@
 Teacher-forced on the scripted searcher's flawless one-search comparisons ("A or B founded year", then the answer
 straight after the block; toy/episodes.py) of a world's toy-2wikimultihopqa test questions: at the answer
 position, the mean probability on the two subjects, the share whose argmax is a subject, and the share whose
-argmax is the right one. With `--fit STEPS`, the model is then trained on `--fit-episodes` comparisons of a
-pretraining world (Adam, `--lr`, the warm start's loss weights) and measured again on those (memorised?) and on
-the test ones (learned?). docs/warmstart.md, "Comparisons are memorised, not copied (s11)".
+argmax is the right one. With `--quote compare` the answer turn first states both values ("A has Y1 and B has Y2,
+so the answer is A.") and the choice is measured where that reasoning names the answer. With `--fit STEPS`, the
+model is then trained on `--fit-episodes` comparisons of a pretraining world (Adam, `--lr`, the warm start's loss
+weights) and measured again on those (memorised?) and on the test ones (learned?). docs/warmstart.md, "Comparisons
+are memorised, not copied (s11)" and "A comparison that states both values before it answers (s12)".
 
-    python scripts/comparison_probe.py MODEL [MODEL ...] [--seed 2026] [--fit 40] [--answer-first] [--threads 2]
+    python scripts/comparison_probe.py MODEL [MODEL ...] [--seed 2026] [--fit 40] [--answer-first] [--quote compare]
+        [--threads 2]
 """
 
 import argparse
@@ -25,10 +28,12 @@ from searche1.toy.warmstart import WarmstartConfig, masked_lm_loss, padded_rows,
 
 
 def comparison_episodes(world_cfg: WorldConfig, tokenizer, n: int,
-                        answer_first: bool = False) -> list[tuple[list[int], list[int], int, list[int]]]:
+                        answer_first: bool = False, quote_style: str = "none"
+                        ) -> list[tuple[list[int], list[int], int, list[int]]]:
     """Up to n flawless one-search comparison episodes whose block states both values, each as (ids, loss mask,
     answer position, the two subjects' token ids); the answer position is where the answer's token is predicted.
-    answer_first: each question names its answer first (toy/episodes.answer_named_first)."""
+    answer_first: each question names its answer first (toy/episodes.answer_named_first). quote_style "compare":
+    the position is where the answer turn's reasoning names the answer, before <answer> copies it."""
     world, client, questions = open_world(world_cfg)
     facts, rng, out = world.fact_map(), random.Random(0), []
     vocab = tokenizer.get_vocab()
@@ -38,8 +43,9 @@ def comparison_episodes(world_cfg: WorldConfig, tokenizer, n: int,
         if "subjects" not in (ex.metadata or {}):
             continue
         ex = answer_named_first(ex) if answer_first else ex
-        segments = demonstrate(ex, facts, client, rng, FLAWLESS, quote_style="none", compare_in_one_search=True)
-        if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0]:
+        segments = demonstrate(ex, facts, client, rng, FLAWLESS, quote_style=quote_style, compare_in_one_search=True)
+        if protocol.parse_action(segments[-1][0]).content != ex.golden_answers[0] or \
+                quote_style == "compare" and not segments[-1][0].startswith("<think>"):
             continue  # the block did not state both values: the scripted answer is a guess
         ids, mask = encode_demo(question_prompt_ids(tokenizer, ex.question), segments, tokenizer,
                                 protocol.DEFAULT_MAX_OBS_LENGTH)
@@ -48,6 +54,8 @@ def comparison_episodes(world_cfg: WorldConfig, tokenizer, n: int,
         if None in subjects or answer not in ids:
             raise SystemExit(f"{ex.question!r}: a subject is not one token with its space (--spaced-values model?)")
         at = len(ids) - 1 - ids[::-1].index(answer) - 1
+        if quote_style == "compare":  # the reasoning's "so the answer is A", not <answer>'s copy of it
+            at -= ids[at::-1].index(answer) + 1
         out.append((ids, mask, at, subjects))
     return out
 
@@ -110,6 +118,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--answer-first", action="store_true",
                         help="every comparison (test and fitted) names its answer first (--compare-answer-first)")
+    parser.add_argument("--quote", choices=("none", "compare"), default="none",
+                        help="the answer turn's style (warmstart --quote); compare: measured at the reasoning's choice")
     parser.add_argument("--attention", action="store_true",
                         help="also the attention to the question's first name, per layer and head (use --answer-first)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -119,14 +129,14 @@ def main() -> None:
     for path in args.models:
         model, tokenizer = load_model(path)
         test = comparison_episodes(WorldConfig(seed=args.seed, level=args.level), tokenizer, args.questions,
-                                   args.answer_first)
+                                   args.answer_first, args.quote)
         report = {"model": path, "test": subject_rates(model, test)}
         if args.attention:
             model.set_attn_implementation("eager")
             report["attention"] = attention_to_first_name(model, test)
         if args.fit:
             train = comparison_episodes(WorldConfig(seed=0, pretrain_index=999_000, level=args.level), tokenizer,
-                                        args.fit_episodes, args.answer_first)
+                                        args.fit_episodes, args.answer_first, args.quote)
             before = subject_rates(model, train)
             fit(model, tokenizer, train, args.fit, args.lr)
             report |= {"fitted_before": before, "fitted_after": subject_rates(model, train),

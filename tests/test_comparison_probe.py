@@ -25,6 +25,17 @@ def test_rates_score_an_oracle_1_and_a_model_one_token_late_0(probe):
     assert perfect["p_subject"] > late["p_subject"]  # one-hot logits: e / (e + V - 1) on the subject, not 1
 
 
+def test_compare_style_measures_the_reasonings_choice(probe):
+    """With quote style "compare" the position is the reasoning's "so the answer is", two tokens after the second
+    value and before the <answer> that copies the choice."""
+    tokenizer = AutoTokenizer.from_pretrained(toy_base_path())
+    episodes = probe.comparison_episodes(WorldConfig(seed=5, level=1), tokenizer, 6, quote_style="compare")
+    assert len(episodes) == 6
+    for ids, _, at, subjects in episodes:
+        assert ids[at + 1] in subjects and tokenizer.decode(ids[at - 3:at + 1]).split()[-3:] == ["the", "answer", "is"]
+        assert ids.index(tokenizer.convert_tokens_to_ids("<answer>"), at) > at + 1
+
+
 def test_fit_memorises_the_episodes_it_trains_on(probe):
     model, tokenizer = load_model("toy-base")
     train = probe.comparison_episodes(WorldConfig(seed=0, pretrain_index=999_000, level=1), tokenizer, 4)

@@ -104,6 +104,39 @@ def test_comparisons_in_one_search(pretrain_world):
             demonstrate(ex, facts, client, random.Random(3))
 
 
+def test_compare_quote_style_reasons_only_before_a_comparisons_answer(pretrain_world):
+    """Quote style "compare": a comparison's answer turn that found both values writes both names with them, then
+    the answer (one search or one per name; a misread concludes the other name); without both values, and in every
+    other episode, exactly as with "none"."""
+    from searche1.data.toyworld.demos import Imperfections, demonstrate
+
+    world, client = pretrain_world
+    facts, perfect = world.fact_map(), Imperfections(0, 0, 0, 0)
+    stated = 0
+    for one_search in (True, False):
+        for ex in world.tests["2wikimultihopqa"]:
+            (a, b), values = ex.metadata["subjects"], ex.metadata["values"]
+            last = demonstrate(ex, facts, client, random.Random(0), perfect, quote_style="compare",
+                               compare_in_one_search=one_search)[-1][0]
+            answer = protocol.parse_action(last).content
+            reason = f"<think> {a} has {values[0]} and {b} has {values[1]}, so the answer is {answer}. </think>\n"
+            stated += last == reason + f"<answer> {answer} </answer>"
+            if not last.startswith("<think> "):
+                assert last == demonstrate(ex, facts, client, random.Random(0), perfect, quote_style="none",
+                                           compare_in_one_search=one_search)[-1][0]
+            misread = demonstrate(ex, facts, client, random.Random(0), Imperfections(0, 0, 0, 1.0),
+                                  quote_style="compare", compare_in_one_search=True)[-1][0]
+            if misread.startswith("<think> "):
+                wrong = b if ex.golden_answers[0] == a else a
+                assert misread.endswith(f"so the answer is {wrong}. </think>\n<answer> {wrong} </answer>")
+    assert stated > 0.8 * 2 * len(world.tests["2wikimultihopqa"])
+    others = world.train[:20] + [ex for name in ("nq", "hotpotqa", "musique", "bamboogle")
+                                 for ex in world.tests[name][:10]]
+    for ex in others:
+        assert demonstrate(ex, facts, client, random.Random(3), quote_style="compare") == \
+            demonstrate(ex, facts, client, random.Random(3), quote_style="none")
+
+
 def test_answer_named_first_swaps_only_comparisons_answered_second(pretrain_world):
     """The question, subjects, values and gold passages swap together, the answer stays, and the one-search run
     then answers with the question's first name; questions of other kinds come back unchanged."""

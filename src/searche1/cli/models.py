@@ -41,10 +41,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--level", type=int, default=4,
                    help="corpus level of the pretraining worlds, 1 (one sentence per passage) to 4 (realistic, the "
                         "default); docs/toyworld.md")
-    p.add_argument("--quote", choices=("sentence", "value", "none", "hops"), default="sentence",
+    p.add_argument("--quote", choices=("sentence", "value", "none", "hops", "compare"), default="sentence",
                    help="what episodes and reading drills quote of the passage that answered before answering: the "
                         "stating sentence (default), only 'Entity: value.', nothing (the answer straight after "
-                        "the information block), or 'hops': the sentence between hops, nothing before the answer")
+                        "the information block), 'hops': the sentence between hops, nothing before the answer, or "
+                        "'compare': nothing, except that a comparison states both values before it answers")
     p.add_argument("--episodes", type=int, default=8, help="scripted-searcher episodes per pretraining world")
     p.add_argument("--spaced-values", action="store_true",
                    help="the tokenizer also has each name, year and attribute with its leading space as one token")

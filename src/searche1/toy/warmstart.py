@@ -97,8 +97,9 @@ class WarmstartConfig:
     ~115 constant tokens a 4M model cannot use; behind them nothing formed in a probe, docs/warmstart.md)."""
     quote_style: str = "sentence"
     """What episodes and reading drills quote of the passage that answered: the stating sentence, "value" (only
-    "Entity: value.", a short copy), "none" (the answer straight after the information block) or "hops" (the
-    sentence at the start of the turn after each hop but the last, nothing before the answer)."""
+    "Entity: value.", a short copy), "none" (the answer straight after the information block), "hops" (the
+    sentence at the start of the turn after each hop but the last, nothing before the answer) or "compare" ("none",
+    but a comparison's answer turn states both values before it answers)."""
     induction_drills_per_world: int = 0
     """Induction drills per world: a line of random pool names, then spans of it quoted from random places."""
     induction_words: str = "names"

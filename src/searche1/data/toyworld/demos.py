@@ -74,13 +74,14 @@ def _stating_sentence(docs: list[dict], entity: str, value: str) -> str | None:
     return None
 
 
-QUOTE_STYLES = ("sentence", "value", "none", "hops")
+QUOTE_STYLES = ("sentence", "value", "none", "hops", "compare")
 
 
 def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -> str | None:
     """What a turn writes of the passage it read: the stating sentence itself ("sentence"), only "Entity: value."
     ("value", a short copy), or nothing ("none": the episode answers straight after the information block); "hops"
-    quotes the sentence in the turns between hops and nothing before the answer. None when no sentence states it."""
+    quotes the sentence in the turns between hops and nothing before the answer; "compare" is "none" except in a
+    comparison's answer turn (`_answer_style`). None when no sentence states it."""
     if style not in QUOTE_STYLES:
         raise ValueError(f"unknown quote style {style!r}: {' | '.join(QUOTE_STYLES)}")
     sentence = _stating_sentence(docs, entity, value)
@@ -89,10 +90,21 @@ def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -
     return f"{entity}: {value}." if style == "value" else ""
 
 
+def _answer_style(ex: QAExample, quote_style: str) -> str:
+    """The quote style of an answer turn that found its values: "compare" gives a comparison's its reasoning ("A has
+    Y1 and B has Y2, so the answer is A."), so that the answer copies one of two names written just before it; with
+    no reasoning the answer must come from the question, and no head attends there from the answer
+    (docs/warmstart.md, "Comparisons are memorised, not copied"). Turns that did not find both values answer alone:
+    their reasoning would be words the toy tokenizer spells in pieces."""
+    if quote_style == "compare":
+        return "value" if "subjects" in (ex.metadata or {}) else "none"
+    return quote_style
+
+
 def _answer_turn(reason: str, value: str, quote_style: str) -> str:
-    """The answering turn: the reasoning in <think>, then the answer; with quote_style "none" or "hops" the answer
-    alone."""
-    if quote_style in ("none", "hops"):  # straight from the information block to the answer
+    """The answering turn: the reasoning in <think>, then the answer; with quote_style "none", "hops" or "compare"
+    the answer alone."""
+    if quote_style in ("none", "hops", "compare"):  # straight from the information block to the answer
         return f"<answer> {value} </answer>"
     return f"<think> {reason} </think>\n<answer> {value} </answer>"
 
@@ -153,11 +165,14 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
             continue
         if len(found) <= i:  # out of turns, or the value never showed: stop searching
             break
+    answer_style = quote_style
     if len(found) == len(hops) and rng.random() >= imperfect.misread:
         final = answer
         if "subjects" in (ex.metadata or {}):
+            answer_style = _answer_style(ex, quote_style)
             a, b = (ex.metadata or {})["subjects"]
-            reason = f"{quotes[0]} {quotes[1]} {a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
+            reason = " ".join(q for q in quotes[:2] if q) + \
+                f" {a} has {found[0]} and {b} has {found[1]}, so the answer is {final}."
         else:
             entity, relation = hops[-1]
             need = f"I need {RELATION_NOUNS[relation]} of {entity}. " if restate_need else ""
@@ -165,7 +180,7 @@ def demonstrate(ex: QAExample, facts: dict, client: RetrievalClient, rng: random
     else:  # misread, or never found it: answer with something seen, wrongly
         final = rng.choice(_values_in(seen_text, answer) or [answer])
         reason = f"The passages suggest {final}."
-    segments.append((_answer_turn(reason, final, quote_style), True))
+    segments.append((_answer_turn(reason.strip(), final, answer_style), True))
     return segments
 
 
@@ -175,8 +190,8 @@ def _one_search_comparison(ex: QAExample, client: RetrievalClient, rng: random.R
     for ~90% of the toy's comparisons: the names are copied from the question in their order, the way a small
     model copies one name, instead of finding the second name for a second search. Without both values it
     guesses one of the two (a flawless run too); a misread names the other subject. Of the imperfections only
-    `repeat` and `misread` apply; the answer turn's reasoning (quote styles "sentence" and "value") states both
-    values instead of quoting a sentence."""
+    `repeat` and `misread` apply; the answer turn's reasoning (quote styles "sentence", "value" and "compare")
+    states both values instead of quoting a sentence."""
     (a, b), relation, values = ex.metadata["subjects"], ex.metadata["relation"], ex.metadata["values"]
     query = f"{a} or {b} {QUERY_WORDS[relation]}"
     segments, docs = [], []
@@ -187,13 +202,15 @@ def _one_search_comparison(ex: QAExample, client: RetrievalClient, rng: random.R
         segments.append((protocol.information_block(docs), False))
     answer = ex.golden_answers[0]
     other = b if answer == a else a
+    stated = f"{a} has {values[0]} and {b} has {values[1]}, so the answer is"
+    style = _answer_style(ex, quote_style)
     if not all(_stating_sentence(docs, name, value) for name, value in ((a, values[0]), (b, values[1]))):
-        final, reason = rng.choice((a, b)), "The passages do not say both."
-    elif rng.random() < imperfect.misread:
-        final, reason = other, f"The passages suggest {other}."
+        final, reason, style = rng.choice((a, b)), "The passages do not say both.", quote_style
+    elif rng.random() < imperfect.misread:  # "compare" states the values and draws the wrong conclusion
+        final, reason = other, f"{stated} {other}." if quote_style == "compare" else f"The passages suggest {other}."
     else:
-        final, reason = answer, f"{a} has {values[0]} and {b} has {values[1]}, so the answer is {answer}."
-    segments.append((_answer_turn(reason, final, quote_style), True))
+        final, reason = answer, f"{stated} {answer}."
+    segments.append((_answer_turn(reason, final, style), True))
     return segments
 
 
