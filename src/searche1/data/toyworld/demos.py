@@ -91,9 +91,9 @@ def _quote(docs: list[dict], entity: str, value: str, style: str = "sentence") -
 
 
 def _answer_style(ex: QAExample, quote_style: str) -> str:
-    """The quote style of an answer turn that found its values: "compare" gives a comparison's its reasoning ("A has
-    Y1 and B has Y2, so the answer is A."), so that the answer copies one of two names written just before it; with
-    no reasoning the answer must come from the question, and no head attends there from the answer
+    """The quote style of an answer turn that found its values: "compare" gives a comparison's answer turn its
+    reasoning ("A has Y1 and B has Y2, so the answer is A."), so that the answer copies one of two names written just
+    before it; with no reasoning the answer must come from the question, and no head attends there from the answer
     (docs/warmstart.md, "Comparisons are memorised, not copied"). Turns that did not find both values answer alone:
     their reasoning would be words the toy tokenizer spells in pieces."""
     if quote_style == "compare":
