@@ -125,7 +125,7 @@ def test_compare_quote_style_reasons_only_before_a_comparisons_answer(pretrain_w
                 assert last == demonstrate(ex, facts, client, random.Random(0), perfect, quote_style="none",
                                            compare_in_one_search=one_search)[-1][0]
             misread = demonstrate(ex, facts, client, random.Random(0), Imperfections(0, 0, 0, 1.0),
-                                  quote_style="compare", compare_in_one_search=True)[-1][0]
+                                  quote_style="compare", compare_in_one_search=one_search)[-1][0]
             if misread.startswith("<think> "):
                 wrong = b if ex.golden_answers[0] == a else a
                 assert misread.endswith(f"so the answer is {wrong}. </think>\n<answer> {wrong} </answer>")
@@ -334,6 +334,35 @@ def test_misread_sets_how_often_scripted_episodes_answer_wrongly(monkeypatch, to
         shares[misread] = sum(right) / len(right)
     # guesses without a search (10%) are wrong either way; misreads take about half of the rest
     assert shares[0.0] > 0.8 and 0.3 < shares[0.5] < 0.6, shares
+
+
+def test_compare_repeat_sets_how_often_a_one_search_comparison_searches_twice(monkeypatch, toy_tokenizer):
+    """compare_repeat applies to one-search comparisons only: at 0 none searches twice, at 1 each does (up to the
+    guesses without a search); the other questions keep the default imperfections."""
+    import searche1.toy.episodes as episodes
+    from searche1.data.toyworld.demos import Imperfections
+    from searche1.toy.warmstart import WarmstartConfig
+
+    runs, demonstrate = {True: [], False: []}, episodes.demonstrate
+
+    def recorded(ex, facts, client, rng, imperfect, **k):
+        segments = demonstrate(ex, facts, client, rng, imperfect, **k)
+        queries = [protocol.parse_action(t).content for t, written in segments if written and "<search>" in t]
+        runs["subjects" in ex.metadata].append((imperfect, len(queries) > len(set(queries))))
+        return segments
+
+    monkeypatch.setattr(episodes, "demonstrate", recorded)
+    for compare_repeat in (0.0, 1.0):
+        runs[True].clear(), runs[False].clear()
+        cfg = WarmstartConfig(world_level=1, compare_repeat=compare_repeat, compare_in_one_search=True,
+                              questions_per_world=40, drills_per_world=0, copy_drills_per_world=0,
+                              set_weights={"2wikimultihopqa": 6.0})
+        stream = episodes.demo_stream(toy_tokenizer, cfg, random.Random(0))
+        for _ in range(200):
+            next(stream)
+        twice = sum(again for _, again in runs[True]) / len(runs[True])
+        assert twice == 0 if compare_repeat == 0 else twice > 0.85  # 10% answer without a search
+        assert {imperfect for imperfect, _ in runs[False]} == {Imperfections()}
 
 
 def test_set_weights_change_the_mix_of_scripted_questions():

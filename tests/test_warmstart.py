@@ -283,9 +283,10 @@ def test_warmstart_runs_and_saves(tmp_path):
         warmstart(tmp_path / "m10", WarmstartConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "m"),
                                                      "years_from_names": 1.0}), log=lambda *_: None)
     line = card_command({**cfg.__dict__, "years_from_names": 1.0, "freeze_years": True, "induction_repeat": True,
-                         "compare_in_one_search": True, "compare_answer_first": True}, "DIR", None)
+                         "compare_in_one_search": True, "compare_answer_first": True, "compare_repeat": 0.0},
+                        "DIR", None)
     assert "--years-from-names 1 --freeze-years" in line and "--induction-repeat" in line
-    assert "--compare-in-one-search --compare-answer-first" in line
+    assert "--compare-in-one-search --compare-answer-first" in line and "--compare-repeat 0 " in line
     with pytest.raises(ValueError, match="no whole-year tokens"):
         warmstart(tmp_path / "m9", WarmstartConfig(**{**cfg.__dict__, "digit_years": True, "freeze_years": True}),
                   log=lambda *_: None)

@@ -73,6 +73,9 @@ def add_parsers(sub) -> None:
                    help="scripted comparisons search both names in one query instead of one search per name")
     p.add_argument("--compare-answer-first", action="store_true",
                    help="scripted comparisons name their answer first in the question (a curriculum step)")
+    p.add_argument("--compare-repeat", type=float, default=0.1,
+                   help="with --compare-in-one-search: share of scripted comparisons that run their one search "
+                        "twice (default 0.1)")
     p.add_argument("--misread", type=float, default=0.1,
                    help="share of scripted episodes (not the privileged ones) that answer with another value seen "
                         "in the passages; with --compare-in-one-search a comparison names the other subject "
@@ -161,8 +164,9 @@ def cmd_warmstart(args) -> int:
         raise ValueError("--digit-years and --year-pairs: choose one way to write years")
     if not (math.isfinite(args.digit_weight) and args.digit_weight > 0):
         raise ValueError(f"--digit-weight must be a finite number > 0, got {args.digit_weight}")
-    if not 0 <= args.misread <= 1:
-        raise ValueError(f"--misread must be in [0, 1], got {args.misread}")
+    for flag, value in (("--misread", args.misread), ("--compare-repeat", args.compare_repeat)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{flag} must be in [0, 1], got {value}")
     if args.max_hops is not None and args.max_hops < 1:
         raise ValueError(f"--max-hops must be >= 1, got {args.max_hops}")
     if args.years_from_names is not None and not (args.init_from and math.isfinite(args.years_from_names)):
@@ -178,6 +182,7 @@ def cmd_warmstart(args) -> int:
                                         world_level=args.level, quote_style=args.quote,
                                         questions_per_world=args.episodes, max_hops=args.max_hops,
                                         set_weights=set_weights, misread=args.misread,
+                                        compare_repeat=args.compare_repeat,
                                         compare_in_one_search=args.compare_in_one_search,
                                         compare_answer_first=args.compare_answer_first,
                                         spaced_values=args.spaced_values, digit_years=args.digit_years,

@@ -78,6 +78,7 @@ def _command(cfg: dict, out: str, parent_out: str | None) -> str:
     flags += " --compare-in-one-search" if cfg.get("compare_in_one_search") else ""
     flags += " --compare-answer-first" if cfg.get("compare_answer_first") else ""
     flags += f" --misread {cfg['misread']:g}" if cfg.get("misread", 0.1) != 0.1 else ""
+    flags += f" --compare-repeat {cfg['compare_repeat']:g}" if cfg.get("compare_repeat", 0.1) != 0.1 else ""
     flags += " --spaced-values" if cfg.get("spaced_values") else ""
     flags += " --digit-years" if cfg.get("digit_years") else ""
     flags += " --year-pairs" if cfg.get("year_pairs") else ""

@@ -67,7 +67,10 @@ def demo_stream(tokenizer, cfg: WarmstartConfig, rng: random.Random):
         episodes = []
         for ex in scripted_questions(pool, cfg, rng):
             ex = answer_named_first(ex) if cfg.compare_answer_first else ex
-            segments = demonstrate(ex, facts, client, rng, Imperfections(misread=cfg.misread),
+            imperfect = Imperfections(misread=cfg.misread)
+            if cfg.compare_in_one_search and "subjects" in (ex.metadata or {}):
+                imperfect = dataclasses.replace(imperfect, repeat=cfg.compare_repeat)
+            segments = demonstrate(ex, facts, client, rng, imperfect,
                                    restate_need=cfg.restate_need,
                                    quote_style=cfg.quote_style, compare_in_one_search=cfg.compare_in_one_search)
             episodes.append((question_prompt_ids(tokenizer, ex.question), segments))

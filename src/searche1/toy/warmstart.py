@@ -61,6 +61,9 @@ class WarmstartConfig:
     """Scripted comparisons name the answer first in the question ("Which city is older, A or B?" with A the
     older): the answer is then the first name of the question, as the first query copies it, a step towards
     copying a name of the question at all (docs/warmstart.md, "Comparisons are memorised, not copied")."""
+    compare_repeat: float = 0.1
+    """With compare_in_one_search: share of scripted comparisons that run their one search twice. At 0, after a
+    comparison's block the next turn is always its answer, never another "I need ..." (docs/warmstart.md, s13)."""
     misread: float = 0.1
     """Share of scripted episodes (not privileged ones) that answer with another value seen in the passages (the
     scripted searcher's misreads): the wrong answers a policy samples at temperature 1, so that siblings differ."""
